@@ -1,0 +1,130 @@
+# stripe-connect — build, test, run, bench, install.
+# Every variable here can be overridden on the command line (make CC=clang).
+
+SHELL       := /bin/bash
+CC          ?= cc
+PKG_CONFIG  ?= pkg-config
+LUA         ?= lua5.4
+LUAJIT      ?= luajit
+PREFIX      ?= /usr/local
+BUILD       ?= build
+
+LUA_PC      ?= lua5.4
+LUAJIT_PC   ?= luajit
+DEPS_PC     ?= openssl libcurl
+
+# Debian 12 packages the build, the tests and `make run` need.
+APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
+                libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
+                lua-sql-sqlite3 luarocks sqlite3 valgrind curl
+# Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
+# so Debian's are installed only when none is on the PATH.
+NODE_PACKAGES ?= nodejs npm
+
+WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS)
+
+PC = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+PL = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+CORE_SRCS  := $(sort $(wildcard host/core/*.c))
+HOST_SRCS  := $(sort $(wildcard host/*.c))
+HEADERS    := $(wildcard host/*.h host/core/*.h)
+
+CORE54_OBJS  := $(CORE_SRCS:host/core/%.c=$(BUILD)/obj/lua54/%.o)
+COREJIT_OBJS := $(CORE_SRCS:host/core/%.c=$(BUILD)/obj/luajit/%.o)
+HOST_OBJS    := $(HOST_SRCS:host/%.c=$(BUILD)/obj/host/%.o)
+
+HOST_BIN   := $(BUILD)/stripe-connect
+CORE54_SO  := $(BUILD)/lua/stripe_connect/core.so
+COREJIT_SO := $(BUILD)/luajit/stripe_connect/core.so
+
+.PHONY: all deps test test-quick run bench install clean valgrind rock
+
+all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
+
+# `make deps` installs whatever of APT_PACKAGES is missing (as root, apt-get).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	  done; command -v npm >/dev/null || echo $(NODE_PACKAGES)); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing" $$missing; \
+	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (or install: $$missing)" >&2; exit 1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p $(BUILD) && touch $(BUILD)/.deps
+
+$(BUILD)/.deps: Makefile
+	@$(MAKE) --no-print-directory deps
+
+$(BUILD)/obj/lua54/%.o: host/core/%.c $(HEADERS) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(call PC,$(LUA_PC) $(DEPS_PC)) -c $< -o $@
+
+$(BUILD)/obj/luajit/%.o: host/core/%.c $(HEADERS) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(call PC,$(LUAJIT_PC) $(DEPS_PC)) -c $< -o $@
+
+$(BUILD)/obj/host/%.o: host/%.c $(HEADERS) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(call PC,$(LUA_PC) $(DEPS_PC) libevent libevent_pthreads) -c $< -o $@
+
+$(CORE54_SO): $(CORE54_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(call PL,$(DEPS_PC))
+
+$(COREJIT_SO): $(COREJIT_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(call PL,$(DEPS_PC))
+
+$(HOST_BIN): $(HOST_OBJS) $(CORE54_OBJS)
+	$(CC) -o $@ $^ -Wl,-E $(call PL,$(LUA_PC) $(DEPS_PC) libevent libevent_pthreads) -lpthread -lm -ldl
+
+# ---------------------------------------------------------------- tests
+# Spec groups: core (C primitives; also under LuaJIT), lua (pure-Lua units),
+# integration (real servers over loopback; under the host only).
+SPECS_CORE        := $(sort $(wildcard spec/core/*_spec.lua))
+SPECS_LUA         := $(sort $(wildcard spec/lua/*_spec.lua))
+SPECS_INTEGRATION := $(sort $(wildcard spec/integration/*_spec.lua))
+LUA_PATHS  = LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;"
+RESULTS    = $(BUILD)/test-results
+
+test: all
+	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@status=0; \
+	$(HOST_BIN) run spec/run.lua --label host $(SPECS_CORE) $(SPECS_LUA) $(SPECS_INTEGRATION) \
+	  | tee $(RESULTS)/host.txt || status=1; \
+	$(LUA_PATHS) LUA_CPATH="$(BUILD)/lua/?.so;;" $(LUA) spec/run.lua --label lua5.4 $(SPECS_CORE) $(SPECS_LUA) \
+	  | tee $(RESULTS)/lua54.txt || status=1; \
+	$(LUA_PATHS) LUA_CPATH="$(BUILD)/luajit/?.so;;" $(LUAJIT) spec/run.lua --label luajit $(SPECS_CORE) \
+	  | tee $(RESULTS)/luajit.txt || status=1; \
+	$(MAKE) --no-print-directory rock >$(RESULTS)/rock-build.log 2>&1 || { cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed" | tee $(RESULTS)/rock.txt; status=1; }; \
+	if [ -f $(BUILD)/rocks/lib/lua/5.4/stripe_connect/core.so ]; then \
+	  LUA_PATH="$(BUILD)/rocks/share/lua/5.4/?.lua;$(BUILD)/rocks/share/lua/5.4/?/init.lua;spec/?.lua;;" \
+	  LUA_CPATH="$(BUILD)/rocks/lib/lua/5.4/?.so;;" $(LUA) spec/run.lua --label rock $(SPECS_CORE) $(SPECS_LUA) \
+	  | tee $(RESULTS)/rock.txt || status=1; \
+	fi; \
+	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } \
+	  END { printf "%d passed, %d failed\n", p, f; exit (f > 0) }' || status=1; \
+	exit $$status
+
+# luarocks make of the rockspec into a tree under build/ (no network needed).
+rock: all
+	@rm -rf $(BUILD)/rocks
+	luarocks --lua-version=5.4 --tree=$(BUILD)/rocks make --deps-mode=none stripe-connect-scm-1.rockspec
+
+run: all
+	@$(HOST_BIN) run scripts/dev.lua
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect \
+	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/stripe_connect
+	install -m 755 $(HOST_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 lua/stripe_connect/*.lua $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect/
+	install -m 644 $(CORE54_SO) $(DESTDIR)$(PREFIX)/lib/lua/5.4/stripe_connect/
+
+clean:
+	rm -rf $(BUILD)

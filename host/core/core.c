@@ -1,0 +1,24 @@
+/*
+ * core.c — entry point of the C module `stripe_connect.core`.
+ *
+ * Primitives only, no policy: the Lua library `stripe_connect` requires this
+ * module and adds the friendly API.  Built for Lua 5.4 and for LuaJIT 2.1.
+ */
+#include "core.h"
+
+LUALIB_API int luaopen_stripe_connect_core(lua_State *L);
+
+/* Stack: [-0, +1]; returns the module table. */
+LUALIB_API int luaopen_stripe_connect_core(lua_State *L)
+{
+    lua_newtable(L);
+    sc_open_crypto(L);
+    sc_open_codec(L);
+    sc_open_http(L);
+    sc_open_webhook(L);
+    lua_pushliteral(L, SC_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, LUA_VERSION);
+    lua_setfield(L, -2, "lua_version");
+    return 1;
+}

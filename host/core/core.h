@@ -1,0 +1,33 @@
+/*
+ * core.h — internal interface between the files of stripe_connect.core.
+ *
+ * Each area (crypto, codec, http, webhook, …) is one .c file in host/core/
+ * exposing one `void sc_open_<area>(lua_State *L)` that adds its functions to
+ * the module table on top of the stack.  core.c calls them all from
+ * luaopen_stripe_connect_core.  No area keeps settings in C globals.
+ */
+#ifndef SC_CORE_H
+#define SC_CORE_H
+
+#include <stddef.h>
+#include "../compat.h"
+
+#define SC_VERSION "0.1.0"
+
+/* Stack: [-0, +0]; adds the area's functions to the table at the top. */
+void sc_open_crypto(lua_State *L);
+void sc_open_codec(lua_State *L);
+void sc_open_http(lua_State *L);
+void sc_open_webhook(lua_State *L);
+
+/* Constant-time comparison of two byte strings (length leaks, content does not). */
+int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen);
+
+/* HMAC-SHA256 of msg under key into out[32]; 0 on success, -1 on failure. */
+int sc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+                   unsigned char out[32]);
+
+/* Lowercase hex of n bytes into out (2n chars, no NUL). */
+void sc_hex_encode(const unsigned char *in, size_t n, char *out);
+
+#endif /* SC_CORE_H */

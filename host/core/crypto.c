@@ -1,0 +1,241 @@
+/*
+ * crypto.c — HMAC-SHA256, SHA-256, constant-time comparison, CSPRNG bytes,
+ * hex and base64url.  All hashing goes through OpenSSL; nothing here is a
+ * hand-written hash.  Decoders answer `nil, message` on bad input.
+ */
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "core.h"
+
+#define SC_RANDOM_MAX 4096
+
+int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    if (alen == 0)
+        return 1;
+    return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+int sc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+                   unsigned char out[32])
+{
+    unsigned int outlen = 32;
+    static const unsigned char empty = 0;
+    /* OpenSSL rejects a NULL key pointer even with length 0. */
+    if (HMAC(EVP_sha256(), keylen ? key : &empty, (int)keylen,
+             msglen ? msg : &empty, msglen, out, &outlen) == NULL)
+        return -1;
+    return outlen == 32 ? 0 : -1;
+}
+
+void sc_hex_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+}
+
+/* hmac_sha256(key, message) -> 32 raw bytes.  Stack: [-2, +1]. */
+static int crypto_hmac_sha256(lua_State *L)
+{
+    size_t klen, mlen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    const char *msg = luaL_checklstring(L, 2, &mlen);
+    unsigned char mac[32];
+    if (sc_hmac_sha256(key, klen, msg, mlen, mac) != 0)
+        return luaL_error(L, "hmac_sha256: OpenSSL failure");
+    lua_pushlstring(L, (const char *)mac, sizeof mac);
+    return 1;
+}
+
+/* sha256(message) -> 32 raw bytes.  Stack: [-1, +1]. */
+static int crypto_sha256(lua_State *L)
+{
+    size_t mlen;
+    const char *msg = luaL_checklstring(L, 1, &mlen);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(msg, mlen, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+        return luaL_error(L, "sha256: OpenSSL failure");
+    lua_pushlstring(L, (const char *)md, sizeof md);
+    return 1;
+}
+
+/* equal(a, b) -> boolean, constant time in the content.  Stack: [-2, +1]. */
+static int crypto_equal(lua_State *L)
+{
+    size_t alen, blen;
+    const char *a = luaL_checklstring(L, 1, &alen);
+    const char *b = luaL_checklstring(L, 2, &blen);
+    lua_pushboolean(L, sc_ct_equal((const unsigned char *)a, alen,
+                                   (const unsigned char *)b, blen));
+    return 1;
+}
+
+/* random_bytes(n) -> n bytes from the OpenSSL CSPRNG; 1 <= n <= 4096. */
+static int crypto_random_bytes(lua_State *L)
+{
+    lua_Number n = luaL_checknumber(L, 1);
+    unsigned char buf[SC_RANDOM_MAX];
+    if (n < 1 || n > SC_RANDOM_MAX || n != (lua_Number)(int)n)
+        return luaL_argerror(L, 1, "expected an integer from 1 to 4096");
+    if (RAND_bytes(buf, (int)n) != 1)
+        return luaL_error(L, "random_bytes: CSPRNG failure");
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    OPENSSL_cleanse(buf, (size_t)n);
+    return 1;
+}
+
+/* hex_encode(bytes) -> lowercase hex.  Stack: [-1, +1]. */
+static int crypto_hex_encode(lua_State *L)
+{
+    size_t n;
+    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, 2 * n);
+    sc_hex_encode(in, n, out);
+    luaL_pushresultsize(&b, 2 * n);
+    return 1;
+}
+
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* hex_decode(hex) -> bytes | nil, message.  Stack: [-1, +1|2]. */
+static int crypto_hex_decode(lua_State *L)
+{
+    size_t n;
+    const char *in = luaL_checklstring(L, 1, &n);
+    if (n % 2 != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "hex_decode: odd length");
+        return 2;
+    }
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, n / 2);
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hex_value((unsigned char)in[i]), lo = hex_value((unsigned char)in[i + 1]);
+        if (hi < 0 || lo < 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "hex_decode: invalid character at position %d", (int)(hi < 0 ? i + 1 : i + 2));
+            return 2;
+        }
+        out[i / 2] = (char)(hi << 4 | lo);
+    }
+    luaL_pushresultsize(&b, n / 2);
+    return 1;
+}
+
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* base64url_encode(bytes) -> text without padding (RFC 4648 §5). */
+static int crypto_base64url_encode(lua_State *L)
+{
+    size_t n;
+    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    size_t outlen = n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0), o = 0, i = 0;
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, outlen);
+    for (; i + 3 <= n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = b64url[v >> 18 & 63];
+        out[o++] = b64url[v >> 12 & 63];
+        out[o++] = b64url[v >> 6 & 63];
+        out[o++] = b64url[v & 63];
+    }
+    if (n - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        out[o++] = b64url[v >> 18 & 63];
+        out[o++] = b64url[v >> 12 & 63];
+    } else if (n - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        out[o++] = b64url[v >> 18 & 63];
+        out[o++] = b64url[v >> 12 & 63];
+        out[o++] = b64url[v >> 6 & 63];
+    }
+    luaL_pushresultsize(&b, o);
+    return 1;
+}
+
+static int b64url_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
+}
+
+/*
+ * base64url_decode(text) -> bytes | nil, message.  Strict: unpadded
+ * base64url only, no '+', '/', '=' or whitespace, and the unused low bits of
+ * the last character must be zero (so every value has one encoding).
+ */
+static int crypto_base64url_decode(lua_State *L)
+{
+    size_t n;
+    const char *in = luaL_checklstring(L, 1, &n);
+    if (n % 4 == 1) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "base64url_decode: invalid length");
+        return 2;
+    }
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 2);
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64url_value((unsigned char)in[i]);
+        if (v < 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "base64url_decode: invalid character at position %d", (int)i + 1);
+            return 2;
+        }
+        acc = (acc << 6 | (unsigned)v) & 0xffffff;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "base64url_decode: non-canonical trailing bits");
+        return 2;
+    }
+    luaL_pushresultsize(&b, o);
+    return 1;
+}
+
+static const luaL_Reg crypto_funcs[] = {
+    {"base64url_decode", crypto_base64url_decode},
+    {"base64url_encode", crypto_base64url_encode},
+    {"equal",            crypto_equal},
+    {"hex_decode",       crypto_hex_decode},
+    {"hex_encode",       crypto_hex_encode},
+    {"hmac_sha256",      crypto_hmac_sha256},
+    {"random_bytes",     crypto_random_bytes},
+    {"sha256",           crypto_sha256},
+    {NULL, NULL}
+};
+
+void sc_open_crypto(lua_State *L)
+{
+    luaL_setfuncs(L, crypto_funcs, 0);
+}

@@ -1,0 +1,27 @@
+-- stripe_connect — the public Lua library.  Requires the C core and exposes
+-- the friendly modules lazily, so `require "stripe_connect"` stays cheap in
+-- every runtime (host, plain lua5.4, LuaJIT/OpenResty).
+local core = require "stripe_connect.core"
+
+local M = {
+  core = core,
+  version = core.version,
+}
+
+local submodules = {
+  oauth = true, flow = true, policy = true, store = true, webhook = true,
+  transport = true, app = true, fake = true, state = true, config = true,
+}
+
+setmetatable(M, {
+  __index = function(t, k)
+    if submodules[k] then
+      local mod = require("stripe_connect." .. k)
+      rawset(t, k, mod)
+      return mod
+    end
+    return nil
+  end,
+})
+
+return M

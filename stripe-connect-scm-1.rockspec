@@ -1,0 +1,32 @@
+rockspec_format = "3.0"
+package = "stripe-connect"
+version = "scm-1"
+source = {
+   url = "git+file:///dev/null",
+}
+description = {
+   summary = "Stripe Connect OAuth (Standard accounts) for Lua: C core, Lua policy, host binary",
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.1",
+}
+external_dependencies = {
+   OPENSSL = { header = "openssl/hmac.h" },
+   CURL = { header = "curl/curl.h" },
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["stripe_connect.core"] = {
+         sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
+                     "host/core/http.c", "host/core/webhook.c" },
+         libraries = { "ssl", "crypto", "curl" },
+         incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
+         libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
+         defines = { "_GNU_SOURCE" },
+      },
+      ["stripe_connect"] = "lua/stripe_connect/init.lua",
+      ["stripe_connect.oauth"] = "lua/stripe_connect/oauth.lua",
+   },
+}
