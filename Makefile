@@ -89,7 +89,7 @@ $(HOST_BIN): $(HOST_OBJS) $(CORE54_OBJS)
 SPECS_CORE        := $(sort $(wildcard spec/core/*_spec.lua))
 SPECS_LUA         := $(sort $(wildcard spec/lua/*_spec.lua))
 SPECS_INTEGRATION := $(sort $(wildcard spec/integration/*_spec.lua))
-LUA_PATHS  = LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;"
+LUA_PATHS  = LUA_PATH="lua/?.lua;lua/?/init.lua;;"
 RESULTS    = $(BUILD)/test-results
 
 test: all
@@ -103,7 +103,7 @@ test: all
 	  | tee $(RESULTS)/luajit.txt || status=1; \
 	$(MAKE) --no-print-directory rock >$(RESULTS)/rock-build.log 2>&1 || { cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed" | tee $(RESULTS)/rock.txt; status=1; }; \
 	if [ -f $(BUILD)/rocks/lib/lua/5.4/stripe_connect/core.so ]; then \
-	  LUA_PATH="$(BUILD)/rocks/share/lua/5.4/?.lua;$(BUILD)/rocks/share/lua/5.4/?/init.lua;spec/?.lua;;" \
+	  LUA_PATH="$(BUILD)/rocks/share/lua/5.4/?.lua;$(BUILD)/rocks/share/lua/5.4/?/init.lua;;" \
 	  LUA_CPATH="$(BUILD)/rocks/lib/lua/5.4/?.so;;" $(LUA) spec/run.lua --label rock $(SPECS_CORE) $(SPECS_LUA) \
 	  | tee $(RESULTS)/rock.txt || status=1; \
 	fi; \
@@ -111,10 +111,18 @@ test: all
 	  END { printf "%d passed, %d failed\n", p, f; exit (f > 0) }' || status=1; \
 	exit $$status
 
-# luarocks make of the rockspec into a tree under build/ (no network needed).
+# Debian keeps curl.h and the libraries under multiarch folders LuaRocks does not search.
+MULTIARCH     := $(shell $(CC) -print-multiarch 2>/dev/null)
+MULTIARCH_INC ?= $(if $(MULTIARCH),/usr/include/$(MULTIARCH),/usr/include)
+MULTIARCH_LIB ?= $(if $(MULTIARCH),/usr/lib/$(MULTIARCH),/usr/lib)
+
+# luarocks make of the rockspec into a tree under build/ (no network needed), from a
+# copy of the sources so the builtin backend's objects stay out of the work tree.
 rock: all
-	@rm -rf $(BUILD)/rocks
-	luarocks --lua-version=5.4 --tree=$(BUILD)/rocks make --deps-mode=none stripe-connect-scm-1.rockspec
+	@rm -rf $(BUILD)/rocks $(BUILD)/rock-src && mkdir -p $(BUILD)/rock-src
+	@cp -r host lua stripe-connect-scm-1.rockspec $(BUILD)/rock-src/
+	cd $(BUILD)/rock-src && luarocks --lua-version=5.4 --tree=$(abspath $(BUILD))/rocks make --deps-mode=none stripe-connect-scm-1.rockspec \
+	  CURL_INCDIR=$(MULTIARCH_INC) CURL_LIBDIR=$(MULTIARCH_LIB)
 
 run: all
 	@$(HOST_BIN) run scripts/dev.lua
