@@ -1,0 +1,54 @@
+-- stripe_connect.util — small helpers shared by the platform modules (state,
+-- store, flow, app): option-table checks, HTML escaping, local-path checks.
+-- Internal: the public API is in the modules that use these.
+local M = {}
+
+-- check_opts(opts, allowed, where) -> opts (or {} when nil).
+-- Raises on a non-table or on a key not in `allowed` (a set: name -> true).
+function M.check_opts(opts, allowed, where)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(where .. ": options must be a table", 3)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      error(where .. ": unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
+  return opts
+end
+
+local html_escapes = {
+  ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;",
+}
+
+-- html(s) -> s with & < > " ' escaped (nil becomes "").
+function M.html(s)
+  if s == nil then return "" end
+  return (tostring(s):gsub("[&<>\"']", html_escapes))
+end
+
+-- is_local_path(p) -> true when p is a path on this site: starts with a single
+-- "/", no "//" anywhere, no backslash, no control characters or spaces, and
+-- at most 512 bytes.  "/a/b?x=1#f" passes; "//evil", "/\\evil",
+-- "https://x", "javascript:" do not.
+function M.is_local_path(p)
+  if type(p) ~= "string" or #p == 0 or #p > 512 then return false end
+  if p:sub(1, 1) ~= "/" then return false end
+  if p:find("//", 1, true) or p:find("\\", 1, true) then return false end
+  if p:find("[%c%s]") then return false end
+  -- Percent-encoded slashes or backslashes could be decoded by someone later.
+  local lower = p:lower()
+  if lower:find("%2f", 1, true) or lower:find("%5c", 1, true) then return false end
+  return true
+end
+
+-- copy(v) -> a deep copy of plain data (tables of strings/numbers/booleans).
+function M.copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = M.copy(x) end
+  return t
+end
+
+return M
