@@ -1,0 +1,78 @@
+-- stripe_connect.store — the storage-hook interface and `store.open(url)`.
+--
+-- A store is any table with these methods (the memory and SQLite stores
+-- implement them; a platform may pass its own table, e.g. over PostgreSQL).
+-- Runtime failures answer `nil, message`; misuse raises.
+--
+-- Accounts.  An account is a plain table:
+--   { id = "acct_…", status = "connected" | "disconnected", scope = "read_write",
+--     livemode = false, token_type, access_token, refresh_token,
+--     stripe_publishable_key, connected_at, updated_at, disconnected_at (Unix s),
+--     disconnect_reason, …any other plain fields (kept as-is) }
+--   store:put_account(a)                -> true          insert or replace by id
+--   store:get_account(id)               -> a | nil
+--   store:list_accounts()               -> { a, … }      newest connected_at first
+--   store:mark_disconnected(id, reason) -> true | false  (false: no such account);
+--                                          status "disconnected", tokens wiped
+--   store:delete_account(id)            -> true | false
+--
+-- Flows (one-time OAuth state; the nonce comes from the state token).
+--   store:claim_flow(nonce, expires_at) -> true                  first claim
+--                                       | false, outcome|nil     already claimed:
+--                                         the recorded outcome, or nil while the
+--                                         first claimant is still working
+--     Must be atomic across every process sharing the store.
+--   store:record_outcome(nonce, outcome) -> true   (outcome: plain table)
+--   store:get_flow(nonce) -> { nonce, expires_at, claimed_at, outcome } | nil
+--   store:expire(now)     -> number removed (flows past expires_at, events past ttl)
+--
+-- Webhook events.
+--   store:event_once(event_id, ttl_seconds) -> true the first time, false for a
+--     duplicate seen within ttl_seconds
+--
+-- Operations.
+--   store:ping()          -> true        (GET /healthz)
+--   store:incr(name, n)   -> true        add n (default 1) to a named counter
+--   store:counters()      -> { name = value, … }  (GET /metrics: shared by all
+--                                         workers and processes using the store)
+--   store:close()
+local util = require "stripe_connect.util"
+
+local M = {}
+
+-- Required methods; ping, incr, counters and close are optional (without
+-- them /healthz only checks the process and /metrics counts nothing).
+M.METHODS = {
+  "put_account", "get_account", "list_accounts", "mark_disconnected", "delete_account",
+  "claim_flow", "record_outcome", "get_flow", "expire", "event_once",
+}
+
+-- open(url, opts) -> store | nil, message
+--   "memory:"           a fresh memory store (store/memory.lua)
+--   "sqlite:PATH"       an SQLite file (store/sqlite.lua); opts.busy_timeout (ms)
+function M.open(url, opts)
+  opts = util.check_opts(opts, { busy_timeout = true }, "store.open")
+  if type(url) ~= "string" then error("store.open: url must be a string", 2) end
+  if url == "memory:" or url == "memory" then
+    return require("stripe_connect.store.memory").new()
+  end
+  local path = url:match("^sqlite:(.+)$")
+  if path then
+    path = path:gsub("^//", "")
+    return require("stripe_connect.store.sqlite").open(path, opts)
+  end
+  return nil, "unknown store URL (use sqlite:PATH or memory:)"
+end
+
+-- check(store) -> store | nil, message: a user-supplied store has every method.
+function M.check(s)
+  if type(s) ~= "table" then return nil, "a store must be a table" end
+  local missing = {}
+  for _, m in ipairs(M.METHODS) do
+    if type(s[m]) ~= "function" then missing[#missing + 1] = m end
+  end
+  if #missing > 0 then return nil, "the store lacks: " .. table.concat(missing, ", ") end
+  return s
+end
+
+return M

@@ -1,0 +1,225 @@
+-- The store interface: the same rows run against every implementation
+-- (memory, and SQLite in a fresh temp file).
+local lu = require "luaunit"
+local store = require "stripe_connect.store"
+
+local function tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p '" .. p .. "'"))
+  return p
+end
+
+local IMPLEMENTATIONS = {
+  { "memory", function() return assert(store.open("memory:")) end, function() end },
+  { "sqlite", function()
+      local dir = tmpdir()
+      local s = assert(store.open("sqlite:" .. dir .. "/t.db"))
+      s._dir = dir
+      return s
+    end,
+    function(s) s:close(); os.execute("rm -rf '" .. s._dir .. "'") end },
+}
+
+local function each(fn)
+  for _, impl in ipairs(IMPLEMENTATIONS) do
+    local s = impl[2]()
+    local ok, err = pcall(fn, s, impl[1])
+    impl[3](s)
+    if not ok then error(impl[1] .. ": " .. tostring(err), 0) end
+  end
+end
+
+local function account(id, extra)
+  local a = { id = id, scope = "read_write", livemode = false, token_type = "bearer",
+    access_token = "sk_test_access", refresh_token = "rt_x", stripe_publishable_key = "pk_test_x",
+    connected_at = 1700000000, status = "connected" }
+  for k, v in pairs(extra or {}) do a[k] = v end
+  return a
+end
+
+local TestStore = {}
+
+function TestStore.test_open_urls()
+  local rows = {
+    { "memory:", true }, { "memory", true }, { "postgres://x", false }, { "", false },
+  }
+  for _, row in ipairs(rows) do
+    local s, err = store.open(row[1])
+    if row[2] then lu.assertNotNil(s, row[1]) else lu.assertNil(s, row[1]); lu.assertIsString(err) end
+  end
+  lu.assertErrorMsgContains("unknown option", store.open, "memory:", { nope = 1 })
+  local s, err = store.open("sqlite:/nonexistent-dir/x/y.db")
+  lu.assertNil(s)
+  lu.assertStrContains(err, "sqlite")
+end
+
+function TestStore.test_check()
+  lu.assertNotNil(store.check(store.open("memory:")))
+  local ok, err = store.check({ put_account = function() end })
+  lu.assertNil(ok)
+  lu.assertStrContains(err, "claim_flow")
+end
+
+function TestStore.test_accounts_roundtrip()
+  each(function(s, name)
+    lu.assertNil(s:get_account("acct_1"), name)
+    lu.assertTrue(s:put_account(account("acct_1", { note = "it's \"quoted\"; DROP TABLE accounts; --" })))
+    local a = s:get_account("acct_1")
+    lu.assertEquals(a.id, "acct_1")
+    lu.assertEquals(a.scope, "read_write")
+    lu.assertEquals(a.livemode, false)
+    lu.assertEquals(a.refresh_token, "rt_x")
+    lu.assertEquals(a.connected_at, 1700000000)
+    lu.assertEquals(a.status, "connected")
+    lu.assertEquals(a.note, "it's \"quoted\"; DROP TABLE accounts; --", name .. ": extra fields kept")
+    lu.assertIsNumber(a.updated_at)
+    -- mutation of the returned copy does not change the store
+    a.scope = "changed"
+    lu.assertEquals(s:get_account("acct_1").scope, "read_write")
+    -- replace
+    lu.assertTrue(s:put_account(account("acct_1", { livemode = true, scope = "read_only" })))
+    lu.assertEquals(s:get_account("acct_1").livemode, true)
+    lu.assertEquals(s:get_account("acct_1").scope, "read_only")
+  end)
+end
+
+function TestStore.test_hostile_ids_are_data()
+  each(function(s, name)
+    local ids = { "acct_'; DROP TABLE accounts; --", "acct_\"x\"", "acct_%_*", "acct_ünï" }
+    for _, id in ipairs(ids) do
+      lu.assertTrue(s:put_account(account(id)), name .. " " .. id)
+    end
+    for _, id in ipairs(ids) do
+      lu.assertEquals(s:get_account(id).id, id, name)
+    end
+    lu.assertEquals(#s:list_accounts(), #ids, name)
+    lu.assertNil(s:get_account("acct_%"), name)
+  end)
+end
+
+function TestStore.test_list_order()
+  each(function(s, name)
+    s:put_account(account("acct_old", { connected_at = 100 }))
+    s:put_account(account("acct_new", { connected_at = 300 }))
+    s:put_account(account("acct_mid", { connected_at = 200 }))
+    local ids = {}
+    for i, a in ipairs(s:list_accounts()) do ids[i] = a.id end
+    lu.assertEquals(ids, { "acct_new", "acct_mid", "acct_old" }, name)
+  end)
+end
+
+function TestStore.test_mark_disconnected_and_delete()
+  each(function(s, name)
+    s:put_account(account("acct_1"))
+    lu.assertTrue(s:mark_disconnected("acct_1", "webhook"), name)
+    local a = s:get_account("acct_1")
+    lu.assertEquals(a.status, "disconnected", name)
+    lu.assertEquals(a.disconnect_reason, "webhook", name)
+    lu.assertNil(a.refresh_token, name)
+    lu.assertNil(a.access_token, name)
+    lu.assertNil(a.stripe_publishable_key, name)
+    lu.assertIsNumber(a.disconnected_at, name)
+    lu.assertEquals(a.scope, "read_write", name)
+    lu.assertFalse(s:mark_disconnected("acct_none", "x"), name)
+    lu.assertTrue(s:delete_account("acct_1"), name)
+    lu.assertNil(s:get_account("acct_1"), name)
+    lu.assertFalse(s:delete_account("acct_1"), name)
+  end)
+end
+
+function TestStore.test_claim_flow_once()
+  each(function(s, name)
+    local exp = os.time() + 600
+    lu.assertEquals({ s:claim_flow("n1", exp) }, { true }, name)
+    -- in flight: claimed, no outcome yet
+    local ok, outcome = s:claim_flow("n1", exp)
+    lu.assertFalse(ok, name)
+    lu.assertNil(outcome, name)
+    local f = s:get_flow("n1")
+    lu.assertEquals(f.nonce, "n1", name)
+    lu.assertEquals(f.expires_at, exp, name)
+    lu.assertNil(f.outcome, name)
+    lu.assertTrue(s:record_outcome("n1", { status = 303, location = "/connected", account_id = "acct_1" }), name)
+    ok, outcome = s:claim_flow("n1", exp)
+    lu.assertFalse(ok, name)
+    lu.assertEquals(outcome, { status = 303, location = "/connected", account_id = "acct_1" }, name)
+    lu.assertEquals(s:get_flow("n1").outcome.status, 303, name)
+    -- another nonce is independent
+    lu.assertTrue(s:claim_flow("n2", exp), name)
+    lu.assertNil(s:record_outcome("nope", {}), name)
+    lu.assertNil(s:get_flow("nope"), name)
+  end)
+end
+
+function TestStore.test_expire()
+  each(function(s, name)
+    local now = os.time()
+    s:claim_flow("old", now - 10)
+    s:claim_flow("new", now + 600)
+    s:event_once("evt_old", -10)
+    s:event_once("evt_new", 600)
+    lu.assertEquals(s:expire(now), 2, name)
+    lu.assertNil(s:get_flow("old"), name)
+    lu.assertNotNil(s:get_flow("new"), name)
+    lu.assertFalse(s:event_once("evt_new", 600), name)
+    lu.assertTrue(s:event_once("evt_old", 600), name)
+  end)
+end
+
+function TestStore.test_event_once()
+  each(function(s, name)
+    lu.assertTrue(s:event_once("evt_1", 3600), name)
+    lu.assertFalse(s:event_once("evt_1", 3600), name)
+    lu.assertTrue(s:event_once("evt_2", 3600), name)
+    -- an expired record lets the id through again
+    lu.assertTrue(s:event_once("evt_3", -1), name)
+    lu.assertTrue(s:event_once("evt_3", 3600), name)
+    lu.assertFalse(s:event_once("evt_3", 3600), name)
+  end)
+end
+
+function TestStore.test_counters_and_ping()
+  each(function(s, name)
+    lu.assertTrue(s:ping(), name)
+    lu.assertEquals(s:counters(), {}, name)
+    s:incr('callbacks_total{outcome="connected"}')
+    s:incr('callbacks_total{outcome="connected"}', 2)
+    s:incr("x")
+    lu.assertEquals(s:counters(), { ['callbacks_total{outcome="connected"}'] = 3, x = 1 }, name)
+  end)
+end
+
+function TestStore.test_sqlite_reopen_keeps_data_and_schema_version()
+  local dir = tmpdir()
+  local path = dir .. "/t.db"
+  local s = assert(store.open("sqlite:" .. path))
+  s:put_account(account("acct_keep"))
+  s:claim_flow("n", os.time() + 60)
+  s:close()
+  local s2 = assert(store.open("sqlite:" .. path))
+  lu.assertEquals(s2:get_account("acct_keep").id, "acct_keep")
+  lu.assertFalse((s2:claim_flow("n", os.time() + 60)))
+  local rows = s2:rows("SELECT version FROM schema_version")
+  lu.assertEquals(#rows, 1)
+  lu.assertEquals(math.floor(tonumber(rows[1].version)), 1)
+  local jm = s2:rows("PRAGMA journal_mode")
+  lu.assertEquals(jm[1].journal_mode, "wal")
+  -- a database from a newer version is refused
+  s2:exec("UPDATE schema_version SET version = 99")
+  s2:close()
+  local s3, err = store.open("sqlite:" .. path)
+  lu.assertNil(s3)
+  lu.assertStrContains(err, "newer")
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+function TestStore.test_sqlite_refuses_nul()
+  local dir = tmpdir()
+  local s = assert(store.open("sqlite:" .. dir .. "/t.db"))
+  lu.assertErrorMsgContains("NUL", function() s:get_account("a\0b") end)
+  s:close()
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+return { TestStore = TestStore }
