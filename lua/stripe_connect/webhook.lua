@@ -1,23 +1,249 @@
--- stripe_connect.webhook — Stripe webhook signatures (PROTOCOL.md §5):
--- signing (for tests, the fake Connect and send_webhook.lua), verification,
--- and the platform's webhook endpoint.
+-- stripe_connect.webhook — Stripe webhook signatures and the platform's
+-- webhook endpoint (PROTOCOL.md §5–6).
+--
+--   sign(payload, secrets, opts)        -> `Stripe-Signature` header value
+--   verify(payload, header, secrets, opts) -> true, timestamp | nil, code, message
+--   event(opts)                         -> JSON text, event table (realistic test events)
+--   parse_secrets(s)                    -> list of secrets from "whsec_a,whsec_b"
+--   handler(opts)                       -> function(req) -> res, for POST /webhooks
+--
+-- The handler verifies the exact raw body, de-duplicates events by id in the
+-- store, marks accounts disconnected on `account.application.deauthorized`
+-- (the top-level `account`, never data.object.id, which is the platform's
+-- ca_… application id) and hands other events to `on_event`.
 local core = require "stripe_connect.core"
+local cjson = require "cjson.safe"
 
 local M = {}
 
+M.DEFAULT_TOLERANCE = 300
+M.DEFAULT_MAX_BODY = 1024 * 1024
+M.MIN_EVENT_TTL = 72 * 3600            -- Stripe retries for up to three days
+M.DEFAULT_EVENT_TTL = 7 * 24 * 3600
+M.DEAUTHORIZED = "account.application.deauthorized"
+
+local function check_opts(opts, allowed, where)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
+  for k in pairs(opts) do
+    if not allowed[k] then error(where .. ": unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  return opts
+end
+
+local function check_secrets(secrets, where)
+  if type(secrets) == "string" then secrets = { secrets } end
+  if type(secrets) ~= "table" or #secrets == 0 then
+    error(where .. ": secrets must be a string or a non-empty list", 3)
+  end
+  for _, s in ipairs(secrets) do
+    if type(s) ~= "string" or s == "" then error(where .. ": every secret must be a non-empty string", 3) end
+  end
+  return secrets
+end
+
 -- sign(payload, secrets, opts) -> `Stripe-Signature` header value.
--- secrets: one secret or a list (one v1 per secret, as Stripe does during
--- rotation); opts.timestamp (default now).
+-- secrets: one secret or a list (one signature per secret, as Stripe does
+-- during rotation).  opts.timestamp (default now); opts.scheme (default
+-- "v1"; "v0" makes the header Stripe's test events carry alongside v1).
 function M.sign(payload, secrets, opts)
   assert(type(payload) == "string", "sign: payload must be a string")
-  if type(secrets) == "string" then secrets = { secrets } end
-  assert(type(secrets) == "table" and #secrets > 0, "sign: secrets must be a string or a non-empty list")
-  local t = math.floor((opts and opts.timestamp) or os.time())
-  local parts = { "t=" .. string.format("%d", t) }
+  secrets = check_secrets(secrets, "sign")
+  opts = check_opts(opts, { timestamp = true, scheme = true }, "sign")
+  local t = string.format("%d", math.floor(opts.timestamp or os.time()))
+  local scheme = opts.scheme or "v1"
+  local parts = { "t=" .. t }
   for _, secret in ipairs(secrets) do
-    parts[#parts + 1] = "v1=" .. core.hex_encode(core.hmac_sha256(secret, string.format("%d", t) .. "." .. payload))
+    parts[#parts + 1] = scheme .. "=" .. core.hex_encode(core.hmac_sha256(secret, t .. "." .. payload))
   end
   return table.concat(parts, ",")
+end
+
+-- verify(payload, header, secrets, opts) -> true, timestamp | nil, code, message.
+-- secrets: a string or a list (rotation); opts: tolerance (seconds, default
+-- 300; must be positive: 0 does not disable the check), now (seconds, tests).
+-- Codes: no_payload, no_header, malformed_header, no_v1, no_match, too_old,
+-- in_future.  See host/core/webhook.c for the header grammar.
+function M.verify(payload, header, secrets, opts)
+  return core.webhook_verify(payload, header, secrets, opts)
+end
+
+-- parse_secrets("whsec_a, whsec_b") -> { "whsec_a", "whsec_b" } (nil or "" -> nil).
+-- The form of STRIPE_WEBHOOK_SECRETS: comma-separated, spaces ignored.
+function M.parse_secrets(s)
+  if s == nil then return nil end
+  local list = {}
+  for item in tostring(s):gmatch("[^,]+") do
+    item = item:match("^%s*(.-)%s*$")
+    if item ~= "" then list[#list + 1] = item end
+  end
+  if #list == 0 then return nil end
+  return list
+end
+
+local function random_id(prefix, n)
+  return prefix .. core.base64url_encode(core.random_bytes(n)):gsub("[-_]", "x")
+end
+
+-- A JSON object with the keys in Stripe's order (cjson keeps no order);
+-- raw[k], when given, is the already-encoded value of k.
+local function ordered_json(t, keys, raw)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = raw and raw[k] or (t[k] ~= nil and assert(cjson.encode(t[k])))
+    if v then parts[#parts + 1] = cjson.encode(k) .. ":" .. v end
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local event_keys = { "id", "object", "account", "api_version", "created", "data", "livemode",
+                     "pending_webhooks", "request", "type" }
+
+-- event{ type=, account=, id=, created=, livemode=, api_version=, object=,
+--        pending_webhooks= } -> JSON text, event table.
+-- A realistic event as Stripe sends it (PROTOCOL.md §6).  For
+-- account.application.deauthorized, data.object defaults to the platform's
+-- application `{id="ca_…", object="application", name=null}`.
+function M.event(opts)
+  opts = check_opts(opts, { type = true, account = true, id = true, created = true, livemode = true,
+                            api_version = true, object = true, pending_webhooks = true }, "event")
+  assert(type(opts.type) == "string" and opts.type ~= "", "event: type is required")
+  local object = opts.object
+  if object == nil and opts.type == M.DEAUTHORIZED then
+    object = { id = random_id("ca_", 24), object = "application", name = cjson.null }
+  end
+  local ev = {
+    id = opts.id or random_id("evt_", 18),
+    object = "event",
+    account = opts.account,
+    api_version = opts.api_version or "2020-08-27",
+    created = opts.created or os.time(),
+    data = { object = object or {} },
+    livemode = opts.livemode == true,
+    pending_webhooks = opts.pending_webhooks or 1,
+    request = { id = cjson.null, idempotency_key = cjson.null },
+    type = opts.type,
+  }
+  local object_json = object and object.object == "application"
+    and ordered_json(object, { "id", "object", "name" }) or assert(cjson.encode(ev.data.object))
+  return ordered_json(ev, event_keys, { data = '{"object":' .. object_json .. "}" }), ev
+end
+
+local function json_response(status, t)
+  return {
+    status = status,
+    headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
+    body = assert(cjson.encode(t)),
+  }
+end
+
+local function default_log(msg)
+  io.stderr:write("webhook: ", msg, "\n")
+end
+
+-- The event as a table when it has a string id and type; nil otherwise.
+local function parse_event(body)
+  local ev = cjson.decode(body)
+  if type(ev) ~= "table" or type(ev.id) ~= "string" or ev.id == "" or #ev.id > 255
+     or type(ev.type) ~= "string" or ev.type == "" then
+    return nil
+  end
+  return ev
+end
+
+-- Runs the event's effects; raises on failure (the caller releases the id).
+local function process(o, ev)
+  if ev.type == M.DEAUTHORIZED then
+    local ok, err = o.store:mark_disconnected(ev.account, "webhook")
+    if ok == nil and err ~= nil then error("mark_disconnected: " .. tostring(err), 0) end
+    if o.on_deauthorized then o.on_deauthorized(ev.account, "webhook") end
+  elseif o.on_event then
+    o.on_event(ev)
+  end
+end
+
+-- Claims the event id, processes the event, and gives the id back when the
+-- processing failed so Stripe's retry runs it again.  -> res.
+local function dispatch(o, ev)
+  local first, err = o.store:event_once(ev.id, o.event_ttl)
+  if first == nil then
+    o.log("event " .. ev.id .. ": store failed: " .. tostring(err))
+    return json_response(500, { error = "store_failed" })
+  end
+  if not first then return json_response(200, { received = true, duplicate = true }) end
+  local ok, perr = pcall(process, o, ev)
+  if ok then return json_response(200, { received = true }) end
+  local released = o.store.forget_event and pcall(o.store.forget_event, o.store, ev.id)
+  o.log(string.format("event %s (%s) failed%s: %s", ev.id, ev.type,
+    released and "" or " and stays marked as seen (store has no forget_event)", tostring(perr)))
+  return json_response(500, { error = "processing_failed" })
+end
+
+--[[
+handler{ secrets=, store=, tolerance=, on_deauthorized=fn(account_id, source),
+         on_event=fn(event), max_body=, event_ttl=, log=fn(message) }
+  -> function(req) -> res        (mount it at POST /webhooks)
+
+- secrets: a secret or a list (rotation); the exact raw req.body and
+  req.headers["stripe-signature"] are verified.  Failure -> 400
+  {"error":"<reason code>"} (no message, nothing secret).
+- Body over max_body (default 1 MiB) -> 413 before any work.
+- A body that is not a JSON object with string `id` and `type` -> 400
+  {"error":"invalid_event"} even when signed; a deauthorization without a
+  string top-level `account` likewise.
+- store: contract 5.  `store:event_once(id, event_ttl)` (default 7 days,
+  at least 72 h) claims the id first, so two concurrent deliveries of one
+  event are processed once; a duplicate answers 200 and does nothing.
+- account.application.deauthorized -> store:mark_disconnected(account,
+  "webhook") (status disconnected, tokens wiped), then on_deauthorized.
+  Other types -> on_event(event) when set.
+- When processing raises (a hook or the store), the id is released with
+  `store:forget_event(id)` when the store has it, and the answer is 500, so
+  Stripe's retry processes the event again.  Hooks must therefore be
+  idempotent (mark_disconnected is).  A store without forget_event keeps the
+  id marked (logged).
+- log(message): where failures are reported (default stderr); messages
+  hold event ids, types and error text, never secrets or bodies.
+]]
+function M.handler(opts)
+  local o = check_opts(opts, { secrets = true, store = true, tolerance = true, on_deauthorized = true,
+                               on_event = true, max_body = true, event_ttl = true, log = true }, "webhook.handler")
+  o = {
+    secrets = check_secrets(o.secrets, "webhook.handler"),
+    store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE,
+    on_deauthorized = o.on_deauthorized, on_event = o.on_event,
+    max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
+    log = o.log or default_log,
+  }
+  assert(type(o.store) == "table" and o.store.event_once and o.store.mark_disconnected,
+    "webhook.handler: store must implement event_once and mark_disconnected")
+  assert(type(o.tolerance) == "number" and o.tolerance >= 1 and o.tolerance == math.floor(o.tolerance),
+    "webhook.handler: tolerance must be a positive whole number of seconds (0 does not disable the check)")
+  assert(type(o.max_body) == "number" and o.max_body > 0, "webhook.handler: max_body must be positive")
+  assert(type(o.event_ttl) == "number" and o.event_ttl >= M.MIN_EVENT_TTL,
+    "webhook.handler: event_ttl must be at least 72 hours (Stripe retries for three days)")
+  for _, k in ipairs({ "on_deauthorized", "on_event", "log" }) do
+    assert(o[k] == nil or type(o[k]) == "function", "webhook.handler: " .. k .. " must be a function")
+  end
+  local verify_opts = { tolerance = o.tolerance }
+
+  return function(req)
+    if req.method ~= "POST" then
+      local res = json_response(405, { error = "method_not_allowed" })
+      res.headers["Allow"] = "POST"
+      return res
+    end
+    local body = req.body or ""
+    if #body > o.max_body then return json_response(413, { error = "too_large" }) end
+    local ok, code = core.webhook_verify(body, req.headers and req.headers["stripe-signature"],
+                                         o.secrets, verify_opts)
+    if not ok then return json_response(400, { error = code }) end
+    local ev = parse_event(body)
+    if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == "")) then
+      return json_response(400, { error = "invalid_event" })
+    end
+    return dispatch(o, ev)
+  end
 end
 
 return M

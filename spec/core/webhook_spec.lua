@@ -1,0 +1,192 @@
+-- C core: core.webhook_verify — Stripe-Signature parsing and verification
+-- (PROTOCOL.md §5: vectors V1–V3 and every rejection reason).  Runs under
+-- Lua 5.4 and LuaJIT: no integer division, no goto, no table.unpack.
+local lu = require "luaunit"
+local core = require "stripe_connect.core"
+
+local SECRET = "whsec_test_secret"
+local OTHER = "whsec_other_secret"
+
+-- V1: node's and python's short test payload.
+local V1_PAYLOAD = '{\n  "id": "evt_test_webhook",\n  "object": "event"\n}'
+local V1_SIG = "45969f456b3331a0f76e237ed33423d5f758908f1f0432d30e7d45ba89bb9edd"
+-- V2: stripe-python tests/test_webhook.py DUMMY_WEBHOOK_PAYLOAD, t=12345.
+local V2_PAYLOAD = '{\n  "id": "evt_test_webhook",\n  "object": "event",\n' ..
+  '  "data": { "object": { "id": "rdr_123", "object": "terminal.reader" } }\n}'
+local V2_SIG = "07b1ede164afb7b5de91267ffa656f568c65d6e0783ce0ac55ee094643578eda"
+-- V3: compact payload, t=1700000000, one signature per secret (rotation).
+local V3_PAYLOAD = '{"id":"evt_1","object":"event"}'
+local V3_SIG = "0c8670ed117751cc551a20e35839447075c42800ea3cf3e8a2fbda99cd1e6edd"
+local V3_SIG_OTHER = "b7ecf2b25fe8be89275e059c67c71512f61cf5110fbb361a3534f45aa94713f7"
+local V3_T = 1700000000
+local V3_HEADER = "t=1700000000,v1=" .. V3_SIG
+
+local function sig(secret, t, payload)
+  return core.hex_encode(core.hmac_sha256(secret, t .. "." .. payload))
+end
+
+local at_v3 = { now = V3_T }
+
+-- { name, payload, header, secrets, opts, expected: number (accepted, the
+--   timestamp) or a reason code }
+local rows = {
+  -- Vectors.
+  { "V1", V1_PAYLOAD, "t=1234567890,v1=" .. V1_SIG, SECRET, { now = 1234567890 }, 1234567890 },
+  { "V2", V2_PAYLOAD, "t=12345,v1=" .. V2_SIG, SECRET, { now = 12345 }, 12345 },
+  { "V3", V3_PAYLOAD, V3_HEADER, SECRET, at_v3, V3_T },
+  { "V3 other secret", V3_PAYLOAD, "t=1700000000,v1=" .. V3_SIG_OTHER, OTHER, at_v3, V3_T },
+  { "V3 rotation header, old secret", V3_PAYLOAD, V3_HEADER .. ",v1=" .. V3_SIG_OTHER, SECRET, at_v3, V3_T },
+  { "V3 rotation header, new secret", V3_PAYLOAD, V3_HEADER .. ",v1=" .. V3_SIG_OTHER, OTHER, at_v3, V3_T },
+  { "several secrets configured, first matches", V3_PAYLOAD, V3_HEADER, { SECRET, OTHER }, at_v3, V3_T },
+  { "several secrets configured, second matches", V3_PAYLOAD, V3_HEADER, { OTHER, SECRET }, at_v3, V3_T },
+  { "uppercase hex", V3_PAYLOAD, "t=1700000000,v1=" .. V3_SIG:upper(), SECRET, at_v3, V3_T },
+  { "v0 beside v1 is ignored", V3_PAYLOAD, V3_HEADER .. ",v0=" .. ("6f"):rep(32), SECRET, at_v3, V3_T },
+  { "valid plus v1=potato", V3_PAYLOAD, V3_HEADER .. ",v1=potato", SECRET, at_v3, V3_T },
+  { "v1=potato plus valid", V3_PAYLOAD, "t=1700000000,v1=potato,v1=" .. V3_SIG, SECRET, at_v3, V3_T },
+  { "spaces after commas", V3_PAYLOAD, "t=1700000000, v1=" .. V3_SIG .. ",  v0=abc", SECRET, at_v3, V3_T },
+  { "tab after comma, trailing space", V3_PAYLOAD, "t=1700000000,\tv1=" .. V3_SIG .. " ", SECRET, at_v3, V3_T },
+  { "elements in any order", V3_PAYLOAD, "v1=" .. V3_SIG .. ",t=1700000000", SECRET, at_v3, V3_T },
+  { "unknown scheme ignored", V3_PAYLOAD, V3_HEADER .. ",v2=xyz,foo=", SECRET, at_v3, V3_T },
+  { "value containing '='", V3_PAYLOAD, V3_HEADER .. ",v0=a=b", SECRET, at_v3, V3_T },
+  -- Tolerance: two-sided, inclusive.
+  { "exactly 300 s old", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T + 300 }, V3_T },
+  { "301 s old", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T + 301 }, "too_old" },
+  { "exactly 300 s ahead", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T - 300 }, V3_T },
+  { "301 s ahead", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T - 301 }, "in_future" },
+  { "15 s old, tolerance 10", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T + 15, tolerance = 10 }, "too_old" },
+  { "9 s old, tolerance 10", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T + 9, tolerance = 10 }, V3_T },
+  { "400 s old (constructEventAsync row)", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T + 400 }, "too_old" },
+  { "one day ahead", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T - 86400 }, "in_future" },
+  { "large tolerance", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T + 86400, tolerance = 86401 }, V3_T },
+  { "t=12345 against the real clock", V2_PAYLOAD, "t=12345,v1=" .. V2_SIG, SECRET, nil, "too_old" },
+  -- Signature rejections (checked before the timestamp, as Stripe does).
+  { "one byte of the body changed", V3_PAYLOAD:gsub("evt_1", "evt_2"), V3_HEADER, SECRET, at_v3, "no_match" },
+  { "trailing newline added", V3_PAYLOAD .. "\n", V3_HEADER, SECRET, at_v3, "no_match" },
+  { "wrong secret", V3_PAYLOAD, V3_HEADER, "whsec_wrong", at_v3, "no_match" },
+  { "timestamp changed", V3_PAYLOAD, "t=1700000001,v1=" .. V3_SIG, SECRET, at_v3, "no_match" },
+  { "bad signature and old", V3_PAYLOAD, "t=1700000000,v1=" .. ("0"):rep(64), SECRET,
+    { now = V3_T + 9999 }, "no_match" },
+  { "bad_signature", V3_PAYLOAD, "t=1700000000,v1=bad_signature", SECRET, at_v3, "no_match" },
+  { "empty v1=", V3_PAYLOAD, "t=1700000000,v1=", SECRET, at_v3, "no_match" },
+  { "v1 one digit short", V3_PAYLOAD, "t=1700000000,v1=" .. V3_SIG:sub(1, 63), SECRET, at_v3, "no_match" },
+  { "v1 one digit long", V3_PAYLOAD, "t=1700000000,v1=" .. V3_SIG .. "0", SECRET, at_v3, "no_match" },
+  { "right MAC under v0 only", V3_PAYLOAD, "t=1700000000,v0=" .. V3_SIG, SECRET, at_v3, "no_v1" },
+  { "V1 scheme case matters", V3_PAYLOAD, "t=1700000000,V1=" .. V3_SIG, SECRET, at_v3, "no_v1" },
+  { "only a timestamp", V3_PAYLOAD, "t=1700000000", SECRET, at_v3, "no_v1" },
+  { "secret with trailing space", V3_PAYLOAD, V3_HEADER, SECRET .. " ", at_v3, "no_match" },
+  -- Header shape.
+  { "no header (nil)", V3_PAYLOAD, nil, SECRET, at_v3, "no_header" },
+  { "empty header", V3_PAYLOAD, "", SECRET, at_v3, "no_header" },
+  { "empty payload", "", V3_HEADER, SECRET, at_v3, "no_payload" },
+  { "bad_header", V3_PAYLOAD, "bad_header", SECRET, at_v3, "malformed_header" },
+  { "no timestamp", V3_PAYLOAD, "v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "two timestamps", V3_PAYLOAD, V3_HEADER .. ",t=1700000000", SECRET, at_v3, "malformed_header" },
+  { "negative timestamp", V3_PAYLOAD, "t=-5,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "timestamp with a fraction", V3_PAYLOAD, "t=1700000000.5,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "timestamp with a leading zero", V3_PAYLOAD, "t=01700000000,v1=" .. V3_SIG, SECRET, at_v3,
+    "malformed_header" },
+  { "timestamp of 16 digits", V3_PAYLOAD, "t=" .. ("9"):rep(16) .. ",v1=" .. V3_SIG, SECRET, at_v3,
+    "malformed_header" },
+  { "empty timestamp", V3_PAYLOAD, "t=,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "space before '='", V3_PAYLOAD, "t =1700000000,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "empty element", V3_PAYLOAD, "t=1700000000,,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "trailing comma", V3_PAYLOAD, V3_HEADER .. ",", SECRET, at_v3, "malformed_header" },
+  { "element without '='", V3_PAYLOAD, V3_HEADER .. ",junk", SECRET, at_v3, "malformed_header" },
+  { "empty key", V3_PAYLOAD, V3_HEADER .. ",=x", SECRET, at_v3, "malformed_header" },
+  { "huge header (over 8 KiB)", V3_PAYLOAD, V3_HEADER .. ",v0=" .. ("a"):rep(8192), SECRET, at_v3,
+    "malformed_header" },
+  { "too many elements", V3_PAYLOAD, V3_HEADER .. (",v0=a"):rep(64), SECRET, at_v3, "malformed_header" },
+  { "64 elements is fine", V3_PAYLOAD, V3_HEADER .. (",v0=a"):rep(62), SECRET, at_v3, V3_T },
+  { "8 KiB header is fine", V3_PAYLOAD, V3_HEADER .. ",v0=" .. ("a"):rep(8192 - #V3_HEADER - 4), SECRET,
+    at_v3, V3_T },
+}
+
+local TestWebhookVerify = {}
+
+function TestWebhookVerify.test_rows()
+  for _, r in ipairs(rows) do
+    local name, payload, header, secrets, opts, want = r[1], r[2], r[3], r[4], r[5], r[6]
+    local ok, a, b = core.webhook_verify(payload, header, secrets, opts)
+    if type(want) == "number" then
+      lu.assertEquals({ ok, a, b }, { true, want }, name .. ": " .. tostring(b))
+    else
+      lu.assertEquals({ ok, a }, { nil, want }, name)
+      lu.assertEquals(type(b), "string", name)
+    end
+  end
+end
+
+function TestWebhookVerify.test_messages_never_hold_secrets_or_signatures()
+  for _, r in ipairs(rows) do
+    local ok, _, msg = core.webhook_verify(r[2], r[3], r[4], r[5])
+    if not ok then
+      local secrets = type(r[4]) == "table" and r[4] or { r[4] }
+      for _, s in ipairs(secrets) do
+        lu.assertNil(msg:find(s, 1, true), r[1])
+        lu.assertNil(msg:find("whsec_", 1, true), r[1])
+      end
+      lu.assertNil(msg:find(V3_SIG, 1, true), r[1])
+    end
+  end
+end
+
+function TestWebhookVerify.test_whitespace_note()
+  local _, code, msg = core.webhook_verify(V3_PAYLOAD, V3_HEADER, SECRET .. " ", at_v3)
+  lu.assertEquals(code, "no_match")
+  lu.assertStrContains(msg, "whitespace")
+  _, code, msg = core.webhook_verify(V3_PAYLOAD, V3_HEADER, "whsec_wrong", at_v3)
+  lu.assertEquals(code, "no_match")
+  lu.assertNil(msg:find("whitespace", 1, true))
+end
+
+function TestWebhookVerify.test_default_clock_accepts_now()
+  local now = os.time()
+  local header = "t=" .. now .. ",v1=" .. sig(SECRET, now, V3_PAYLOAD)
+  local ok, t = core.webhook_verify(V3_PAYLOAD, header, SECRET)
+  lu.assertEquals({ ok, t }, { true, now })
+end
+
+function TestWebhookVerify.test_binary_payload()
+  local payload = "\0\255\r\n{}\0"
+  local header = "t=1700000000,v1=" .. sig(SECRET, V3_T, payload)
+  lu.assertEquals({ core.webhook_verify(payload, header, SECRET, at_v3) }, { true, V3_T })
+  lu.assertEquals(select(2, core.webhook_verify(payload:sub(1, -2), header, SECRET, at_v3)), "no_match")
+end
+
+function TestWebhookVerify.test_sixteen_secrets()
+  local secrets = {}
+  for i = 1, 15 do secrets[i] = "whsec_" .. i end
+  secrets[16] = SECRET
+  lu.assertEquals({ core.webhook_verify(V3_PAYLOAD, V3_HEADER, secrets, at_v3) }, { true, V3_T })
+end
+
+-- Misuse raises: { name, args (4 of them), expected message fragment }.
+local misuse = {
+  { "payload not a string", { nil, V3_HEADER, SECRET }, "bad argument #1" },
+  { "header a table (array header)", { V3_PAYLOAD, { V3_HEADER }, SECRET }, "bad argument #2" },
+  { "no secrets", { V3_PAYLOAD, V3_HEADER, nil }, "bad argument #3" },
+  { "empty list of secrets", { V3_PAYLOAD, V3_HEADER, {} }, "bad argument #3" },
+  { "empty secret", { V3_PAYLOAD, V3_HEADER, "" }, "empty secret" },
+  { "empty secret in a list", { V3_PAYLOAD, V3_HEADER, { SECRET, "" } }, "empty secret" },
+  { "non-string secret", { V3_PAYLOAD, V3_HEADER, { SECRET, 5 } }, "must be a string" },
+  { "17 secrets", { V3_PAYLOAD, V3_HEADER, { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l",
+    "m", "n", "o", "p", "q" } }, "1 to 16" },
+  { "opts not a table", { V3_PAYLOAD, V3_HEADER, SECRET, 300 }, "bad argument #4" },
+  { "unknown option", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerence = 300 } }, "unknown option 'tolerence'" },
+  { "tolerance 0", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = 0 } }, "would not disable" },
+  { "negative tolerance", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = -1 } }, "tolerance" },
+  { "fractional tolerance", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = 1.5 } }, "tolerance" },
+  { "string tolerance", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = "300" } }, "tolerance" },
+  { "now not a number", { V3_PAYLOAD, V3_HEADER, SECRET, { now = "1" } }, "now must be" },
+}
+
+function TestWebhookVerify.test_misuse_raises()
+  for _, r in ipairs(misuse) do
+    local a = r[2]
+    local ok, err = pcall(core.webhook_verify, a[1], a[2], a[3], a[4])
+    lu.assertFalse(ok, r[1])
+    lu.assertStrContains(tostring(err), r[3], false, r[1])
+  end
+end
+
+return { TestWebhookVerify = TestWebhookVerify }
