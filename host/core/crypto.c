@@ -1,6 +1,6 @@
 /*
  * crypto.c — HMAC-SHA256, SHA-256, constant-time comparison, CSPRNG bytes,
- * hex and base64url.  All hashing goes through OpenSSL; nothing here is a
+ * hex, base64 and base64url.  All hashing goes through OpenSSL; nothing here is a
  * hand-written hash.  Decoders answer `nil, message` on bad input.
  */
 #include <string.h>
@@ -141,70 +141,83 @@ static int crypto_hex_decode(lua_State *L)
 
 static const char b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64std[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* base64url_encode(bytes) -> text without padding (RFC 4648 §5). */
-static int crypto_base64url_encode(lua_State *L)
+/* Pushes the base64 of the string at index 1 in `alphabet`, '='-padded to a
+ * multiple of 4 when `pad`.  Stack: [-0, +1]. */
+static int b64_encode(lua_State *L, const char *alphabet, int pad)
 {
     size_t n;
     const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 1, &n);
-    size_t outlen = n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0), o = 0, i = 0;
+    size_t outlen = (n + 2) / 3 * 4, o = 0, i = 0;
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, outlen);
     for (; i + 3 <= n; i += 3) {
         unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url[v >> 18 & 63];
-        out[o++] = b64url[v >> 12 & 63];
-        out[o++] = b64url[v >> 6 & 63];
-        out[o++] = b64url[v & 63];
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = alphabet[v >> 6 & 63];
+        out[o++] = alphabet[v & 63];
     }
     if (n - i == 1) {
         unsigned v = (unsigned)in[i] << 16;
-        out[o++] = b64url[v >> 18 & 63];
-        out[o++] = b64url[v >> 12 & 63];
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        if (pad) { out[o++] = '='; out[o++] = '='; }
     } else if (n - i == 2) {
         unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = b64url[v >> 18 & 63];
-        out[o++] = b64url[v >> 12 & 63];
-        out[o++] = b64url[v >> 6 & 63];
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = alphabet[v >> 6 & 63];
+        if (pad) out[o++] = '=';
     }
     luaL_pushresultsize(&b, o);
     return 1;
 }
 
-static int b64url_value(int c)
+/* base64url_encode(bytes) -> text without padding (RFC 4648 §5). */
+static int crypto_base64url_encode(lua_State *L)
+{
+    return b64_encode(L, b64url, 0);
+}
+
+/* base64_encode(bytes) -> standard base64 with '=' padding (RFC 4648 §4),
+ * as HTTP Basic authentication needs. */
+static int crypto_base64_encode(lua_State *L)
+{
+    return b64_encode(L, b64std, 1);
+}
+
+/* Value of one base64 digit in `alphabet` (which differs only in 62, 63). */
+static int b64_value(int c, const char *alphabet)
 {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
     if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
+    if (c == alphabet[62]) return 62;
+    if (c == alphabet[63]) return 63;
     return -1;
 }
 
 /*
- * base64url_decode(text) -> bytes | nil, message.  Strict: unpadded
- * base64url only, no '+', '/', '=' or whitespace, and the unused low bits of
- * the last character must be zero (so every value has one encoding).
+ * Decodes in[0..n) (no padding left) in `alphabet`; pushes the bytes, or
+ * nil and "<name>: <reason>".  The unused low bits of the last digit must be
+ * zero, so every value has one encoding.  Stack: [-0, +1|2].
  */
-static int crypto_base64url_decode(lua_State *L)
+static int b64_decode(lua_State *L, const char *in, size_t n, const char *alphabet,
+                      const char *name)
 {
-    size_t n;
-    const char *in = luaL_checklstring(L, 1, &n);
-    if (n % 4 == 1) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "base64url_decode: invalid length");
-        return 2;
-    }
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 2);
     size_t o = 0;
     unsigned acc = 0;
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)in[i]);
+        int v = b64_value((unsigned char)in[i], alphabet);
         if (v < 0) {
             lua_pushnil(L);
-            lua_pushfstring(L, "base64url_decode: invalid character at position %d", (int)i + 1);
+            lua_pushfstring(L, "%s: invalid character at position %d", name, (int)i + 1);
             return 2;
         }
         acc = (acc << 6 | (unsigned)v) & 0xffffff;
@@ -216,14 +229,51 @@ static int crypto_base64url_decode(lua_State *L)
     }
     if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
         lua_pushnil(L);
-        lua_pushliteral(L, "base64url_decode: non-canonical trailing bits");
+        lua_pushfstring(L, "%s: non-canonical trailing bits", name);
         return 2;
     }
     luaL_pushresultsize(&b, o);
     return 1;
 }
 
+/*
+ * base64_decode(text) -> bytes | nil, message.  Strict standard base64
+ * (RFC 4648 §4): length a multiple of 4, '=' only as final padding, no
+ * whitespace.
+ */
+static int crypto_base64_decode(lua_State *L)
+{
+    size_t n, padding = 0;
+    const char *in = luaL_checklstring(L, 1, &n);
+    if (n % 4 != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "base64_decode: invalid length");
+        return 2;
+    }
+    while (padding < 2 && n > padding && in[n - 1 - padding] == '=')
+        padding++;
+    return b64_decode(L, in, n - padding, b64std, "base64_decode");
+}
+
+/*
+ * base64url_decode(text) -> bytes | nil, message.  Strict: unpadded
+ * base64url only, no '+', '/', '=' or whitespace.
+ */
+static int crypto_base64url_decode(lua_State *L)
+{
+    size_t n;
+    const char *in = luaL_checklstring(L, 1, &n);
+    if (n % 4 == 1) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "base64url_decode: invalid length");
+        return 2;
+    }
+    return b64_decode(L, in, n, b64url, "base64url_decode");
+}
+
 static const luaL_Reg crypto_funcs[] = {
+    {"base64_decode",    crypto_base64_decode},
+    {"base64_encode",    crypto_base64_encode},
     {"base64url_decode", crypto_base64url_decode},
     {"base64url_encode", crypto_base64url_encode},
     {"equal",            crypto_equal},

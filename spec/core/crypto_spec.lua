@@ -135,4 +135,39 @@ function TestCrypto.test_base64url_rejects()
   end
 end
 
+function TestCrypto.test_base64_vectors()
+  -- RFC 4648 §10 vectors, padded, standard alphabet; and an HTTP Basic pair.
+  local rows = {
+    { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+    { "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+    { "\251\255\191", "+/+/" }, { "\255\254", "//4=" },
+    { "sk_test_123:", "c2tfdGVzdF8xMjM6" },
+  }
+  for _, r in ipairs(rows) do
+    lu.assertEquals(core.base64_encode(r[1]), r[2], r[2])
+    lu.assertEquals(core.base64_decode(r[2]), r[1], r[2])
+  end
+  for n = 0, 64 do
+    local s = n > 0 and core.random_bytes(n) or ""
+    lu.assertEquals(core.base64_decode(core.base64_encode(s)), s)
+  end
+end
+
+function TestCrypto.test_base64_rejects()
+  local rows = {
+    { "url alphabet -", "ab-c", "invalid character" },
+    { "url alphabet _", "ab_c", "invalid character" },
+    { "unpadded", "Zg", "invalid length" },
+    { "padding inside", "Zg==Zm8=", "invalid character" },
+    { "three pads", "Z===", "invalid character" },
+    { "whitespace", "Zm9v Yg==", "invalid length" },
+    { "non-canonical bits", "Zh==", "non-canonical" },
+  }
+  for _, r in ipairs(rows) do
+    local v, err = core.base64_decode(r[2])
+    lu.assertNil(v, r[1])
+    lu.assertStrContains(err, r[3], false, r[1])
+  end
+end
+
 return { TestCrypto = TestCrypto }
