@@ -20,7 +20,7 @@ build = {
    modules = {
       ["stripe_connect.core"] = {
          sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
-                     "host/core/http.c", "host/core/webhook.c" },
+                     "host/core/parse.c", "host/core/http.c", "host/core/webhook.c" },
          libraries = { "ssl", "crypto", "curl" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },

@@ -14,6 +14,7 @@ LUALIB_API int luaopen_stripe_connect_core(lua_State *L)
     lua_newtable(L);
     sc_open_crypto(L);
     sc_open_codec(L);
+    sc_open_parse(L);
     sc_open_http(L);
     sc_open_webhook(L);
     lua_pushliteral(L, SC_VERSION);

@@ -17,6 +17,7 @@
 /* Stack: [-0, +0]; adds the area's functions to the table at the top. */
 void sc_open_crypto(lua_State *L);
 void sc_open_codec(lua_State *L);
+void sc_open_parse(lua_State *L);
 void sc_open_http(lua_State *L);
 void sc_open_webhook(lua_State *L);
 
@@ -29,5 +30,17 @@ int sc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msgle
 
 /* Lowercase hex of n bytes into out (2n chars, no NUL). */
 void sc_hex_encode(const unsigned char *in, size_t n, char *out);
+
+/* Length of s once percent-encoded (all but ALPHA DIGIT -._~ become %XX). */
+size_t sc_url_encoded_len(const char *s, size_t n);
+
+/* Percent-encodes s into out (sc_url_encoded_len(s, n) bytes, uppercase hex, no NUL). */
+void sc_url_encode(const char *s, size_t n, char *out);
+
+/* Percent-decodes s into out (at most n bytes; '+' becomes ' ' when
+ * plus_as_space).  0 and *outlen on success; -1 and *errpos (0-based offset
+ * of the '%') on a malformed escape such as "%zz" or a truncated "%4". */
+int sc_percent_decode(const char *s, size_t n, int plus_as_space, char *out,
+                      size_t *outlen, size_t *errpos);
 
 #endif /* SC_CORE_H */
