@@ -28,5 +28,6 @@ build = {
       },
       ["stripe_connect"] = "lua/stripe_connect/init.lua",
       ["stripe_connect.oauth"] = "lua/stripe_connect/oauth.lua",
+      ["stripe_connect.webhook"] = "lua/stripe_connect/webhook.lua",
    },
 }
