@@ -8,7 +8,279 @@ local M = {}
 M.DEFAULT_CONNECT_BASE = "https://connect.stripe.com"
 
 -- ===================================================== authorize URL (§1)
--- (foundation issue)
+-- authorize_url(opts) -> url  (url, dropped with invalid_prefill = "drop")
+--
+-- Builds the link that sends a user to Stripe to connect their account:
+-- `{connect_base}/oauth/authorize?response_type=code&client_id=…&scope=…`
+-- (`/express/oauth/authorize` with express = true).  Options (PROTOCOL.md §1):
+--   client_id               required (ca_…)
+--   response_type           "code" (the default, and the only value Stripe has)
+--   scope                   "read_write" (default, as stripe-node and Stripe's
+--                           Standard guide do; Stripe's own default is
+--                           read_only) or "read_only" (extensions only)
+--   redirect_uri            absolute http(s) URL, no fragment, no user info;
+--                           must match one registered with Stripe exactly
+--   state                   the CSRF token Stripe echoes back (non-empty string)
+--   stripe_landing          "login" or "register"
+--   always_prompt           boolean
+--   stripe_user             prefill table; the fields are M.STRIPE_USER_FIELDS
+--   suggested_capabilities  array of capability names (Express only)
+--   express                 boolean: the Express authorize path
+--   connect_base            default M.DEFAULT_CONNECT_BASE; absolute http(s),
+--                           may carry a path prefix, trailing "/" ignored
+--   invalid_prefill         "error" (default) or "drop" (see below)
+-- The query is in a fixed order: response_type, client_id, scope,
+-- redirect_uri, state, stripe_landing, always_prompt, stripe_user[…] (in
+-- M.STRIPE_USER_FIELDS order), suggested_capabilities[…].  Values are
+-- percent-encoded (core.url_encode); the brackets stay literal, as stripe-node
+-- and stripe-ruby send them.
+--
+-- Errors.  Every option is the program's choice, so misuse raises
+-- ("authorize_url: client_id is required"): a missing client_id, an unknown
+-- option or stripe_user field, a bad scope, redirect_uri or connect_base.
+-- Prefill *values*, though, often come from the platform's user records (a
+-- profile URL without a scheme, a 9-digit phone number).  Stripe silently
+-- ignores invalid prefill values, so with invalid_prefill = "drop" such a
+-- value is left out instead of raising, and its field name is listed in a
+-- second result `dropped` (a sorted array, empty when nothing was dropped;
+-- only in that mode, so the usual call answers the URL alone).  Dropping never hides a program bug in the structure: unknown
+-- fields and a non-table stripe_user still raise.  Empty-string prefill values
+-- are left out in both modes (nothing to prefill).  Errors never quote values.
+local STRIPE_USER_FIELDS = {
+  "email", "url", "country", "phone_number", "business_name", "business_type",
+  "first_name", "last_name", "dob_day", "dob_month", "dob_year",
+  "street_address", "city", "state", "zip", "physical_product", "product_description",
+  "currency", "first_name_kana", "first_name_kanji", "last_name_kana", "last_name_kanji",
+  "gender", "block_kana", "block_kanji", "building_kana", "building_kanji",
+}
+M.STRIPE_USER_FIELDS = STRIPE_USER_FIELDS
+
+M.BUSINESS_TYPES = { "sole_prop", "corporation", "non_profit", "partnership", "llc" }
+
+local AUTHORIZE_OPTIONS = {
+  client_id = true, response_type = true, scope = true, redirect_uri = true, state = true,
+  stripe_landing = true, always_prompt = true, stripe_user = true,
+  suggested_capabilities = true, express = true, connect_base = true, invalid_prefill = true,
+}
+
+local function set_of(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
+end
+
+local BUSINESS_TYPE_SET = set_of(M.BUSINESS_TYPES)
+
+-- http_url_problem(s, what) -> nil when s is an absolute http(s) URL with a
+-- host (no spaces or control characters, no user info), else a reason.
+local function http_url_problem(s, what)
+  if type(s) ~= "string" then return what .. " must be a string" end
+  if s:find("[%c%s]") then return what .. " must not contain spaces or control characters" end
+  local scheme, rest = s:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
+    return what .. " must be an absolute http or https URL"
+  end
+  local authority = rest:match("^[^/?#]*")
+  if authority:find("@", 1, true) then return what .. " must not contain user information" end
+  local host = authority:match("^%[[%x:.]+%]") or authority:match("^[%w.%-_~%%]+")
+  local port = host and authority:sub(#host + 1)
+  if not host or not (port == "" or port:match("^:%d+$")) then
+    return what .. " must have a valid host"
+  end
+  return nil
+end
+M.http_url_problem = http_url_problem
+
+local function text(v)
+  if type(v) ~= "string" then return nil, "must be a string" end
+  return v
+end
+
+local function pattern_check(pattern, reason)
+  return function(v)
+    if type(v) ~= "string" or not v:match(pattern) then return nil, reason end
+    return v
+  end
+end
+
+local function whole_number(lo, hi)
+  return function(v)
+    local n = v
+    if type(v) == "string" and v:match("^%d+$") then n = tonumber(v) end
+    if type(n) ~= "number" or n ~= math.floor(n) or n < lo or n > hi then
+      return nil, string.format("must be a whole number from %d to %d", lo, hi)
+    end
+    return n
+  end
+end
+
+-- Per-field value checks (PROTOCOL.md §1): each answers the value to send, or
+-- nil and a reason.  Light on purpose: Stripe ignores what it does not like.
+local STRIPE_USER_CHECKS = {
+  email = pattern_check("^[^%s@]+@[^%s@]+$", "must be an email address"),
+  url = function(v)
+    local problem = http_url_problem(v, "url")
+    if problem then return nil, "must be an absolute http or https URL" end
+    return v
+  end,
+  country = pattern_check("^%a%a$", "must be a two-letter country code"),
+  phone_number = pattern_check("^%d%d%d%d%d%d%d%d%d%d$", "must be 10 digits only"),
+  business_type = function(v)
+    if not BUSINESS_TYPE_SET[v] then
+      return nil, "must be one of " .. table.concat(M.BUSINESS_TYPES, ", ")
+    end
+    return v
+  end,
+  dob_day = whole_number(1, 31),
+  dob_month = whole_number(1, 12),
+  dob_year = whole_number(1000, 9999),
+  state = pattern_check("^%a%a$", "must be a two-letter code"),
+  physical_product = function(v)
+    if v == true or v == "true" then return true end
+    if v == false or v == "false" then return false end
+    return nil, 'must be a boolean or "true"/"false"'
+  end,
+  currency = pattern_check("^%l%l%l$", "must be a lowercase three-letter ISO currency code"),
+}
+
+local STRIPE_USER_SET = set_of(STRIPE_USER_FIELDS)
+
+-- Validates the stripe_user table.  Returns the prefill to send (field ->
+-- value) and the sorted names dropped; raises (via the returned message) on
+-- structural misuse or, in "error" mode, on an invalid value.
+local function check_stripe_user(su, drop)
+  if type(su) ~= "table" then return nil, nil, "stripe_user must be a table" end
+  for k in pairs(su) do
+    if type(k) ~= "string" or not STRIPE_USER_SET[k] then
+      return nil, nil, "unknown stripe_user field '" .. tostring(k) .. "'"
+    end
+  end
+  local out, dropped, problem = {}, {}, nil
+  for _, k in ipairs(STRIPE_USER_FIELDS) do
+    local v = su[k]
+    if v ~= nil and v ~= "" then
+      local value, reason = (STRIPE_USER_CHECKS[k] or text)(v)
+      if value == nil then
+        if not drop then problem = problem or ("stripe_user." .. k .. " " .. reason) end
+        dropped[#dropped + 1] = k
+      else
+        out[k] = value
+      end
+    end
+  end
+  if problem then return nil, nil, problem end
+  -- Cross-field rules: a phone number needs a country; dob needs all three.
+  if out.phone_number and not out.country then
+    if not drop then return nil, nil, "stripe_user.phone_number needs stripe_user.country" end
+    out.phone_number = nil
+    dropped[#dropped + 1] = "phone_number"
+  end
+  local dob = (out.dob_day and 1 or 0) + (out.dob_month and 1 or 0) + (out.dob_year and 1 or 0)
+  if dob > 0 and dob < 3 then
+    if not drop then
+      return nil, nil, "stripe_user.dob_day, dob_month and dob_year must be given together"
+    end
+    for _, f in ipairs{ "dob_day", "dob_month", "dob_year" } do
+      if out[f] ~= nil then out[f] = nil; dropped[#dropped + 1] = f end
+    end
+  end
+  table.sort(dropped)
+  return out, dropped
+end
+
+local function check_authorize_options(opts)
+  if type(opts) ~= "table" then return "options table expected" end
+  for k in pairs(opts) do
+    if not AUTHORIZE_OPTIONS[k] then return "unknown option '" .. tostring(k) .. "'" end
+  end
+  if opts.client_id == nil or opts.client_id == "" then return "client_id is required" end
+  if type(opts.client_id) ~= "string" or opts.client_id:find("[%c%s]") then
+    return "client_id must be a string without spaces"
+  end
+  if opts.response_type ~= nil and opts.response_type ~= "code" then
+    return 'response_type must be "code" (the only type Stripe supports)'
+  end
+  if opts.scope ~= nil and opts.scope ~= "read_write" and opts.scope ~= "read_only" then
+    return 'scope must be "read_write" or "read_only"'
+  end
+  if opts.redirect_uri ~= nil then
+    local problem = http_url_problem(opts.redirect_uri, "redirect_uri")
+    if problem then return problem end
+    if opts.redirect_uri:find("#", 1, true) then
+      return "redirect_uri must not contain a fragment"
+    end
+  end
+  if opts.state ~= nil and (type(opts.state) ~= "string" or opts.state == "") then
+    return "state must be a non-empty string"
+  end
+  local landing = opts.stripe_landing
+  if landing ~= nil and landing ~= "login" and landing ~= "register" then
+    return 'stripe_landing must be "login" or "register"'
+  end
+  for _, k in ipairs{ "always_prompt", "express" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then return k .. " must be a boolean" end
+  end
+  local invalid = opts.invalid_prefill
+  if invalid ~= nil and invalid ~= "error" and invalid ~= "drop" then
+    return 'invalid_prefill must be "error" or "drop"'
+  end
+  local caps = opts.suggested_capabilities
+  if caps ~= nil then
+    if type(caps) ~= "table" then return "suggested_capabilities must be an array of strings" end
+    local n = 0
+    for _ in pairs(caps) do n = n + 1 end
+    for i = 1, n do
+      if type(caps[i]) ~= "string" or caps[i] == "" then
+        return "suggested_capabilities must be an array of strings"
+      end
+    end
+    if not opts.express then
+      return "suggested_capabilities is Express only (set express = true)"
+    end
+  end
+  if opts.connect_base ~= nil then
+    local problem = http_url_problem(opts.connect_base, "connect_base")
+    if problem then return problem end
+    if opts.connect_base:find("[?#]") then
+      return "connect_base must not have a query or fragment"
+    end
+  end
+  return nil
+end
+
+function M.authorize_url(opts)
+  local problem = check_authorize_options(opts)
+  if problem then error("authorize_url: " .. problem, 2) end
+  local prefill, dropped = {}, {}
+  if opts.stripe_user ~= nil then
+    prefill, dropped, problem = check_stripe_user(opts.stripe_user, opts.invalid_prefill == "drop")
+    if problem then error("authorize_url: " .. problem, 2) end
+  end
+
+  local parts = {}
+  local function add(name, value)
+    if value ~= nil then parts[#parts + 1] = core.form_encode{ [name] = value } end
+  end
+  add("response_type", opts.response_type or "code")
+  add("client_id", opts.client_id)
+  add("scope", opts.scope or "read_write")
+  add("redirect_uri", opts.redirect_uri)
+  add("state", opts.state)
+  add("stripe_landing", opts.stripe_landing)
+  add("always_prompt", opts.always_prompt)
+  for _, field in ipairs(STRIPE_USER_FIELDS) do
+    if prefill[field] ~= nil then add("stripe_user", { [field] = prefill[field] }) end
+  end
+  if opts.suggested_capabilities and #opts.suggested_capabilities > 0 then
+    add("suggested_capabilities", opts.suggested_capabilities)
+  end
+
+  local base = (opts.connect_base or M.DEFAULT_CONNECT_BASE):gsub("/+$", "")
+  local path = opts.express and "/express/oauth/authorize" or "/oauth/authorize"
+  local url = base .. path .. "?" .. table.concat(parts, "&")
+  if opts.invalid_prefill == "drop" then return url, dropped end
+  return url
+end
 
 -- ============================================ token / refresh / deauthorize
 -- POST {connect_base}/oauth/token and /oauth/deauthorize (PROTOCOL.md §2–3).
