@@ -13,6 +13,9 @@
 -- ca_… application id) and hands other events to `on_event`.
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
+local util = require "stripe_connect.util"
+
+local check_opts = util.check_opts
 
 local M = {}
 
@@ -21,15 +24,6 @@ M.DEFAULT_MAX_BODY = 1024 * 1024
 M.MIN_EVENT_TTL = 72 * 3600            -- Stripe retries for up to three days
 M.DEFAULT_EVENT_TTL = 7 * 24 * 3600
 M.DEAUTHORIZED = "account.application.deauthorized"
-
-local function check_opts(opts, allowed, where)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if not allowed[k] then error(where .. ": unknown option '" .. tostring(k) .. "'", 3) end
-  end
-  return opts
-end
 
 local function check_secrets(secrets, where)
   if type(secrets) == "string" then secrets = { secrets } end
@@ -126,7 +120,8 @@ function M.event(opts)
   }
   local object_json = object and object.object == "application"
     and ordered_json(object, { "id", "object", "name" }) or assert(cjson.encode(ev.data.object))
-  return ordered_json(ev, event_keys, { data = '{"object":' .. object_json .. "}" }), ev
+  return ordered_json(ev, event_keys, { data = '{"object":' .. object_json .. "}",
+                                        request = ordered_json(ev.request, { "id", "idempotency_key" }) }), ev
 end
 
 local function json_response(status, t)
@@ -173,9 +168,13 @@ local function dispatch(o, ev)
   if not first then return json_response(200, { received = true, duplicate = true }) end
   local ok, perr = pcall(process, o, ev)
   if ok then return json_response(200, { received = true }) end
-  local released = o.store.forget_event and pcall(o.store.forget_event, o.store, ev.id)
+  local released = false
+  if o.store.forget_event then
+    local fok, r = pcall(o.store.forget_event, o.store, ev.id)
+    released = fok and r ~= nil and r ~= false
+  end
   o.log(string.format("event %s (%s) failed%s: %s", ev.id, ev.type,
-    released and "" or " and stays marked as seen (store has no forget_event)", tostring(perr)))
+    released and "" or " and stays marked as seen (the store could not forget_event it)", tostring(perr)))
   return json_response(500, { error = "processing_failed" })
 end
 

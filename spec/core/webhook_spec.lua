@@ -4,21 +4,12 @@
 local lu = require "luaunit"
 local core = require "stripe_connect.core"
 
-local SECRET = "whsec_test_secret"
-local OTHER = "whsec_other_secret"
+local fx = require "support.webhook_fixtures"
 
--- V1: node's and python's short test payload.
-local V1_PAYLOAD = '{\n  "id": "evt_test_webhook",\n  "object": "event"\n}'
-local V1_SIG = "45969f456b3331a0f76e237ed33423d5f758908f1f0432d30e7d45ba89bb9edd"
--- V2: stripe-python tests/test_webhook.py DUMMY_WEBHOOK_PAYLOAD, t=12345.
-local V2_PAYLOAD = '{\n  "id": "evt_test_webhook",\n  "object": "event",\n' ..
-  '  "data": { "object": { "id": "rdr_123", "object": "terminal.reader" } }\n}'
-local V2_SIG = "07b1ede164afb7b5de91267ffa656f568c65d6e0783ce0ac55ee094643578eda"
--- V3: compact payload, t=1700000000, one signature per secret (rotation).
-local V3_PAYLOAD = '{"id":"evt_1","object":"event"}'
-local V3_SIG = "0c8670ed117751cc551a20e35839447075c42800ea3cf3e8a2fbda99cd1e6edd"
-local V3_SIG_OTHER = "b7ecf2b25fe8be89275e059c67c71512f61cf5110fbb361a3534f45aa94713f7"
-local V3_T = 1700000000
+local SECRET, OTHER = fx.SECRET, fx.OTHER
+local V1_PAYLOAD, V1_SIG = fx.V1_PAYLOAD, fx.V1_SIG
+local V2_PAYLOAD, V2_SIG = fx.V2_PAYLOAD, fx.V2_SIG
+local V3_PAYLOAD, V3_SIG, V3_SIG_OTHER, V3_T = fx.V3_PAYLOAD, fx.V3_SIG, fx.V3_SIG_OTHER, fx.V3_T
 local V3_HEADER = "t=1700000000,v1=" .. V3_SIG
 
 local function sig(secret, t, payload)

@@ -1,0 +1,295 @@
+-- stripe_connect.webhook: sign, verify, event, parse_secrets and the
+-- POST /webhooks handler, against the memory store (contract 5).
+local lu = require "luaunit"
+local cjson = require "cjson.safe"
+local webhook = require "stripe_connect.webhook"
+local memory = require "stripe_connect.store.memory"
+
+local fx = require "support.webhook_fixtures"
+
+local SECRET, OTHER, ACCT, FIXTURE = fx.SECRET, fx.OTHER, fx.ACCOUNT, fx.FIXTURE
+
+local function request(body, header, method)
+  return { method = method or "POST", path = "/webhooks", query = "", args = {}, cookies = {},
+           headers = { ["stripe-signature"] = header, ["content-type"] = "application/json" },
+           body = body, remote_addr = "127.0.0.1" }
+end
+
+local function signed(body, opts)
+  return request(body, webhook.sign(body, (opts and opts.secrets) or SECRET, opts and { timestamp = opts.timestamp }))
+end
+
+local function connected_store()
+  local s = memory.new()
+  s:put_account({ id = ACCT, scope = "read_write", livemode = false, access_token = "sk_test_tok",
+                  refresh_token = "rt_tok", stripe_publishable_key = "pk_test_x", connected_at = 1700000000 })
+  -- Stand-in until the memory store's forget_event (contract 5, optional) lands.
+  if not s.forget_event then s.forget_event = function(self, id) self.events[id] = nil; return true end end
+  return s
+end
+
+-- A handler over a fresh store, recording hook calls and log lines.
+local function setup(extra)
+  local t = { store = connected_store(), deauthorized = {}, events = {}, logs = {} }
+  local opts = {
+    secrets = SECRET, store = t.store,
+    on_deauthorized = function(id, source) t.deauthorized[#t.deauthorized + 1] = { id, source } end,
+    on_event = function(ev) t.events[#t.events + 1] = ev end,
+    log = function(msg) t.logs[#t.logs + 1] = msg end,
+  }
+  for k, v in pairs(extra or {}) do
+    if v == false then opts[k] = nil else opts[k] = v end
+  end
+  if opts.store ~= t.store then t.store = opts.store end
+  t.handle = webhook.handler(opts)
+  return t
+end
+
+local function json(res) return cjson.decode(res.body) end
+
+local TestWebhookHandler = {}
+
+function TestWebhookHandler.test_deauthorized_marks_the_top_level_account()
+  local t = setup()
+  local res = t.handle(signed(FIXTURE))
+  lu.assertEquals(res.status, 200)
+  lu.assertEquals(res.headers["Content-Type"], "application/json")
+  lu.assertEquals(json(res), { received = true })
+  local a = t.store:get_account(ACCT)
+  lu.assertEquals(a.status, "disconnected")
+  lu.assertEquals(a.disconnect_reason, "webhook")
+  lu.assertNil(a.access_token)
+  lu.assertNil(a.refresh_token)
+  lu.assertEquals(t.deauthorized, { { ACCT, "webhook" } })
+  lu.assertEquals(#t.events, 0)
+  lu.assertIsNil(t.store:get_account("ca_JWVN6vOJJs3RKsff0VUwIUfmUmN0VYqe"))
+end
+
+function TestWebhookHandler.test_duplicate_is_processed_once()
+  local t = setup()
+  lu.assertEquals(t.handle(signed(FIXTURE)).status, 200)
+  -- Stripe's retry: same event id, new timestamp and signature.
+  local res = t.handle(signed(FIXTURE, { timestamp = os.time() - 60 }))
+  lu.assertEquals(res.status, 200)
+  lu.assertEquals(json(res), { received = true, duplicate = true })
+  lu.assertEquals(#t.deauthorized, 1)
+end
+
+function TestWebhookHandler.test_unknown_account_still_answers_200_and_runs_the_hook()
+  local t = setup()
+  local body = webhook.event { type = webhook.DEAUTHORIZED, account = "acct_unknown" }
+  lu.assertEquals(t.handle(signed(body)).status, 200)
+  lu.assertEquals(t.deauthorized, { { "acct_unknown", "webhook" } })
+  lu.assertEquals(t.store:get_account(ACCT).status, "connected")
+end
+
+function TestWebhookHandler.test_other_types_go_to_on_event()
+  local t = setup()
+  local body = webhook.event { type = "account.updated", account = ACCT, object = { id = ACCT, object = "account" } }
+  lu.assertEquals(t.handle(signed(body)).status, 200)
+  lu.assertEquals(#t.events, 1)
+  lu.assertEquals(t.events[1].type, "account.updated")
+  lu.assertEquals(t.events[1].data.object.id, ACCT)
+  lu.assertEquals(t.store:get_account(ACCT).status, "connected")
+  lu.assertEquals(#t.deauthorized, 0)
+end
+
+function TestWebhookHandler.test_without_hooks()
+  local t = setup { on_event = false, on_deauthorized = false }
+  lu.assertEquals(t.handle(signed(webhook.event { type = "charge.succeeded", account = ACCT })).status, 200)
+  lu.assertEquals(t.handle(signed(FIXTURE)).status, 200)
+  lu.assertEquals(t.store:get_account(ACCT).status, "disconnected")
+end
+
+function TestWebhookHandler.test_rotation_either_secret()
+  local t = setup { secrets = { SECRET, OTHER } }
+  local a = webhook.event { type = "charge.succeeded", account = ACCT }
+  local b = webhook.event { type = "charge.succeeded", account = ACCT }
+  lu.assertEquals(t.handle(signed(a, { secrets = OTHER })).status, 200)
+  lu.assertEquals(t.handle(signed(b, { secrets = { SECRET, OTHER } })).status, 200)
+  lu.assertEquals(#t.events, 2)
+end
+
+-- { name, request builder, status, error code }
+local rejections = {
+  { "no header", function() return request(FIXTURE, nil) end, 400, "no_header" },
+  { "malformed header", function() return request(FIXTURE, "bad_header") end, 400, "malformed_header" },
+  { "v0 only", function() return signed(FIXTURE, nil) end, 400, "no_v1", { scheme = "v0" } },
+  { "wrong secret", function() return signed(FIXTURE, { secrets = "whsec_wrong" }) end, 400, "no_match" },
+  { "one byte changed", function()
+      local r = signed(FIXTURE); r.body = r.body:gsub("acct_1Fg9", "acct_1Fg8"); return r end, 400, "no_match" },
+  { "too old", function() return signed(FIXTURE, { timestamp = os.time() - 301 }) end, 400, "too_old" },
+  { "in the future", function() return signed(FIXTURE, { timestamp = os.time() + 3600 }) end, 400, "in_future" },
+  { "empty body", function() return request("", webhook.sign("", SECRET)) end, 400, "no_payload" },
+  { "signed, not JSON", function() return signed("not json") end, 400, "invalid_event" },
+  { "signed, JSON array", function() return signed("[1,2]") end, 400, "invalid_event" },
+  { "signed, no id", function() return signed('{"object":"event","type":"x"}') end, 400, "invalid_event" },
+  { "signed, no type", function() return signed('{"id":"evt_1","object":"event"}') end, 400, "invalid_event" },
+  { "signed, numeric id", function() return signed('{"id":5,"type":"x"}') end, 400, "invalid_event" },
+  { "signed, deauthorized without account", function()
+      return signed('{"id":"evt_2","type":"account.application.deauthorized","data":{"object":{"id":"ca_1"}}}')
+    end, 400, "invalid_event" },
+  { "too large", function() return signed(("x"):rep(1024 * 1024 + 1)) end, 413, "too_large" },
+  { "GET", function() local r = signed(FIXTURE); r.method = "GET"; return r end, 405, "method_not_allowed" },
+}
+
+function TestWebhookHandler.test_rejections()
+  for _, r in ipairs(rejections) do
+    local t = setup()
+    local req = r[2]()
+    if r[5] then req.headers["stripe-signature"] = webhook.sign(FIXTURE, SECRET, r[5]) end
+    local res = t.handle(req)
+    lu.assertEquals(res.status, r[3], r[1])
+    lu.assertEquals(res.body, '{"error":"' .. r[4] .. '"}', r[1])
+    lu.assertEquals(t.store:get_account(ACCT).status, "connected", r[1])
+    lu.assertEquals(#t.deauthorized + #t.events, 0, r[1])
+    -- A rejected event is not marked seen: a later valid delivery still counts.
+    lu.assertEquals(t.handle(signed(FIXTURE)).status, 200, r[1])
+    lu.assertEquals(#t.deauthorized, 1, r[1])
+  end
+end
+
+function TestWebhookHandler.test_max_body_option()
+  local t = setup { max_body = 100 }
+  lu.assertEquals(t.handle(signed(("x"):rep(101))).status, 413)
+  lu.assertEquals(t.handle(signed('{"id":"evt_small","type":"ping"}')).status, 200)
+end
+
+function TestWebhookHandler.test_event_ttl_reaches_the_store()
+  local seen = {}
+  local s = connected_store()
+  local orig = s.event_once
+  s.event_once = function(self, id, ttl) seen[#seen + 1] = { id, ttl }; return orig(self, id, ttl) end
+  local t = setup { store = s }
+  t.handle(signed(FIXTURE))
+  lu.assertEquals(#seen, 1)
+  lu.assertEquals(seen[1][1], "evt_1Iu8ZfA3kq9o1aTcf3b7EknK")
+  lu.assertTrue(seen[1][2] >= 72 * 3600)
+  t = setup { store = s, event_ttl = 30 * 86400 }
+  t.handle(signed(webhook.event { type = "x" }))
+  lu.assertEquals(seen[2][2], 30 * 86400)
+end
+
+-- A raising hook: 500, and the id is released so Stripe's retry runs again.
+function TestWebhookHandler.test_failed_processing_is_retried()
+  local fail = true
+  local calls = 0
+  local t = setup { on_deauthorized = function() calls = calls + 1; if fail then error("downstream unavailable") end end }
+  local res = t.handle(signed(FIXTURE))
+  lu.assertEquals(res.status, 500)
+  lu.assertEquals(res.body, '{"error":"processing_failed"}')
+  lu.assertEquals(#t.logs, 1)
+  lu.assertStrContains(t.logs[1], "evt_1Iu8ZfA3kq9o1aTcf3b7EknK")
+  lu.assertStrContains(t.logs[1], "downstream unavailable")
+  lu.assertNil(t.logs[1]:find(SECRET, 1, true))
+  fail = false
+  lu.assertEquals(t.handle(signed(FIXTURE)).status, 200)
+  lu.assertEquals(calls, 2)
+  lu.assertEquals(t.handle(signed(FIXTURE)).status, 200)
+  lu.assertEquals(calls, 2)
+end
+
+-- A store without the optional forget_event: the id stays seen, and the log says so.
+function TestWebhookHandler.test_failed_processing_without_forget_event_is_logged()
+  local inner = connected_store()
+  local s = setmetatable({}, { __index = function(_, k)
+    if k == "forget_event" then return nil end
+    return inner[k]
+  end })
+  local t = setup { store = s, on_event = function() error("boom") end }
+  local body = webhook.event { type = "charge.succeeded", account = ACCT }
+  lu.assertEquals(t.handle(signed(body)).status, 500)
+  lu.assertStrContains(t.logs[1], "stays marked as seen")
+  lu.assertEquals(t.handle(signed(body)).status, 200)
+end
+
+function TestWebhookHandler.test_store_failure_is_500()
+  local t = setup()
+  t.store.event_once = function() return nil, "database is locked" end
+  local res = t.handle(signed(FIXTURE))
+  lu.assertEquals(res.status, 500)
+  lu.assertEquals(res.body, '{"error":"store_failed"}')
+  lu.assertEquals(#t.deauthorized, 0)
+  lu.assertStrContains(t.logs[1], "database is locked")
+end
+
+-- { name, options (merged into a valid set), message fragment }
+local misuse = {
+  { "unknown option", { secret = SECRET }, "unknown option 'secret'" },
+  { "no secrets", { secrets = false }, "secrets" },
+  { "empty secret list", { secrets = {} }, "secrets" },
+  { "empty secret", { secrets = { "" } }, "non-empty" },
+  { "no store", { store = false }, "store" },
+  { "tolerance 0", { tolerance = 0 }, "0 does not disable" },
+  { "fractional tolerance", { tolerance = 2.5 }, "tolerance" },
+  { "event_ttl under 72 h", { event_ttl = 3600 }, "72 hours" },
+  { "hook not a function", { on_event = "x" }, "on_event" },
+  { "max_body 0", { max_body = 0 }, "max_body" },
+}
+
+function TestWebhookHandler.test_misuse_raises()
+  for _, r in ipairs(misuse) do
+    local ok, err = pcall(setup, r[2])
+    lu.assertFalse(ok, r[1])
+    lu.assertStrContains(tostring(err), r[3], false, r[1])
+  end
+end
+
+local TestWebhookHelpers = {}
+
+function TestWebhookHelpers.test_sign_and_verify_roundtrip()
+  local rows = {
+    { "one secret", SECRET, SECRET, true },
+    { "list signs each", { SECRET, OTHER }, OTHER, true },
+    { "wrong secret", OTHER, SECRET, "no_match" },
+  }
+  for _, r in ipairs(rows) do
+    local h = webhook.sign(FIXTURE, r[2], { timestamp = 1700000000 })
+    local ok, code = webhook.verify(FIXTURE, h, r[3], { now = 1700000000 })
+    lu.assertEquals(ok or code, r[4], r[1])
+  end
+end
+
+function TestWebhookHelpers.test_sign_vector_v3()
+  lu.assertEquals(webhook.sign('{"id":"evt_1","object":"event"}', { SECRET, OTHER }, { timestamp = 1700000000 }),
+    "t=1700000000,v1=0c8670ed117751cc551a20e35839447075c42800ea3cf3e8a2fbda99cd1e6edd," ..
+    "v1=b7ecf2b25fe8be89275e059c67c71512f61cf5110fbb361a3534f45aa94713f7")
+  lu.assertStrContains(webhook.sign("x", SECRET, { scheme = "v0", timestamp = 1 }), "t=1,v0=")
+  lu.assertErrorMsgContains("unknown option", webhook.sign, "x", SECRET, { tolerance = 1 })
+end
+
+function TestWebhookHelpers.test_parse_secrets()
+  local rows = {
+    { "one", "whsec_a", { "whsec_a" } },
+    { "two with spaces", " whsec_a , whsec_b ", { "whsec_a", "whsec_b" } },
+    { "empty items dropped", "whsec_a,,", { "whsec_a" } },
+    { "empty", "", nil },
+    { "nil", nil, nil },
+  }
+  for _, r in ipairs(rows) do lu.assertEquals(webhook.parse_secrets(r[2]), r[3], r[1]) end
+end
+
+function TestWebhookHelpers.test_event_shape()
+  local text, ev = webhook.event { type = webhook.DEAUTHORIZED, account = ACCT, created = 1621742759 }
+  local decoded = cjson.decode(text)
+  lu.assertStrMatches(decoded.id, "evt_[%w]+")
+  lu.assertEquals(decoded.object, "event")
+  lu.assertEquals(decoded.account, ACCT)
+  lu.assertEquals(decoded.created, 1621742759)
+  lu.assertEquals(decoded.livemode, false)
+  lu.assertEquals(decoded.type, webhook.DEAUTHORIZED)
+  lu.assertEquals(decoded.data.object.object, "application")
+  lu.assertStrMatches(decoded.data.object.id, "ca_[%w]+")
+  lu.assertEquals(decoded.data.object.name, cjson.null)
+  lu.assertEquals(decoded.request, { id = cjson.null, idempotency_key = cjson.null })
+  lu.assertEquals(ev.id, decoded.id)
+  -- Stripe's key order, as in the fixture.
+  lu.assertStrMatches(text, '^{"id":"evt_[%w]+","object":"event","account":"' .. ACCT ..
+    '","api_version":"[%d-]+","created":1621742759,"data":{"object":{"id":"ca_[%w]+","object":"application",' ..
+    '"name":null}},"livemode":false,"pending_webhooks":1,"request":{"id":null,"idempotency_key":null},' ..
+    '"type":"account.application.deauthorized"}$')
+  lu.assertNotEquals(webhook.event { type = "x" }, webhook.event { type = "x" })
+  lu.assertErrorMsgContains("type is required", webhook.event, {})
+end
+
+return { TestWebhookHandler = TestWebhookHandler, TestWebhookHelpers = TestWebhookHelpers }
