@@ -1,0 +1,711 @@
+-- stripe_connect.fake — an offline Stripe Connect (OAuth for Standard
+-- accounts) for tests and local development, served by
+-- `stripe-connect serve scripts/fake_connect.lua`.  It behaves as
+-- PROTOCOL.md §1–3 and §6 document: the authorize consent page, single-use
+-- codes that expire after 5 minutes and revoke the connection when reused,
+-- key-mode checks, refresh with an equal or narrower scope, deauthorize,
+-- JSON error bodies, and signed `account.application.deauthorized` events.
+--
+-- State lives in memory, in the lua_State that loaded the app: run the fake
+-- with `--workers 1` (with more workers each would hold its own codes).
+--
+-- Descriptions Stripe documents are used verbatim; the others (wrong mode,
+-- expired code, wider scope) are the fake's own wording.  Statuses follow the
+-- SDK fixtures: 400, and 401 for invalid_client.  The secret key is never
+-- recorded or echoed; codes are echoed only where Stripe does ("Authorization
+-- code does not exist: …") and in the /__fake/requests log.
+--
+-- Test controls under /__fake/ (not Stripe's): requests log, accounts,
+-- events, clock, injected faults (a status and/or a delay for the next calls
+-- to a path) and reset.  See README "Fake Connect".
+local core = require "stripe_connect.core"
+local cjson = require "cjson.safe"
+local util = require "stripe_connect.util"
+local webhook = require "stripe_connect.webhook"
+
+local M = {}
+
+M.CODE_TTL = 300
+
+M.DEFAULTS = {
+  client_id = "ca_fake_development_client",
+  secret_key = "sk_test_fake_development_key",
+  redirect_uris = { "http://127.0.0.1:8080/oauth/callback", "http://localhost:8080/oauth/callback" },
+  webhook_secrets = { "whsec_fake_development_secret" },
+  platform_name = "Fake Platform",
+}
+
+local SCOPE_RANK = { read_only = 1, read_write = 2 }
+local DENIED = "The user denied your request"
+local NO_AUTH = "No authentication was provided. Send your secret API key using the " ..
+  "Authorization header, or as a client_secret POST parameter."
+local REUSED = "This authorization code has already been used. All tokens issued with " ..
+  "this code have been revoked."
+
+local function split_list(s)
+  local out = {}
+  for item in (s or ""):gmatch("[^,]+") do
+    item = item:match("^%s*(.-)%s*$")
+    if item ~= "" then out[#out + 1] = item end
+  end
+  return out
+end
+
+-- config_from_env([getenv]) -> config for M.new, from FAKE_CLIENT_ID,
+-- FAKE_SECRET_KEY, FAKE_REDIRECT_URIS, FAKE_WEBHOOK_URL, FAKE_WEBHOOK_SECRETS
+-- (comma lists) and FAKE_PLATFORM_NAME; unset or empty → M.DEFAULTS.
+function M.config_from_env(getenv)
+  getenv = getenv or os.getenv
+  local function get(name)
+    local v = getenv(name)
+    if v ~= nil and v ~= "" then return v end
+  end
+  local uris, secrets = get("FAKE_REDIRECT_URIS"), get("FAKE_WEBHOOK_SECRETS")
+  return {
+    client_id = get("FAKE_CLIENT_ID") or M.DEFAULTS.client_id,
+    secret_key = get("FAKE_SECRET_KEY") or M.DEFAULTS.secret_key,
+    redirect_uris = uris and split_list(uris) or util.copy(M.DEFAULTS.redirect_uris),
+    webhook_url = get("FAKE_WEBHOOK_URL"),
+    webhook_secrets = secrets and split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
+    platform_name = get("FAKE_PLATFORM_NAME") or M.DEFAULTS.platform_name,
+  }
+end
+
+local CONFIG_KEYS = {
+  client_id = true, secret_key = true, redirect_uris = true, webhook_url = true,
+  webhook_secrets = true, platform_name = true, clock = true, http_request = true, sleep = true,
+}
+
+local Fake = {}
+Fake.__index = Fake
+
+-- new(config) -> fake.  config: client_id, secret_key (sk_test_… or
+-- sk_live_…: sets the mode; the same key with the other prefix is the
+-- platform's key in the other mode), redirect_uris (list), webhook_url,
+-- webhook_secrets (list), platform_name; for specs: clock (function → unix
+-- seconds), http_request and sleep (default the core's).
+function M.new(config)
+  util.check_opts(config, CONFIG_KEYS, "fake.new")
+  assert(type(config.client_id) == "string" and config.client_id:match("^ca_"),
+    "fake.new: client_id must start with ca_")
+  local mode, rest = (config.secret_key or ""):match("^sk_(%l+)_(.+)$")
+  assert(mode == "test" or mode == "live", "fake.new: secret_key must start with sk_test_ or sk_live_")
+  local self = setmetatable({ config = config, livemode = mode == "live" }, Fake)
+  self.keys = { { key = "sk_test_" .. rest, livemode = false }, { key = "sk_live_" .. rest, livemode = true } }
+  self:reset()
+  return self
+end
+
+-- Forgets every code, connection, token, recorded request, event and fault,
+-- and sets the clock back.
+function Fake:reset()
+  self.offset = 0
+  self.codes, self.connections, self.tokens = {}, {}, {}
+  self.requests, self.events, self.faults = {}, {}, {}
+end
+
+function Fake:now()
+  return (self.config.clock or os.time)() + self.offset
+end
+
+local function random_id(prefix, bytes)
+  return prefix .. core.hex_encode(core.random_bytes(bytes))
+end
+
+local function mode_name(livemode) return livemode and "live" or "test" end
+
+-- ------------------------------------------------------------ answers
+local JSON_HEADERS = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" }
+
+local function json(status, body)
+  return { status = status, headers = util.copy(JSON_HEADERS), body = type(body) == "string" and body or cjson.encode(body) }
+end
+
+local function oauth_error(status, code, description, state)
+  return json(status, { error = code, error_description = description, state = state })
+end
+
+local function api_error(status, message, code)
+  return json(status, { error = { type = "invalid_request_error", message = message, code = code } })
+end
+
+-- {"data": [...]} even when empty (cjson would encode {} for an empty table).
+local function list(items)
+  local parts = {}
+  for i, item in ipairs(items) do parts[i] = cjson.encode(item) end
+  return json(200, '{"data":[' .. table.concat(parts, ",") .. "]}")
+end
+
+-- ------------------------------------------------------ request helpers
+local function form_of(req)
+  local t = core.parse_form(req.body or "")
+  return t
+end
+
+local function args_of(req)
+  return req.args or core.parse_query(req.query or "") or {}
+end
+
+-- The one value of a parameter; a repeated one is an error.
+local function single(params, name)
+  local v = params[name]
+  if type(v) == "table" then return nil, "Duplicate parameter: " .. name end
+  return v
+end
+
+-- key from Basic (the user part), Bearer, or the client_secret field;
+-- returns key | nil, and the method used.
+local function presented_key(req, form)
+  local auth = req.headers and req.headers["authorization"]
+  if auth then
+    local scheme, value = auth:match("^(%S+)%s+(%S+)%s*$")
+    scheme = scheme and scheme:lower()
+    if scheme == "basic" then
+      local decoded = core.base64_decode(value)
+      return decoded and decoded:match("^([^:]*)"), "basic"
+    elseif scheme == "bearer" then
+      return value, "bearer"
+    end
+  end
+  local secret = form and form.client_secret
+  if type(secret) == "string" and secret ~= "" then return secret, "client_secret" end
+  return nil, "none"
+end
+
+-- Checks the platform key: answers its livemode, or nil and a 401 answer.
+function Fake:authenticate(req, form)
+  local key, method = presented_key(req, form)
+  if not key or key == "" then return nil, oauth_error(401, "invalid_client", NO_AUTH), method end
+  for _, k in ipairs(self.keys) do
+    if core.equal(key, k.key) then return k.livemode, nil, method end
+  end
+  return nil, oauth_error(401, "invalid_client", "Invalid API key provided."), method
+end
+
+-- Consumes the first injected fault for path: sleeps its delay, then answers
+-- its status (nil when the fault is a delay only or none is queued).
+function Fake:fault(path)
+  for i, f in ipairs(self.faults) do
+    if f.path == "*" or f.path == path then
+      f.count = f.count - 1
+      if f.count <= 0 then table.remove(self.faults, i) end
+      if f.delay and f.delay > 0 then (self.config.sleep or core.sleep)(f.delay) end
+      if f.status then
+        return { status = f.status, headers = util.copy(JSON_HEADERS),
+                 body = f.body or cjson.encode{ error = { type = "api_error", message = "Injected fault." } } }
+      end
+      return nil
+    end
+  end
+end
+
+-- --------------------------------------------------- authorize (§1)
+-- Validates the authorize parameters; answers the normalized values or nil
+-- and the JSON error answer (never a redirect).
+function Fake:check_authorize(params)
+  local state, err = single(params, "state")
+  if err then return nil, oauth_error(400, "invalid_request", err) end
+  local v = {}
+  for _, name in ipairs{ "client_id", "response_type", "scope", "redirect_uri" } do
+    v[name], err = single(params, name)
+    if err then return nil, oauth_error(400, "invalid_request", err, state) end
+  end
+  v.state = state
+  if not v.response_type or v.response_type == "" then
+    return nil, oauth_error(400, "invalid_request", "Missing response_type parameter.", state)
+  elseif v.response_type ~= "code" then
+    return nil, oauth_error(400, "unsupported_response_type", "Only 'code' response_type is supported, but '" ..
+      v.response_type .. "' was provided", state)
+  elseif not v.client_id or v.client_id == "" then
+    return nil, oauth_error(400, "invalid_request", "Missing client_id parameter.", state)
+  elseif v.client_id ~= self.config.client_id then
+    return nil, oauth_error(400, "invalid_request", "No application matches the client_id " .. v.client_id .. ".", state)
+  end
+  v.scope = (v.scope == nil or v.scope == "") and "read_only" or v.scope
+  if not SCOPE_RANK[v.scope] then
+    return nil, oauth_error(400, "invalid_scope", "Invalid scope provided: " .. v.scope .. ".", state)
+  end
+  if v.redirect_uri == nil or v.redirect_uri == "" then
+    v.redirect_uri = self.config.redirect_uris[1]
+    if not v.redirect_uri then
+      return nil, oauth_error(400, "invalid_redirect_uri", "This application has no redirect_uri configured.", state)
+    end
+  else
+    local known = false
+    for _, uri in ipairs(self.config.redirect_uris) do known = known or uri == v.redirect_uri end
+    if not known then
+      return nil, oauth_error(400, "invalid_redirect_uri", "Invalid redirect URI '" .. v.redirect_uri ..
+        "'. Ensure this uri exactly matches one of the uris specified in your application settings", state)
+    end
+  end
+  if self.livemode and not v.redirect_uri:match("^https://") then
+    return nil, oauth_error(400, "invalid_redirect_uri", "The live mode redirect_uri must use HTTPS.", state)
+  end
+  return v
+end
+
+local function sorted_names(t)
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+local function values_of(v)
+  return type(v) == "table" and v or { v }
+end
+
+local PAGE_STYLE = [[
+body{font:16px/1.5 system-ui,sans-serif;background:#f6f9fc;color:#1a1f36;margin:0}
+main{max-width:34rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002}
+.badge{display:inline-block;background:#ffe8a3;padding:.1rem .5rem;border-radius:4px;font-size:.8rem}
+dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{font-size:.9rem;word-break:break-all}
+table{border-collapse:collapse;margin:.5rem 0}td{border-top:1px solid #e3e8ee;padding:.2rem .6rem .2rem 0}
+label{display:block;margin:1rem 0}input[type=text]{width:100%;padding:.4rem;box-sizing:border-box}
+button{font:inherit;padding:.5rem 1.2rem;margin-right:.5rem;border-radius:4px;border:1px solid #635bff;cursor:pointer}
+button[value=approve]{background:#635bff;color:#fff}button[value=deny]{background:#fff;color:#635bff}
+]]
+
+local SCOPE_TEXT = {
+  read_write = "Read and write: view and change your account's data, and create charges on your behalf.",
+  read_only = "Read only: view your account's data (extensions only).",
+}
+
+-- The consent page: platform, scope, mode, redirect, prefilled fields, and
+-- Approve / Deny posting every authorize parameter back to /decide.
+function Fake:consent_page(v, params)
+  local h = util.html
+  local prefill, others, hidden = {}, {}, {}
+  for _, name in ipairs(sorted_names(params)) do
+    for _, value in ipairs(values_of(params[name])) do
+      hidden[#hidden + 1] = string.format('<input type="hidden" name="%s" value="%s">', h(name), h(value))
+      local field = name:match("^stripe_user%[([^%]]+)%]$")
+      if field then
+        prefill[#prefill + 1] = string.format("<tr><td>%s</td><td>%s</td></tr>", h(field), h(value))
+      elseif not v[name] and name ~= "response_type" then
+        others[#others + 1] = string.format("<tr><td>%s</td><td>%s</td></tr>", h(name), h(value))
+      end
+    end
+  end
+  local function table_or(rows, none)
+    return #rows > 0 and ("<table>" .. table.concat(rows) .. "</table>") or ("<p>" .. none .. "</p>")
+  end
+  local platform = self.config.platform_name or self.config.client_id
+  local body = table.concat{
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    "<title>Connect ", h(platform), " — fake Stripe Connect</title><style>", PAGE_STYLE, "</style></head>\n",
+    '<body><main><p class="badge">Fake Stripe Connect — offline, ', h(mode_name(self.livemode)), " mode</p>",
+    "<h1>", h(platform), " wants to connect to your Stripe account</h1><dl>",
+    "<dt>Platform</dt><dd>", h(platform), " (<code>", h(v.client_id), "</code>)</dd>",
+    "<dt>Scope</dt><dd><code>", h(v.scope), "</code> — ", h(SCOPE_TEXT[v.scope]), "</dd>",
+    "<dt>Returns to</dt><dd><code>", h(v.redirect_uri), "</code></dd></dl>",
+    "<h2>Prefilled fields</h2>", table_or(prefill, "None."),
+    #others > 0 and ("<h2>Other parameters</h2>" .. table_or(others, "")) or "",
+    '<form method="post" action="/oauth/authorize/decide">', table.concat(hidden),
+    '<label>Account to connect (optional: blank connects a new account) ',
+    '<input type="text" name="account" placeholder="acct_…" pattern="acct_[A-Za-z0-9]+" autocomplete="off"></label>',
+    '<button type="submit" name="decision" value="approve">Approve</button>',
+    '<button type="submit" name="decision" value="deny">Deny</button>',
+    "</form></main></body></html>\n",
+  }
+  return {
+    status = 200,
+    headers = {
+      ["Content-Type"] = "text/html; charset=utf-8",
+      ["Cache-Control"] = "no-store",
+      ["X-Frame-Options"] = "DENY",
+      ["Referrer-Policy"] = "no-referrer",
+      ["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+    },
+    body = body,
+  }
+end
+
+-- GET /oauth/authorize
+function Fake:authorize(req)
+  local params = args_of(req)
+  local v, answer = self:check_authorize(params)
+  if not v then return answer end
+  return self:consent_page(v, params)
+end
+
+local function with_query(uri, fields)
+  local parts = {}
+  for _, f in ipairs(fields) do
+    if f[2] ~= nil then parts[#parts + 1] = f[1] .. "=" .. core.url_encode(f[2]) end
+  end
+  return uri .. (uri:find("?", 1, true) and "&" or "?") .. table.concat(parts, "&")
+end
+
+-- POST /oauth/authorize/decide: approve → a fresh single-use code;
+-- deny → error=access_denied.  Both 302 to the redirect_uri.
+function Fake:decide(req)
+  local form = form_of(req)
+  if not form then return oauth_error(400, "invalid_request", "Malformed form body.") end
+  local v, answer = self:check_authorize(form)
+  if not v then return answer end
+  local decision, account = single(form, "decision"), single(form, "account")
+  local location
+  if decision == "deny" then
+    location = with_query(v.redirect_uri, { { "error", "access_denied" },
+      { "error_description", DENIED }, { "state", v.state } })
+  elseif decision == "approve" then
+    if account == nil or account == "" then
+      account = random_id("acct_", 8)
+    elseif not account:match("^acct_%w+$") or #account > 64 then
+      return oauth_error(400, "invalid_request", "account must look like acct_…", v.state)
+    end
+    local code = random_id("ac_", 16)
+    self.codes[code] = { account = account, scope = v.scope, livemode = self.livemode,
+                         expires_at = self:now() + M.CODE_TTL }
+    location = with_query(v.redirect_uri, { { "scope", v.scope }, { "code", code }, { "state", v.state } })
+  else
+    return oauth_error(400, "invalid_request", "decision must be approve or deny", v.state)
+  end
+  return { status = 302, headers = { ["Location"] = location, ["Cache-Control"] = "no-store",
+    ["Content-Type"] = "text/plain; charset=utf-8" }, body = "Redirecting\n" }
+end
+
+-- ------------------------------------------------------ token (§2)
+-- Ends a connection: every token issued to it is revoked.
+function Fake:revoke(account)
+  local c = self.connections[account]
+  if c then c.connected = false end
+  for _, t in pairs(self.tokens) do
+    if t.account == account then t.revoked = true end
+  end
+end
+
+-- Issues an access token for (account, scope, livemode), revoking the
+-- previous live one with the same scope and mode; answers the token body.
+function Fake:issue(account, scope, livemode, refresh_token)
+  for _, t in pairs(self.tokens) do
+    if t.kind == "access" and t.account == account and t.scope == scope and t.livemode == livemode then
+      t.revoked = true
+    end
+  end
+  local prefix = mode_name(livemode)
+  local access = random_id("sk_" .. prefix .. "_", 16)
+  self.tokens[access] = { kind = "access", account = account, scope = scope, livemode = livemode }
+  return {
+    access_token = access, livemode = livemode, refresh_token = refresh_token, scope = scope,
+    stripe_publishable_key = "pk_" .. prefix .. "_" .. core.hex_encode(core.random_bytes(16)),
+    stripe_user_id = account, token_type = "bearer",
+  }
+end
+
+function Fake:exchange_code(form, key_livemode, rec)
+  local code = rec.code
+  if not code or code == "" then
+    return oauth_error(400, "invalid_request", "No authorization code provided")
+  end
+  local c = self.codes[code]
+  if not c then
+    return oauth_error(400, "invalid_grant", "Authorization code does not exist: " .. code)
+  end
+  rec.stripe_user_id = c.account
+  if c.used then
+    self:revoke(c.account)
+    return oauth_error(400, "invalid_grant", REUSED)
+  elseif self:now() >= c.expires_at then
+    return oauth_error(400, "invalid_grant", "Authorization code expired: " .. code)
+  elseif key_livemode ~= c.livemode then
+    return oauth_error(400, "invalid_grant", "This authorization code was issued in " .. mode_name(c.livemode) ..
+      " mode, but a " .. mode_name(key_livemode) .. " mode API key was used.")
+  end
+  c.used = true
+  local refresh = random_id("rt_", 24)
+  self.tokens[refresh] = { kind = "refresh", account = c.account, scope = c.scope, livemode = c.livemode }
+  self.connections[c.account] = { account = c.account, scope = c.scope, livemode = c.livemode, connected = true }
+  return json(200, self:issue(c.account, c.scope, c.livemode, refresh))
+end
+
+function Fake:refresh(form, key_livemode, rec)
+  local refresh, scope = single(form, "refresh_token"), single(form, "scope")
+  if not refresh or refresh == "" then
+    return oauth_error(400, "invalid_request", "No refresh_token provided")
+  end
+  local t = self.tokens[refresh]
+  if not t or t.kind ~= "refresh" or t.revoked then
+    return oauth_error(400, "invalid_grant", "Invalid refresh token: it does not exist or has been revoked.")
+  end
+  rec.stripe_user_id, rec.scope = t.account, scope
+  if scope ~= nil and scope ~= "" then
+    if not SCOPE_RANK[scope] then
+      return oauth_error(400, "invalid_scope", "Invalid scope provided: " .. scope .. ".")
+    elseif SCOPE_RANK[scope] > SCOPE_RANK[t.scope] then
+      return oauth_error(400, "invalid_scope", "Invalid scope provided: " .. scope ..
+        ". The refresh token grants " .. t.scope .. ".")
+    end
+  else
+    scope = t.scope
+  end
+  -- A live connection's refresh token mints test tokens with a test key.
+  if key_livemode ~= t.livemode and (key_livemode or not t.livemode) then
+    return oauth_error(400, "invalid_grant", "This refresh token was issued in " .. mode_name(t.livemode) ..
+      " mode, but a " .. mode_name(key_livemode) .. " mode API key was used.")
+  end
+  return json(200, self:issue(t.account, scope, key_livemode, refresh))
+end
+
+-- POST /oauth/token (authenticated by Fake:recorded)
+function Fake:token(form, key_livemode, rec)
+  local grant_type = rec.grant_type
+  if grant_type == nil or grant_type == "" then
+    return oauth_error(400, "invalid_request", "No grant type specified")
+  elseif grant_type == "authorization_code" then
+    return self:exchange_code(form, key_livemode, rec)
+  elseif grant_type == "refresh_token" then
+    return self:refresh(form, key_livemode, rec)
+  end
+  return oauth_error(400, "unsupported_grant_type", "Unsupported grant type: " .. grant_type ..
+    ". The only currently supported types are authorization_code and refresh_token.")
+end
+
+-- -------------------------------------------------- deauthorize (§3)
+function Fake:deauthorize(form, key_livemode, rec)
+  local client_id, account = rec.client_id, rec.stripe_user_id
+  if not client_id or client_id == "" or not account or account == "" then
+    return oauth_error(400, "invalid_request", "No client_id or stripe_user_id parameter provided")
+  elseif client_id ~= self.config.client_id then
+    return oauth_error(401, "invalid_client", "No such application: " .. client_id)
+  elseif key_livemode ~= self.livemode then
+    return oauth_error(401, "invalid_client", "The " .. mode_name(key_livemode) ..
+      " mode API key does not match the mode of " .. client_id .. " (" .. mode_name(self.livemode) .. ").")
+  end
+  local c = self.connections[account]
+  if not c or not c.connected then
+    return oauth_error(401, "invalid_client", "This application is not connected to stripe account " ..
+      account .. ", or that account does not exist.")
+  end
+  self:revoke(account)
+  return json(200, { stripe_user_id = account })
+end
+
+-- Wraps an OAuth endpoint: injected faults, the form, the platform key
+-- (401 before inner runs), and the requests log entry `rec` — path, auth
+-- method, the `logged` form fields, the answered status, and whatever inner
+-- adds.  inner(self, form, key_livemode, rec) -> answer.
+function Fake:recorded(path, inner, logged)
+  return function(req)
+    local rec = { path = path }
+    local answer = self:fault(path)
+    local form = not answer and form_of(req)
+    if answer then
+      rec.fault = true
+    elseif not form then
+      answer = oauth_error(400, "invalid_request", "Malformed form body.")
+    else
+      for _, name in ipairs(logged) do
+        local v = single(form, name)
+        rec[name] = type(v) == "string" and v or nil
+      end
+      local key_livemode, denied, method = self:authenticate(req, form)
+      rec.auth = method
+      answer = denied or inner(self, form, key_livemode, rec)
+    end
+    rec.status = answer.status
+    self.requests[#self.requests + 1] = rec
+    return answer
+  end
+end
+
+-- ------------------------------------------- webhook events (§6)
+-- The account.application.deauthorized event for account, signed with every
+-- configured secret and POSTed to webhook_url.  Answers the event and the
+-- delivery outcome.
+function Fake:send_deauthorized(account, opts)
+  local payload, event = webhook.event{
+    type = webhook.DEAUTHORIZED, account = account, id = opts.event_id, created = self:now(),
+    livemode = self.livemode,
+    object = { id = self.config.client_id, object = "application", name = self.config.platform_name or cjson.null },
+  }
+  local delivery = { url = self.config.webhook_url }
+  if not self.config.webhook_url then
+    delivery.skipped = "FAKE_WEBHOOK_URL is not set"
+  else
+    local headers = { ["Content-Type"] = "application/json; charset=utf-8",
+                      ["User-Agent"] = "Stripe/1.0 (+https://stripe.com/docs/webhooks)" }
+    local secrets = self.config.webhook_secrets or {}
+    if #secrets > 0 then
+      headers["Stripe-Signature"] = webhook.sign(payload, secrets, { timestamp = opts.timestamp or os.time() })
+    end
+    local res, message, code = (self.config.http_request or core.http_request){
+      method = "POST", url = self.config.webhook_url, headers = headers, body = payload, timeout = 10,
+    }
+    if res then
+      delivery.status = res.status
+    else
+      delivery.error, delivery.code = message, code
+    end
+  end
+  self.events[#self.events + 1] = { event = event, delivery = delivery }
+  return event, delivery
+end
+
+-- POST /__fake/accounts/{acct}/disconnect  (form or query: event_id,
+-- timestamp, force=true to send the event for an account not connected)
+function Fake:disconnect(req, account)
+  local form = form_of(req) or {}
+  local args = args_of(req)
+  local function param(name) return single(form, name) or single(args, name) end
+  local c = self.connections[account]
+  if (not c or not c.connected) and param("force") ~= "true" then
+    return json(404, { error = "not_connected", error_description = account .. " is not connected to " ..
+      self.config.client_id .. " (pass force=true to send the event anyway)." })
+  end
+  local timestamp = tonumber(param("timestamp") or "")
+  local event_id = param("event_id")
+  if event_id and not event_id:match("^evt_[%w_]+$") then
+    return json(400, { error = "invalid_request", error_description = "event_id must look like evt_…" })
+  end
+  self:revoke(account)
+  local event, delivery = self:send_deauthorized(account, { event_id = event_id, timestamp = timestamp })
+  return json(200, { stripe_user_id = account, event = event, delivery = delivery })
+end
+
+-- ----------------------------------------------------- test controls
+function Fake:clock(req)
+  if req.method == "POST" then
+    local form = form_of(req) or {}
+    local advance = tonumber(single(form, "advance") or single(args_of(req), "advance") or "")
+    if not advance or advance ~= advance or advance == math.huge or advance == -math.huge then
+      return json(400, { error = "invalid_request", error_description = "advance=SECONDS is required" })
+    end
+    self.offset = self.offset + advance
+  end
+  return json(200, { now = self:now(), offset = self.offset })
+end
+
+-- POST /__fake/faults: path (default "*": any OAuth endpoint), status
+-- (answered instead of the real answer), delay (seconds slept first),
+-- count (default 1), body.  DELETE clears them.
+function Fake:faults_control(req)
+  if req.method == "DELETE" then
+    self.faults = {}
+    return json(200, { faults = 0 })
+  end
+  local form = form_of(req)
+  if not form then return json(400, { error = "invalid_request", error_description = "Malformed form body." }) end
+  local f = {
+    path = single(form, "path") or "*",
+    status = tonumber(single(form, "status") or ""),
+    delay = tonumber(single(form, "delay") or ""),
+    count = tonumber(single(form, "count") or "1"),
+    body = single(form, "body"),
+  }
+  if (f.status and (f.status < 100 or f.status > 599 or f.status % 1 ~= 0)) or
+     (f.delay and (f.delay < 0 or f.delay > 120)) or not f.count or f.count < 1 or
+     (not f.status and not f.delay) then
+    return json(400, { error = "invalid_request",
+      error_description = "give status (100-599) and/or delay (0-120 s); count >= 1" })
+  end
+  self.faults[#self.faults + 1] = f
+  return json(200, { faults = #self.faults })
+end
+
+function Fake:accounts_list()
+  local items = {}
+  for _, name in ipairs(sorted_names(self.connections)) do
+    local c = self.connections[name]
+    items[#items + 1] = { id = c.account, connected = c.connected, scope = c.scope, livemode = c.livemode }
+  end
+  return list(items)
+end
+
+function Fake:events_list()
+  local items = {}
+  for i, e in ipairs(self.events) do items[i] = { id = e.event.id, account = e.event.account,
+    type = e.event.type, delivery = e.delivery } end
+  return list(items)
+end
+
+-- ------------------------------------------------ /v1 (minimal API)
+-- GET /v1/account with the platform key (+ Stripe-Account) or an access
+-- token; anything else under /v1 answers Stripe's unknown-URL error.
+function Fake:v1_account(req)
+  local key = presented_key(req, nil)
+  if not key then return api_error(401, "You did not provide an API key.") end
+  local target = req.headers and req.headers["stripe-account"]
+  local livemode
+  for _, k in ipairs(self.keys) do
+    if core.equal(key, k.key) then livemode = k.livemode end
+  end
+  if livemode == nil then
+    local t = self.tokens[key]
+    if not t or t.kind ~= "access" or t.revoked then return api_error(401, "Invalid API Key provided.") end
+    if target and target ~= t.account then
+      return api_error(403, "The provided key does not have access to account '" .. target .. "'.", "account_invalid")
+    end
+    target, livemode = t.account, t.livemode
+  end
+  if not target then
+    return json(200, { id = "acct_platform_fake", object = "account", type = "standard",
+                       business_profile = { name = self.config.platform_name } })
+  end
+  local c = self.connections[target]
+  if not c or not c.connected then
+    return api_error(403, "The provided key does not have access to account '" .. target ..
+      "' (or that account does not exist). Application access may have been revoked.", "account_invalid")
+  end
+  return json(200, { id = target, object = "account", type = "standard", livemode = livemode,
+                     charges_enabled = true, details_submitted = true })
+end
+
+local function v1_unknown(req)
+  return api_error(404, "Unrecognized request URL (" .. req.method .. ": " .. req.path .. ").")
+end
+
+-- ------------------------------------------------------------ routing
+-- routes() -> the app's routes: { METHOD, PATH (exact, or a Lua pattern
+-- starting with ^), handler(req, captures…) }.
+function Fake:routes()
+  local s = self
+  return {
+    { "GET", "/oauth/authorize", function(req) return s:authorize(req) end },
+    { "POST", "/oauth/authorize/decide", function(req) return s:decide(req) end },
+    { "POST", "/oauth/token", s:recorded("/oauth/token", Fake.token, { "grant_type", "code" }) },
+    { "POST", "/oauth/deauthorize", s:recorded("/oauth/deauthorize", Fake.deauthorize,
+                                               { "client_id", "stripe_user_id" }) },
+    { "GET", "/__fake/requests", function() return list(s.requests) end },
+    { "GET", "/__fake/accounts", function() return s:accounts_list() end },
+    { "POST", "^/__fake/accounts/(acct_[%w_]+)/disconnect$", function(req, acct) return s:disconnect(req, acct) end },
+    { "GET", "/__fake/events", function() return s:events_list() end },
+    { "GET", "/__fake/clock", function(req) return s:clock(req) end },
+    { "POST", "/__fake/clock", function(req) return s:clock(req) end },
+    { "POST", "/__fake/faults", function(req) return s:faults_control(req) end },
+    { "DELETE", "/__fake/faults", function(req) return s:faults_control(req) end },
+    { "POST", "/__fake/reset", function() s:reset(); return json(200, { reset = true }) end },
+    { "GET", "/v1/account", function(req) return s:v1_account(req) end },
+    { "*", "^/v1/", v1_unknown },
+  }
+end
+
+-- handler() -> function(req) -> res, routing with routes(): unknown path 404,
+-- known path with another method 405 (JSON answers, as Stripe's).
+function Fake:handler()
+  local routes = self:routes()
+  return function(req)
+    local path_known = false
+    for _, r in ipairs(routes) do
+      local captures
+      if r[2]:sub(1, 1) == "^" then
+        captures = { req.path:match(r[2]) }
+        if #captures == 0 then captures = nil end
+      elseif r[2] == req.path then
+        captures = {}
+      end
+      if captures then
+        path_known = true
+        if r[1] == "*" or r[1] == req.method then
+          return r[3](req, (table.unpack or unpack)(captures))
+        end
+      end
+    end
+    if path_known then return api_error(405, "Method " .. req.method .. " not allowed for " .. req.path .. ".") end
+    return v1_unknown(req)
+  end
+end
+
+return M
