@@ -176,6 +176,8 @@ function TestStore.test_event_once()
     lu.assertTrue(s:event_once("evt_3", -1), name)
     lu.assertTrue(s:event_once("evt_3", 3600), name)
     lu.assertFalse(s:event_once("evt_3", 3600), name)
+    lu.assertTrue(s:forget_event("evt_3"), name)
+    lu.assertTrue(s:event_once("evt_3", 3600), name)
   end)
 end
 

@@ -29,6 +29,8 @@
 -- Webhook events.
 --   store:event_once(event_id, ttl_seconds) -> true the first time, false for a
 --     duplicate seen within ttl_seconds
+--   store:forget_event(event_id) -> true   (optional) release an id whose
+--     processing failed, so Stripe's retry runs it again
 --
 -- Operations.
 --   store:ping()          -> true        (GET /healthz)

@@ -104,6 +104,11 @@ function Memory:event_once(event_id, ttl_seconds)
   return true
 end
 
+function Memory:forget_event(event_id)
+  self.events[event_id] = nil
+  return true
+end
+
 -- ------------------------------------------------------------- counters
 function Memory:incr(name, n)
   self.counter_values[name] = (self.counter_values[name] or 0) + (n or 1)

@@ -287,6 +287,12 @@ function Sqlite:event_once(event_id, ttl_seconds)
   return n > 0
 end
 
+function Sqlite:forget_event(event_id)
+  local ok, err = self:exec("DELETE FROM events WHERE id = " .. self:q(event_id))
+  if not ok then return nil, err end
+  return true
+end
+
 -- ------------------------------------------------------------- counters
 function Sqlite:incr(name, n)
   local ok, err = self:exec("INSERT INTO counters (name, value) VALUES (" .. self:q(name) .. ", " ..

@@ -1,0 +1,266 @@
+-- stripe_connect.app — the platform's routes (serve contract 2), wired from
+-- a config, a store and a policy.  scripts/platform.lua is a thin wrapper.
+--
+--   GET  /                          home page with the Connect button
+--   GET  /connect[?return_to=/p]    302 to Stripe's authorize page (flow.begin)
+--   GET  /oauth/callback            flow.complete
+--   GET  /connected                 success page
+--   GET  /healthz                   200 "ok" when the store answers, else 503
+--   GET  /metrics                   Prometheus text (counters kept in the store,
+--                                   so they add up over workers and restarts)
+--   POST /webhooks                  webhook.handler (when webhook secrets are set)
+--   admin (only when config.admin_token is set; 404 otherwise):
+--   GET  /admin/accounts            JSON {"data":[account…]}   Authorization: Bearer
+--   GET  /admin/accounts/{id}       JSON {"data":account}
+--   POST /admin/accounts/{id}/deauthorize, /admin/accounts/{id}/refresh
+--   GET  /admin                     HTML list with Disconnect buttons; sign in with
+--   POST /admin/login               the token in a form (sets an HttpOnly
+--                                   SameSite=Strict cookie scoped to /admin)
+-- Account JSON never contains tokens.
+local core = require "stripe_connect.core"
+local cjson = require "cjson.safe"
+local flow = require "stripe_connect.flow"
+local pages = require "stripe_connect.pages"
+local util = require "stripe_connect.util"
+
+local M = {}
+
+local EXPIRE_EVERY = 300 -- seconds between store:expire sweeps, per worker
+
+local function html(status, body, extra)
+  local hd = { ["Content-Type"] = "text/html; charset=utf-8", ["Cache-Control"] = "no-store" }
+  for k, v in pairs(extra or {}) do hd[k] = v end
+  return { status = status, headers = hd, body = body }
+end
+
+local function json(status, value)
+  return { status = status,
+    headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
+    body = assert(cjson.encode(value)) }
+end
+
+local function text(status, body, ctype)
+  return { status = status, headers = { ["Content-Type"] = ctype or "text/plain; charset=utf-8",
+    ["Cache-Control"] = "no-store" }, body = body }
+end
+
+-- Prometheus exposition of the store's counters: "name{labels}" -> value,
+-- grouped by metric name with a TYPE line each.
+local function metrics_text(counters, accounts)
+  local by_name, names = {}, {}
+  for series, value in pairs(counters or {}) do
+    local name = series:match("^([%w_:]+)")
+    if name then
+      if not by_name[name] then by_name[name] = {}; names[#names + 1] = name end
+      table.insert(by_name[name], string.format("%s %d", series, value))
+    end
+  end
+  table.sort(names)
+  local out = {}
+  for _, name in ipairs(names) do
+    out[#out + 1] = "# TYPE " .. name .. " counter"
+    table.sort(by_name[name])
+    for _, line in ipairs(by_name[name]) do out[#out + 1] = line end
+  end
+  if accounts then
+    local n = { connected = 0, disconnected = 0 }
+    for _, a in ipairs(accounts) do n[a.status] = (n[a.status] or 0) + 1 end
+    out[#out + 1] = "# TYPE stripe_connect_accounts gauge"
+    for _, status in ipairs({ "connected", "disconnected" }) do
+      out[#out + 1] = string.format('stripe_connect_accounts{status="%s"} %d', status, n[status])
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- new{ config=, store=, policy=, oauth=?, log=?, webhook=? } -> routes
+-- (webhook: the stripe_connect.webhook module, default required lazily.)
+function M.new(opts)
+  opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
+    webhook = true, replay_wait = true }, "app.new")
+  local cfg, store, policy = opts.config, opts.store, opts.policy
+  assert(cfg and store and policy, "app.new: config, store and policy are required")
+  local log = opts.log or function(msg) io.stderr:write(msg, "\n") end
+  local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
+    replay_wait = opts.replay_wait }
+  local last_expire = 0
+
+  local function sweep()
+    local now = os.time()
+    if now - last_expire >= EXPIRE_EVERY then
+      last_expire = now
+      local ok, err = store:expire(now)
+      if not ok then log("store expire failed: " .. tostring(err)) end
+    end
+  end
+
+  local routes = {
+    { "GET", "/", function() return html(200, pages.home()) end },
+    { "GET", "/connect", function(req) sweep(); return flow.begin(ctx, req) end },
+    { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
+    { "GET", "/connected", function(req)
+        local id = req.args and req.args.account
+        local a = type(id) == "string" and store:get_account(id) or nil
+        return html(200, pages.connected(a and a.status == "connected" and a.id or nil))
+      end },
+    { "GET", "/healthz", function()
+        local ok, err = true, nil
+        if store.ping then ok, err = store:ping() end
+        if ok then return text(200, "ok\n") end
+        log("healthz: store failed: " .. tostring(err))
+        return text(503, "store unavailable\n")
+      end },
+    { "GET", "/metrics", function()
+        local counters = store.counters and store:counters() or {}
+        return text(200, metrics_text(counters, store:list_accounts()), "text/plain; version=0.0.4; charset=utf-8")
+      end },
+  }
+
+  if cfg.webhook_secrets then
+    local webhook = opts.webhook or require("stripe_connect.webhook")
+    if webhook.handler then
+      routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
+        secrets = cfg.webhook_secrets, store = store, log = log,
+        on_deauthorized = policy.on_deauthorized, on_event = policy.on_event,
+      } }
+    else
+      log("STRIPE_WEBHOOK_SECRETS is set but stripe_connect.webhook has no handler; /webhooks is off")
+    end
+  end
+
+  if cfg.admin_token then
+    for _, r in ipairs(M.admin_routes(ctx)) do routes[#routes + 1] = r end
+  end
+  return routes
+end
+
+-- ------------------------------------------------------------------ admin
+
+local function b64mac(key, what)
+  return core.base64url_encode(core.hmac_sha256(key, what))
+end
+
+-- admin_routes(ctx) -> the admin routes (ctx as for flow, config.admin_token set).
+function M.admin_routes(ctx)
+  local cfg, store = ctx.config, ctx.store
+  local token = cfg.admin_token
+  local token_digest = core.sha256(token)
+  local session = b64mac(token, "stripe-connect admin session")
+  local csrf = b64mac(token, "stripe-connect admin csrf")
+  local cookie_name = cfg.secure and "__Secure-sc_admin" or "sc_admin"
+
+  -- Bearer token, compared in constant time (digests: no length leak).
+  local function bearer_ok(req)
+    local h = req.headers and req.headers["authorization"]
+    local given = type(h) == "string" and h:match("^[Bb]earer%s+(%S+)%s*$")
+    return given ~= nil and core.equal(core.sha256(given), token_digest)
+  end
+
+  local function session_ok(req)
+    local v = req.cookies and req.cookies[cookie_name]
+    return type(v) == "string" and core.equal(core.sha256(v), core.sha256(session))
+  end
+
+  local function unauthorized()
+    local res = json(401, { error = { reason = "unauthorized", message = "send Authorization: Bearer <ADMIN_TOKEN>" } })
+    res.headers["WWW-Authenticate"] = 'Bearer realm="stripe-connect admin"'
+    return res
+  end
+
+  local function guard(handler)
+    return function(req)
+      if not bearer_ok(req) then return unauthorized() end
+      return handler(req)
+    end
+  end
+
+  local function form_field(req, name)
+    local body = req.body or ""
+    local parsed = core.parse_form and core.parse_form(body) or nil
+    if parsed then
+      local v = parsed[name]
+      if type(v) == "table" then v = v[1] end
+      return v
+    end
+    local v = body:match("^" .. name .. "=([^&]*)") or body:match("&" .. name .. "=([^&]*)")
+    return v and (v:gsub("+", " "):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end))
+  end
+
+  local function op_response(a, err)
+    if a then return json(200, { data = flow.public_account(a) }) end
+    return json(err.status, { error = { reason = err.reason, message = err.message } })
+  end
+
+  local function list()
+    local accounts, err = store:list_accounts()
+    if not accounts then
+      ctx.log("admin: list_accounts failed: " .. tostring(err))
+      return nil
+    end
+    for i, a in ipairs(accounts) do accounts[i] = flow.public_account(a) end
+    return accounts
+  end
+
+  local function login_page(status, note)
+    local body = '<h1>Admin</h1>' .. (note and ('<p class="muted">' .. util.html(note) .. "</p>") or "") ..
+      '<form method="post" action="/admin/login"><p><label>Admin token ' ..
+      '<input type="password" name="token" autocomplete="current-password" required></label></p>' ..
+      '<p><button class="btn" type="submit">Sign in</button></p></form>'
+    return html(status, pages.layout("Admin", body))
+  end
+
+  local function admin_cookie(value, max_age)
+    return string.format("%s=%s; Path=/admin; Max-Age=%d; HttpOnly; SameSite=Strict%s",
+      cookie_name, value, max_age, cfg.secure and "; Secure" or "")
+  end
+
+  return {
+    { "GET", "/admin/accounts", guard(function()
+        local accounts = list()
+        if not accounts then return json(503, { error = { reason = "store_unavailable" } }) end
+        setmetatable(accounts, cjson.array_mt)
+        return json(200, { data = accounts })
+      end) },
+    { "GET", "^/admin/accounts/(acct_[%w_]+)$", guard(function(req)
+        local a = store:get_account(req.params[1])
+        if not a then return json(404, { error = { reason = "not_found", message = "no such account" } }) end
+        return json(200, { data = flow.public_account(a) })
+      end) },
+    { "POST", "^/admin/accounts/(acct_[%w_]+)/deauthorize$", function(req)
+        local id = req.params[1]
+        if bearer_ok(req) then return op_response(flow.deauthorize(ctx, id, "admin")) end
+        -- The HTML page's Disconnect button: session cookie + CSRF field.
+        if session_ok(req) then
+          local given = form_field(req, "csrf")
+          if type(given) ~= "string" or not core.equal(core.sha256(given), core.sha256(csrf)) then
+            return html(403, pages.problem{ title = "Forbidden", message = "The form has expired; reload the admin page.", retry = false })
+          end
+          local _, err = flow.deauthorize(ctx, id, "admin")
+          if err then
+            return html(err.status, pages.problem{ title = "Could not disconnect", message = err.message, retry = false })
+          end
+          return { status = 303, headers = { Location = "/admin", ["Cache-Control"] = "no-store" }, body = "" }
+        end
+        return unauthorized()
+      end },
+    { "POST", "^/admin/accounts/(acct_[%w_]+)/refresh$", guard(function(req)
+        return op_response(flow.refresh(ctx, req.params[1]))
+      end) },
+    { "GET", "/admin", function(req)
+        if not (session_ok(req) or bearer_ok(req)) then return login_page(401) end
+        local accounts = list()
+        if not accounts then return html(503, pages.problem{ title = "Store unavailable", message = "Try again.", retry = false }) end
+        return html(200, pages.admin(accounts, csrf))
+      end },
+    { "POST", "/admin/login", function(req)
+        local given = form_field(req, "token")
+        if type(given) ~= "string" or not core.equal(core.sha256(given), token_digest) then
+          return login_page(401, "That token is not right.")
+        end
+        return { status = 303, headers = { Location = "/admin", ["Cache-Control"] = "no-store",
+          ["Set-Cookie"] = admin_cookie(session, 8 * 3600) }, body = "" }
+      end },
+  }
+end
+
+return M

@@ -1,0 +1,193 @@
+-- stripe_connect.config — the platform's settings from the environment.
+--
+-- load(getenv) reads every setting, and answers either the config table or
+-- nil plus a list of problems, each naming the variable and how to fix it
+-- (the platform refuses to start with them; see format_problems).  Secrets
+-- are never echoed back in a problem.
+--
+--   STRIPE_SECRET_KEY      required  sk_test_… / sk_live_… (or rk_…)
+--   STRIPE_CLIENT_ID       required  ca_… (Connect settings → OAuth)
+--   PUBLIC_URL             required  http(s)://host[:port][/prefix] the browser uses
+--   REDIRECT_URIS          optional  comma list; default PUBLIC_URL/oauth/callback
+--   STRIPE_CONNECT_BASE    optional  default https://connect.stripe.com
+--   STRIPE_API_BASE        optional  default https://api.stripe.com
+--   STATE_SECRETS          required  kid:secret[,kid:secret…], secrets ≥ 32 bytes
+--   STATE_TTL              optional  seconds, default 1800 (60–86400)
+--   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory:
+--   ADMIN_TOKEN            optional  ≥ 16 characters; admin routes are 404 without it
+--   STRIPE_WEBHOOK_SECRETS optional  whsec_…[,whsec_…]; enables POST /webhooks
+--   STRIPE_TIMEOUT         optional  seconds for one call to Stripe, default 30
+--   POLICY                 optional  path of a Lua policy file (see policy.lua)
+local state = require "stripe_connect.state"
+
+local M = {}
+
+M.DEFAULTS = {
+  STRIPE_CONNECT_BASE = "https://connect.stripe.com",
+  STRIPE_API_BASE = "https://api.stripe.com",
+  STATE_TTL = "1800",
+  DATABASE = "sqlite:data/connect.db",
+  STRIPE_TIMEOUT = "30",
+}
+
+local function trim(s)
+  if s == nil then return nil end
+  s = s:match("^%s*(.-)%s*$")
+  if s == "" then return nil end
+  return s
+end
+
+-- base_url(s) -> normalised "scheme://host[:port][/path]" (no trailing "/")
+-- or nil: http or https only, a host, no query, no fragment, no spaces.
+local function base_url(s)
+  if type(s) ~= "string" or s:find("[%s?#\\]") then return nil end
+  local scheme, rest = s:match("^(https?)://(.+)$")
+  if not scheme then return nil end
+  local host = rest:match("^([^/]+)")
+  if not host or host:find("@", 1, true) then return nil end
+  return (s:gsub("/+$", "")), scheme == "https"
+end
+
+local function split_list(s)
+  local out = {}
+  for item in (s .. ","):gmatch("([^,]*),") do
+    item = trim(item)
+    if item then out[#out + 1] = item end
+  end
+  return out
+end
+
+local function number_in(s, lo, hi)
+  local n = tonumber(s)
+  if not n or n < lo or n > hi then return nil end
+  return n
+end
+
+-- load(getenv) -> config | nil, problems
+-- getenv: function(name) -> string|nil (default os.getenv).
+function M.load(getenv)
+  getenv = getenv or os.getenv
+  local function get(name) return trim(getenv(name)) or M.DEFAULTS[name] end
+  local problems = {}
+  local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
+  local c = {}
+
+  c.secret_key = get("STRIPE_SECRET_KEY")
+  if not c.secret_key then
+    problem("STRIPE_SECRET_KEY is not set: export the platform's secret key (sk_test_… or sk_live_…, " ..
+      "Stripe Dashboard → Developers → API keys)")
+  elseif not c.secret_key:match("^[sr]k_[%w]+_[%w_]+$") then
+    problem("STRIPE_SECRET_KEY does not look like a Stripe secret key: it must start with sk_test_, " ..
+      "sk_live_ (or rk_…) and contain no spaces")
+  end
+  c.livemode = c.secret_key ~= nil and c.secret_key:match("^[sr]k_live_") ~= nil
+
+  c.client_id = get("STRIPE_CLIENT_ID")
+  if not c.client_id then
+    problem("STRIPE_CLIENT_ID is not set: export the platform's Connect client id (ca_…, " ..
+      "Stripe Dashboard → Settings → Connect → Onboarding options → OAuth)")
+  elseif not c.client_id:match("^ca_[%w_]+$") then
+    problem("STRIPE_CLIENT_ID must be a Connect client id: ca_ followed by letters and digits")
+  end
+
+  local public = get("PUBLIC_URL")
+  if not public then
+    problem("PUBLIC_URL is not set: export the URL browsers use to reach this app, " ..
+      "e.g. PUBLIC_URL=https://platform.example.com")
+  else
+    c.public_url, c.secure = base_url(public)
+    if not c.public_url then
+      problem("PUBLIC_URL must be an http:// or https:// URL without query or fragment, e.g. https://platform.example.com")
+    elseif c.livemode and not c.secure then
+      problem("PUBLIC_URL must be https:// with a live key (Stripe requires HTTPS redirect URIs in live mode)")
+    end
+  end
+
+  local redirects = get("REDIRECT_URIS")
+  if redirects then
+    c.redirect_uris = {}
+    for _, u in ipairs(split_list(redirects)) do
+      local ok, https = base_url(u)
+      if not ok then
+        problem("REDIRECT_URIS: %q is not an http(s) URL without query or fragment", u)
+      elseif c.livemode and not https then
+        problem("REDIRECT_URIS: %q must be https:// with a live key", u)
+      else
+        c.redirect_uris[#c.redirect_uris + 1] = ok
+      end
+    end
+    if #c.redirect_uris == 0 then problem("REDIRECT_URIS is set but lists no URL") end
+  elseif c.public_url then
+    c.redirect_uris = { c.public_url .. "/oauth/callback" }
+  end
+
+  for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
+    local v = base_url(get(name))
+    if not v then problem("%s must be an http(s) base URL such as %s", name, M.DEFAULTS[name]) end
+    c[name == "STRIPE_CONNECT_BASE" and "connect_base" or "api_base"] = v
+  end
+
+  local secrets = get("STATE_SECRETS")
+  if not secrets then
+    problem("STATE_SECRETS is not set: export kid:secret pairs, e.g. " ..
+      "STATE_SECRETS=k1:$(head -c 32 /dev/urandom | base64 | tr -d =) (first mints, all verify)")
+  else
+    local kr, err = state.keyring(secrets)
+    if not kr then
+      problem("STATE_SECRETS is invalid (%s): use kid:secret[,kid:secret…], each secret at least " ..
+        "32 bytes, e.g. k1:$(head -c 32 /dev/urandom | base64 | tr -d =)", err)
+    end
+    c.keyring = kr
+  end
+
+  c.state_ttl = number_in(get("STATE_TTL"), 60, 86400)
+  if not c.state_ttl then problem("STATE_TTL must be a number of seconds between 60 and 86400 (default 1800)") end
+  c.state_ttl = c.state_ttl and math.floor(c.state_ttl)
+
+  c.database = get("DATABASE")
+  if not (c.database:match("^sqlite:.+") or c.database == "memory:") then
+    problem("DATABASE must be sqlite:PATH (e.g. sqlite:data/connect.db) or memory:")
+  end
+
+  c.admin_token = trim(getenv("ADMIN_TOKEN"))
+  if c.admin_token and #c.admin_token < 16 then
+    problem("ADMIN_TOKEN must be at least 16 characters (e.g. $(head -c 24 /dev/urandom | base64)); unset it to disable the admin routes")
+  end
+
+  local whsecs = trim(getenv("STRIPE_WEBHOOK_SECRETS"))
+  if whsecs then
+    c.webhook_secrets = split_list(whsecs)
+    if #c.webhook_secrets == 0 then problem("STRIPE_WEBHOOK_SECRETS is set but lists no secret") end
+  end
+
+  c.stripe_timeout = number_in(get("STRIPE_TIMEOUT"), 0.1, 300)
+  if not c.stripe_timeout then problem("STRIPE_TIMEOUT must be a number of seconds between 0.1 and 300 (default 30)") end
+
+  c.policy_path = trim(getenv("POLICY"))
+  if c.policy_path then
+    local f = io.open(c.policy_path, "r")
+    if not f then problem("POLICY: cannot read %q; point it at a Lua policy file (see scripts/example_policy.lua)", c.policy_path)
+    else f:close() end
+  end
+
+  if #problems > 0 then return nil, problems end
+  return c
+end
+
+-- format_problems(problems) -> the text printed when refusing to start.
+function M.format_problems(problems)
+  local lines = { "stripe-connect: refusing to start; fix these settings:" }
+  for _, p in ipairs(problems) do lines[#lines + 1] = "  - " .. p end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- load_or_exit(getenv) -> config; prints the problems and exits 2 otherwise.
+function M.load_or_exit(getenv)
+  local c, problems = M.load(getenv)
+  if c then return c end
+  io.stderr:write(M.format_problems(problems))
+  io.stderr:flush()
+  os.exit(2)
+end
+
+return M

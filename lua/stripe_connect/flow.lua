@@ -1,0 +1,364 @@
+-- stripe_connect.flow — the Connect flow, transport-agnostic: requests and
+-- responses are plain tables (the serve contract's `req` / `res`), so the
+-- same code runs under `stripe-connect serve`, in nginx, and in unit specs.
+--
+--   begin(ctx, req)    GET /connect: mint a browser-bound state, 302 to Stripe
+--   complete(ctx, req) GET /oauth/callback: verify, consume once, exchange, store
+--   deauthorize(ctx, id, source), refresh(ctx, id): account operations shared
+--     by the admin routes and the ad hoc scripts
+--
+-- ctx = {
+--   config  = stripe_connect.config table (keyring, state_ttl, secure,
+--             client_id, secret_key, connect_base, stripe_timeout),
+--   store   = a store (stripe_connect.store),
+--   policy  = stripe_connect.policy.new(...),
+--   oauth   = module with token/refresh/deauthorize/authorize_url (default
+--             stripe_connect.oauth; specs may pass a fake),
+--   now     = function() -> Unix seconds (default os.time),
+--   sleep   = function(seconds) (default core.sleep: yields under serve),
+--   log     = function(message) (default stderr),
+--   replay_wait = seconds a concurrent twin callback waits for the first
+--             one's outcome (default STRIPE_TIMEOUT + 5),
+-- }
+--
+-- One-time state: the callback claims the state's nonce in the store
+-- (atomically) before it spends the code, and records the outcome.  A replay
+-- (reload, back button, prefetch) finds the outcome and answers it again; a
+-- twin arriving while the first is still talking to Stripe polls for the
+-- outcome and never calls the token endpoint itself.
+local core = require "stripe_connect.core"
+local state = require "stripe_connect.state"
+local pages = require "stripe_connect.pages"
+
+local M = {}
+
+-- Each failure reason: HTTP status and the words the page shows.
+M.REASONS = {
+  missing_state   = { 403, "This connection link is not valid",
+                      "The answer from Stripe did not carry the security token we sent. Please start again." },
+  malformed       = { 403, "This connection link is not valid",
+                      "The security token in this link is damaged or was changed. Please start again." },
+  unknown_key     = { 403, "This connection link is not valid",
+                      "This link was made with a key we no longer use. Please start again." },
+  bad_signature   = { 403, "This connection link is not valid",
+                      "The security token in this link was changed. Please start again." },
+  expired         = { 403, "This connection link has expired",
+                      "Connecting took longer than we allow. Please start again." },
+  no_binding      = { 403, "Please finish in the browser where you started",
+                      "This connection was started in another browser, or your cookies were cleared. " ..
+                      "For your security, start again here." },
+  other_browser   = { 403, "Please finish in the browser where you started",
+                      "This connection was started in another browser. For your security, start again here." },
+  access_denied   = { 200, "You declined to connect",
+                      "No account was connected. You can try again whenever you like." },
+  stripe_refused  = { 400, "Stripe could not start the connection",
+                      "Stripe reported a problem with the connection request. Please start again." },
+  missing_code    = { 400, "The answer from Stripe is incomplete",
+                      "Stripe's answer did not include an authorization code. Please start again." },
+  invalid_grant   = { 400, "This connection link was already used or has expired",
+                      "Stripe no longer accepts this authorization. Please start again." },
+  oauth_error     = { 400, "Stripe refused the connection",
+                      "Stripe did not accept the authorization. Please start again." },
+  stripe_timeout  = { 504, "Stripe did not answer in time",
+                      "We could not finish connecting because Stripe took too long to answer. Please try again in a moment." },
+  stripe_unreachable = { 502, "We could not reach Stripe",
+                      "We could not finish connecting because Stripe could not be reached. Please try again in a moment." },
+  stripe_error    = { 502, "Stripe had a problem",
+                      "Stripe answered with an error. Please try again in a moment." },
+  store_unavailable = { 503, "Something went wrong on our side",
+                      "We could not record the connection. Please try again in a moment." },
+  in_progress     = { 503, "Still connecting",
+                      "This connection is still being completed. Reload this page in a moment." },
+}
+
+local function defaults(ctx)
+  ctx.now = ctx.now or os.time
+  ctx.sleep = ctx.sleep or core.sleep
+  ctx.log = ctx.log or function(msg) io.stderr:write(msg, "\n") end
+  ctx.oauth = ctx.oauth or require("stripe_connect.oauth")
+  return ctx
+end
+
+local function count(ctx, name)
+  local s = ctx.store
+  if s.incr then pcall(s.incr, s, name, 1) end
+end
+
+local function callback_metric(ctx, outcome_label, reason)
+  count(ctx, string.format('stripe_connect_callbacks_total{outcome="%s",reason="%s"}', outcome_label, reason or ""))
+end
+
+local function no_store_headers(extra)
+  local hd = { ["Cache-Control"] = "no-store", ["Referrer-Policy"] = "no-referrer" }
+  for k, v in pairs(extra or {}) do hd[k] = v end
+  return hd
+end
+
+-- render(outcome) -> res.  outcome: { kind, status, reason, location?, account_id? }
+function M.render(outcome)
+  if outcome.status == 303 then
+    return { status = 303, headers = no_store_headers({ Location = outcome.location,
+      ["Content-Type"] = "text/plain; charset=utf-8" }), body = "" }
+  end
+  local r = M.REASONS[outcome.reason] or M.REASONS.stripe_error
+  local extra = { ["Content-Type"] = "text/html; charset=utf-8" }
+  if outcome.reason == "in_progress" then extra["Retry-After"] = "2" end
+  return {
+    status = outcome.status or r[1],
+    headers = no_store_headers(extra),
+    body = pages.problem{ title = r[2], message = r[3],
+      retry = outcome.reason ~= "in_progress" },
+  }
+end
+
+local function failure(reason)
+  return { kind = reason == "access_denied" and "denied" or "error", status = M.REASONS[reason][1], reason = reason }
+end
+
+-- ------------------------------------------------------------------ begin
+
+local function binding_of(ctx, req)
+  local v = req.cookies and req.cookies[state.cookie_name(ctx.config.secure)]
+  if state.valid_binding(v) then return v end
+  return nil
+end
+
+local function url_encode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- The authorize URL (oauth.authorize_url; prefill values Stripe would ignore
+-- are dropped rather than failing the request).
+local function authorize_url(ctx, params)
+  params.invalid_prefill = "drop"
+  local build = ctx.oauth.authorize_url or require("stripe_connect.oauth").authorize_url
+  local url, dropped = build(params)
+  if dropped and #dropped > 0 then
+    ctx.log("connect: prefill fields dropped as invalid: " .. table.concat(dropped, ", "))
+  end
+  return url
+end
+
+-- begin(ctx, req) -> res: 302 to Stripe's authorize page with a fresh state,
+-- setting (or refreshing) the browser-binding cookie.
+function M.begin(ctx, req)
+  defaults(ctx)
+  local cfg, policy = ctx.config, ctx.policy
+  local binding = binding_of(ctx, req) or state.new_binding()
+  local token = state.mint(cfg.keyring, { binding = binding, return_to = policy.return_to(req), now = ctx.now() })
+  local params = {
+    client_id = cfg.client_id, scope = policy.scope(req), redirect_uri = policy.redirect_uri(req),
+    state = token, stripe_user = policy.prefill(req), connect_base = cfg.connect_base,
+  }
+  for k, v in pairs(policy.authorize_params(req) or {}) do params[k] = v end
+  count(ctx, "stripe_connect_connect_total")
+  return {
+    status = 302,
+    headers = no_store_headers({
+      Location = authorize_url(ctx, params),
+      ["Set-Cookie"] = state.binding_cookie(binding, { secure = cfg.secure }),
+      ["Content-Type"] = "text/plain; charset=utf-8",
+    }),
+    body = "",
+  }
+end
+
+-- --------------------------------------------------------------- complete
+
+local function first(v)
+  if type(v) == "table" then return v[1] end
+  return v
+end
+
+-- Maps a failed token call to a reason.
+local function token_failure_reason(err)
+  if type(err) ~= "table" then return "stripe_error" end
+  if err.type == "oauth" then
+    if err.error == "invalid_grant" then return "invalid_grant" end
+    if (err.status or 400) >= 500 then return "stripe_error" end
+    return "oauth_error"
+  elseif err.type == "transport" then
+    if err.code == "timeout" then return "stripe_timeout" end
+    return "stripe_unreachable"
+  end
+  return "stripe_error"
+end
+
+-- Waits for the outcome of a flow another request is completing.
+local function await_outcome(ctx, nonce)
+  local wait = ctx.replay_wait or ((ctx.config.stripe_timeout or 30) + 5)
+  local deadline = core.monotonic and (core.monotonic() + wait) or (os.time() + wait)
+  local clock = core.monotonic or os.time
+  local delay = 0.02
+  while clock() < deadline do
+    ctx.sleep(delay)
+    delay = math.min(delay * 2, 0.25)
+    local f = ctx.store:get_flow(nonce)
+    if f and f.outcome then return f.outcome end
+  end
+  return nil
+end
+
+-- The code exchange and storing the account; -> outcome.
+local function exchange(ctx, req, code, claims)
+  local cfg = ctx.config
+  local res, err = ctx.oauth.token{
+    secret_key = cfg.secret_key, code = code, connect_base = cfg.connect_base,
+    timeout = cfg.stripe_timeout,
+  }
+  if not res then
+    local reason = token_failure_reason(err)
+    count(ctx, string.format('stripe_connect_token_calls_total{result="%s"}', reason))
+    ctx.log(string.format("callback: token exchange failed (%s): %s", reason, tostring(err)))
+    return failure(reason), err
+  end
+  count(ctx, 'stripe_connect_token_calls_total{result="ok"}')
+  local now = ctx.now()
+  local account = {
+    id = res.stripe_user_id, status = "connected", scope = res.scope, livemode = res.livemode == true,
+    token_type = res.token_type, access_token = res.access_token, refresh_token = res.refresh_token,
+    stripe_publishable_key = res.stripe_publishable_key, connected_at = now, updated_at = now,
+  }
+  local ok, serr = ctx.store:put_account(account)
+  if not ok then
+    ctx.log("callback: storing account " .. account.id .. " failed: " .. tostring(serr))
+    return failure("store_unavailable")
+  end
+  ctx.policy.on_connected(account, req)
+  local location = claims.return_to or ("/connected?account=" .. url_encode(account.id))
+  return { kind = "connected", status = 303, location = location, account_id = account.id }
+end
+
+-- complete(ctx, req) -> res for GET /oauth/callback.
+function M.complete(ctx, req)
+  defaults(ctx)
+  local cfg, policy, store = ctx.config, ctx.policy, ctx.store
+  local args = req.args or {}
+  local claims, code = state.verify(cfg.keyring, first(args.state), {
+    binding = binding_of(ctx, req) or (req.cookies and req.cookies[state.cookie_name(cfg.secure)]),
+    ttl = cfg.state_ttl, now = ctx.now(),
+  })
+  if not claims then
+    local reason = code == "missing" and "missing_state" or code
+    callback_metric(ctx, "rejected", reason)
+    policy.on_error({ reason = reason, status = 403 }, req)
+    return M.render(failure(reason))
+  end
+
+  local claimed, recorded = store:claim_flow(claims.nonce, claims.expires_at)
+  if claimed == nil then
+    ctx.log("callback: store failed to claim the flow: " .. tostring(recorded))
+    callback_metric(ctx, "error", "store_unavailable")
+    return M.render(failure("store_unavailable"))
+  end
+  if not claimed then
+    local outcome = recorded or await_outcome(ctx, claims.nonce)
+    if not outcome then
+      callback_metric(ctx, "in_progress", "in_progress")
+      return M.render(failure("in_progress"))
+    end
+    callback_metric(ctx, "replayed", outcome.reason or outcome.kind)
+    return M.render(outcome)
+  end
+
+  local outcome, err
+  local stripe_error = first(args.error)
+  local auth_code = first(args.code)
+  if stripe_error then
+    outcome = failure(stripe_error == "access_denied" and "access_denied" or "stripe_refused")
+    err = { error = stripe_error, description = first(args.error_description) }
+  elseif not auth_code or auth_code == "" then
+    outcome = failure("missing_code")
+  else
+    outcome, err = exchange(ctx, req, auth_code, claims)
+  end
+  local ok, rerr = store:record_outcome(claims.nonce, outcome)
+  if not ok then ctx.log("callback: recording the outcome failed: " .. tostring(rerr)) end
+
+  callback_metric(ctx, outcome.kind, outcome.reason)
+  if outcome.kind == "denied" then
+    policy.on_denied(err, req)
+  elseif outcome.kind == "error" then
+    local e = { reason = outcome.reason, status = outcome.status }
+    if type(err) == "table" then e.error, e.description, e.code = err.error, err.description, err.code end
+    policy.on_error(e, req)
+  end
+  return M.render(outcome)
+end
+
+-- ------------------------------------------------------ account operations
+
+local function op_error(status, reason, message, err)
+  return { status = status, reason = reason, message = message, detail = err and tostring(err) or nil }
+end
+
+local function stripe_op_error(err)
+  local reason = token_failure_reason(err)
+  local status = (reason == "invalid_grant" or reason == "oauth_error") and 400 or M.REASONS[reason][1]
+  return op_error(status, reason, M.REASONS[reason][3], err)
+end
+
+-- deauthorize(ctx, id, source) -> account | nil, err
+-- Calls Stripe's deauthorize, then marks the account disconnected and runs
+-- on_deauthorized(id, source).  Stripe's invalid_client (the account is not
+-- connected any more) also marks it disconnected.
+-- err = { status, reason, message, detail }.
+function M.deauthorize(ctx, id, source)
+  defaults(ctx)
+  local cfg = ctx.config
+  local a = ctx.store:get_account(id)
+  if not a then return nil, op_error(404, "not_found", "no such account") end
+  local res, err = ctx.oauth.deauthorize{
+    secret_key = cfg.secret_key, client_id = cfg.client_id, stripe_user_id = id,
+    connect_base = cfg.connect_base, timeout = cfg.stripe_timeout,
+  }
+  if not res and not (type(err) == "table" and err.type == "oauth" and err.error == "invalid_client") then
+    return nil, stripe_op_error(err)
+  end
+  local ok, serr = ctx.store:mark_disconnected(id, source or "admin")
+  if not ok then return nil, op_error(503, "store_unavailable", "could not update the account", serr) end
+  count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "admin"))
+  ctx.policy.on_deauthorized(id, source or "admin")
+  return ctx.store:get_account(id)
+end
+
+-- refresh(ctx, id) -> account | nil, err: a new access token from the stored
+-- refresh token; the account keeps the newest tokens, scope and livemode.
+function M.refresh(ctx, id)
+  defaults(ctx)
+  local cfg = ctx.config
+  local a = ctx.store:get_account(id)
+  if not a then return nil, op_error(404, "not_found", "no such account") end
+  if a.status ~= "connected" or not a.refresh_token then
+    return nil, op_error(409, "no_refresh_token", "the account is not connected or has no refresh token")
+  end
+  local res, err = ctx.oauth.refresh{
+    secret_key = cfg.secret_key, refresh_token = a.refresh_token, connect_base = cfg.connect_base,
+    timeout = cfg.stripe_timeout,
+  }
+  if not res then return nil, stripe_op_error(err) end
+  a.scope = res.scope or a.scope
+  if res.livemode ~= nil then a.livemode = res.livemode == true end
+  a.token_type = res.token_type or a.token_type
+  a.access_token = res.access_token or a.access_token
+  a.refresh_token = res.refresh_token or a.refresh_token
+  a.stripe_publishable_key = res.stripe_publishable_key or a.stripe_publishable_key
+  a.refreshed_at = ctx.now()
+  a.updated_at = a.refreshed_at
+  local ok, serr = ctx.store:put_account(a)
+  if not ok then return nil, op_error(503, "store_unavailable", "could not update the account", serr) end
+  count(ctx, "stripe_connect_refreshes_total")
+  return a
+end
+
+-- public_account(a) -> the account without tokens (for JSON and listings).
+function M.public_account(a)
+  return {
+    id = a.id, status = a.status, scope = a.scope, livemode = a.livemode,
+    connected_at = a.connected_at, updated_at = a.updated_at, disconnected_at = a.disconnected_at,
+    disconnect_reason = a.disconnect_reason, refreshed_at = a.refreshed_at,
+    has_refresh_token = a.refresh_token ~= nil,
+  }
+end
+
+return M

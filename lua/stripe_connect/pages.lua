@@ -1,0 +1,95 @@
+-- stripe_connect.pages — the platform's HTML pages: home (Connect button),
+-- success, the problem pages of the callback, and the admin list.  Own small
+-- CSS inline, no third-party assets or scripts; every dynamic value goes
+-- through util.html.  Pages never contain secrets, codes or tokens: callers
+-- pass only account ids, scopes and plain-words messages.
+local util = require "stripe_connect.util"
+
+local h = util.html
+
+local M = {}
+
+local CSS = [[
+*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;
+color:#1a1f36;background:#f6f9fc}main{max-width:44rem;margin:4rem auto;padding:2rem;background:#fff;
+border-radius:8px;box-shadow:0 2px 8px rgba(50,50,93,.1)}h1{font-size:1.5rem;margin:0 0 1rem}
+p{margin:.5rem 0 1rem}.btn{display:inline-block;padding:.6rem 1.2rem;border:0;border-radius:6px;
+background:#635bff;color:#fff;font-weight:600;text-decoration:none;cursor:pointer;font-size:1rem}
+.btn:hover{background:#5046e4}.btn.secondary{background:#e3e8ee;color:#1a1f36}.muted{color:#697386;
+font-size:.9rem}code{background:#f0f3f7;padding:.1rem .3rem;border-radius:4px}table{width:100%;
+border-collapse:collapse;font-size:.9rem}th,td{text-align:left;padding:.4rem;border-bottom:1px solid #e3e8ee}
+.status-connected{color:#0a7d3e}.status-disconnected{color:#b3261e}form{margin:0}
+]]
+
+-- layout(title, body_html) -> the full HTML document.
+function M.layout(title, body)
+  return table.concat({
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width,initial-scale=1">',
+    '<meta name="referrer" content="no-referrer">',
+    "<title>", h(title), "</title><style>", CSS, "</style></head><body><main>",
+    body, "</main></body></html>\n",
+  })
+end
+
+function M.home()
+  return M.layout("Connect your Stripe account", table.concat({
+    "<h1>Connect your Stripe account</h1>",
+    "<p>Connect an existing Stripe account, or create one, to receive payments through this platform.</p>",
+    '<p><a class="btn" href="/connect">Connect with Stripe</a></p>',
+    '<p class="muted">You will be sent to Stripe to approve the connection, then brought back here.</p>',
+  }))
+end
+
+-- connected(account_id) -> the success page (account_id may be nil).
+function M.connected(account_id)
+  local who = account_id and ("<p>Your Stripe account <code>" .. h(account_id) .. "</code> is connected.</p>")
+    or "<p>Your Stripe account is connected.</p>"
+  return M.layout("Stripe account connected", table.concat({
+    "<h1>You're connected</h1>", who,
+    '<p><a class="btn secondary" href="/">Back to the start</a></p>',
+  }))
+end
+
+-- problem{ title=, message=, retry=bool, detail= } -> a page explaining a
+-- failed step, with a link to start again.
+function M.problem(o)
+  local parts = { "<h1>", h(o.title), "</h1>", "<p>", h(o.message), "</p>" }
+  if o.detail then parts[#parts + 1] = '<p class="muted">' .. h(o.detail) .. "</p>" end
+  if o.retry ~= false then
+    parts[#parts + 1] = '<p><a class="btn" href="/connect">Start again</a></p>'
+  end
+  return M.layout(o.title, table.concat(parts))
+end
+
+local function fmt_time(t)
+  if not t then return "" end
+  return os.date("!%Y-%m-%d %H:%M:%SZ", t)
+end
+
+-- admin(accounts, csrf) -> the admin list with a Disconnect button per
+-- connected account (POST with a CSRF field).
+function M.admin(accounts, csrf)
+  local rows = {}
+  for _, a in ipairs(accounts) do
+    local action = ""
+    if a.status == "connected" then
+      action = '<form method="post" action="/admin/accounts/' .. h(a.id) .. '/deauthorize">' ..
+        '<input type="hidden" name="csrf" value="' .. h(csrf) .. '">' ..
+        '<button class="btn secondary" type="submit">Disconnect</button></form>'
+    end
+    rows[#rows + 1] = table.concat({
+      "<tr><td><code>", h(a.id), "</code></td><td class=\"status-", h(a.status), "\">", h(a.status),
+      "</td><td>", h(a.scope), "</td><td>", a.livemode and "live" or "test", "</td><td>",
+      h(fmt_time(a.connected_at)), "</td><td>", action, "</td></tr>",
+    })
+  end
+  if #rows == 0 then rows[1] = '<tr><td colspan="6" class="muted">No accounts yet.</td></tr>' end
+  return M.layout("Connected accounts", table.concat({
+    "<h1>Connected accounts</h1><table><thead><tr><th>Account</th><th>Status</th><th>Scope</th>",
+    "<th>Mode</th><th>Connected</th><th></th></tr></thead><tbody>", table.concat(rows),
+    "</tbody></table>",
+  }))
+end
+
+return M

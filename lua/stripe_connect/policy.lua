@@ -1,0 +1,140 @@
+-- stripe_connect.policy — the platform's decisions, as optional Lua hooks
+-- with safe defaults.  A policy file (POLICY=path) returns a table with any of:
+--
+--   scope(req)            -> "read_write" (default) | "read_only"
+--   redirect_uri(req)     -> one of the configured REDIRECT_URIS (default the
+--                            first); anything not in the allow-list is ignored
+--   prefill(req)          -> stripe_user fields { email=, country=, url=, … } | nil
+--   authorize_params(req) -> extra authorize parameters { stripe_landing=,
+--                            always_prompt= } | nil
+--   return_to(req)        -> a local path ("/dashboard"); default: the
+--                            `return_to` query argument of /connect.  Only paths
+--                            starting with one "/" (no "//", "\", scheme) are
+--                            kept; anything else is ignored.
+--   on_connected(account, req)        after the account is stored
+--   on_denied(err, req)               the user declined (err.error, err.description)
+--   on_error(err, req)                any other failed callback (err.reason, err.status)
+--   on_deauthorized(account_id, source)   source "admin", "script" or "webhook"
+--   on_event(event)                   other verified webhook events
+--
+-- `req` is the request table of the serve contract (method, path, args,
+-- headers, cookies, …).  Hooks run inside the request; one that raises is
+-- logged and ignored (the flow's answer does not change), so a hook bug never
+-- breaks a connection that Stripe already made.
+local util = require "stripe_connect.util"
+
+local M = {}
+
+M.HOOKS = {
+  scope = true, redirect_uri = true, prefill = true, authorize_params = true, return_to = true,
+  on_connected = true, on_denied = true, on_error = true, on_deauthorized = true, on_event = true,
+}
+
+local SCOPES = { read_write = true, read_only = true }
+local AUTHORIZE_PARAMS = { stripe_landing = true, always_prompt = true }
+
+local function log_hook_error(log, name, err)
+  log(string.format("policy hook %s failed: %s", name, tostring(err)))
+end
+
+-- new(hooks, opts) -> policy
+-- hooks: a table of the functions above (unknown names raise: typo safety).
+-- opts.redirect_uris (the allow-list, required), opts.log (function(msg)).
+function M.new(hooks, opts)
+  hooks = hooks or {}
+  opts = util.check_opts(opts, { redirect_uris = true, log = true }, "policy.new")
+  assert(type(hooks) == "table", "policy.new: hooks must be a table")
+  for k, v in pairs(hooks) do
+    if not M.HOOKS[k] then error("policy: unknown hook '" .. tostring(k) .. "'", 2) end
+    if type(v) ~= "function" then error("policy: hook '" .. k .. "' must be a function", 2) end
+  end
+  local allow = opts.redirect_uris
+  assert(type(allow) == "table" and allow[1], "policy.new: opts.redirect_uris must be a non-empty list")
+  local allowed = {}
+  for _, u in ipairs(allow) do allowed[u] = true end
+  local log = opts.log or function(msg) io.stderr:write(msg, "\n") end
+
+  -- call(name, ...) -> the hook's first result, or nil when absent or raising.
+  local function call(name, ...)
+    local fn = hooks[name]
+    if not fn then return nil end
+    local ok, res = pcall(fn, ...)
+    if not ok then log_hook_error(log, name, res); return nil end
+    return res
+  end
+
+  local p = { hooks = hooks, redirect_uris = allow }
+
+  function p.scope(req)
+    local s = call("scope", req)
+    if s ~= nil and not SCOPES[s] then
+      log("policy: scope hook answered an unknown scope; using read_write")
+      s = nil
+    end
+    return s or "read_write"
+  end
+
+  function p.redirect_uri(req)
+    local u = call("redirect_uri", req)
+    if u ~= nil and not allowed[u] then
+      log("policy: redirect_uri hook answered a URI outside REDIRECT_URIS; using the first")
+      u = nil
+    end
+    return u or allow[1]
+  end
+
+  function p.prefill(req)
+    local t = call("prefill", req)
+    if type(t) ~= "table" then return nil end
+    local out = {}
+    for k, v in pairs(t) do
+      if type(k) == "string" and (type(v) == "string" or type(v) == "number" or type(v) == "boolean") then
+        out[k] = v
+      end
+    end
+    return next(out) and out or nil
+  end
+
+  function p.authorize_params(req)
+    local t = call("authorize_params", req)
+    if type(t) ~= "table" then return nil end
+    local out = {}
+    for k, v in pairs(t) do
+      if AUTHORIZE_PARAMS[k] then out[k] = v end
+    end
+    return out
+  end
+
+  function p.return_to(req)
+    local r
+    if hooks.return_to then
+      r = call("return_to", req)
+    else
+      r = req and req.args and req.args.return_to
+    end
+    if r ~= nil and util.is_local_path(r) then return r end
+    return nil
+  end
+
+  for _, name in ipairs({ "on_connected", "on_denied", "on_error", "on_deauthorized", "on_event" }) do
+    p[name] = function(...) return call(name, ...) end
+  end
+  return p
+end
+
+-- load(path) -> hooks table | nil, message: runs a policy file (a Lua chunk
+-- returning a table of hooks).
+function M.load(path)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, "policy: " .. tostring(err) end
+  local ok, hooks = pcall(chunk)
+  if not ok then return nil, "policy: " .. tostring(hooks) end
+  if type(hooks) ~= "table" then return nil, "policy: " .. path .. " must return a table of hooks" end
+  for k, v in pairs(hooks) do
+    if not M.HOOKS[k] then return nil, "policy: " .. path .. ": unknown hook '" .. tostring(k) .. "'" end
+    if type(v) ~= "function" then return nil, "policy: " .. path .. ": hook '" .. k .. "' must be a function" end
+  end
+  return hooks
+end
+
+return M

@@ -1,0 +1,131 @@
+-- stripe_connect.policy (defaults, allow-lists, local return paths) and
+-- stripe_connect.config (every setting's check, refusal messages).
+local lu = require "luaunit"
+local policy_mod = require "stripe_connect.policy"
+local config = require "stripe_connect.config"
+local util = require "stripe_connect.util"
+
+local ALLOW = { "https://p.example/oauth/callback", "https://p.example/alt/callback" }
+
+local TestPolicy = {}
+
+function TestPolicy.test_is_local_path_rows()
+  local rows = {
+    { "/", true }, { "/dashboard", true }, { "/a/b?x=1&y=2#frag", true },
+    { "", false }, { "dashboard", false }, { "//evil.example", false }, { "/a//b", false },
+    { "/\\evil.example", false }, { "\\\\evil", false }, { "https://evil.example/", false },
+    { "javascript:alert(1)", false }, { "/a b", false }, { "/a\nb", false }, { "/%2F%2Fevil", false },
+    { "/%5cevil", false }, { "/" .. ("a"):rep(600), false }, { 42, false },
+  }
+  for _, row in ipairs(rows) do
+    lu.assertEquals(util.is_local_path(row[1]), row[2], tostring(row[1]))
+  end
+end
+
+function TestPolicy.test_defaults()
+  local p = policy_mod.new(nil, { redirect_uris = ALLOW, log = function() end })
+  local req = { args = { return_to = "/x" } }
+  lu.assertEquals(p.scope(req), "read_write")
+  lu.assertEquals(p.redirect_uri(req), ALLOW[1])
+  lu.assertNil(p.prefill(req))
+  lu.assertEquals(p.return_to(req), "/x")
+  lu.assertNil(p.return_to({ args = { return_to = "https://evil.example" } }))
+  lu.assertNil(p.return_to({ args = {} }))
+  lu.assertNil(p.on_connected({ id = "acct_1" }, req))
+end
+
+function TestPolicy.test_hooks_are_checked()
+  local logs = {}
+  local p = policy_mod.new({
+    scope = function() return "admin" end,
+    redirect_uri = function(req) return req.args.r end,
+    return_to = function() return "//evil" end,
+    prefill = function() return { email = "a@b.example", nested = {} } end,
+    on_connected = function() error("boom") end,
+  }, { redirect_uris = ALLOW, log = function(m) logs[#logs + 1] = m end })
+  lu.assertEquals(p.scope({}), "read_write")
+  lu.assertEquals(p.redirect_uri({ args = { r = ALLOW[2] } }), ALLOW[2])
+  lu.assertEquals(p.redirect_uri({ args = { r = "https://evil.example/cb" } }), ALLOW[1])
+  lu.assertNil(p.return_to({ args = {} }))
+  lu.assertEquals(p.prefill({}), { email = "a@b.example" })
+  lu.assertNil(p.on_connected({}, {}))
+  lu.assertTrue(#logs >= 3)
+  lu.assertErrorMsgContains("unknown hook", policy_mod.new, { on_conected = function() end }, { redirect_uris = ALLOW })
+end
+
+function TestPolicy.test_load_example_policy()
+  local hooks = assert(policy_mod.load("scripts/example_policy.lua"))
+  lu.assertIsFunction(hooks.prefill)
+  local p = policy_mod.new(hooks, { redirect_uris = ALLOW })
+  lu.assertEquals(p.prefill({ args = { email = "x@y.example" } }), { email = "x@y.example", country = "US" })
+  lu.assertEquals(p.return_to({ args = {} }), "/connected")
+  local bad = os.tmpname()
+  local f = io.open(bad, "w"); f:write("return { on_conected = function() end }"); f:close()
+  local h, err = policy_mod.load(bad)
+  os.remove(bad)
+  lu.assertNil(h)
+  lu.assertStrContains(err, "unknown hook")
+end
+
+local TestConfig = {}
+
+local GOOD = {
+  STRIPE_SECRET_KEY = "sk_test_abc123", STRIPE_CLIENT_ID = "ca_abc123", PUBLIC_URL = "http://127.0.0.1:8080/",
+  STATE_SECRETS = "k1:" .. ("x"):rep(32),
+}
+
+local function env(over)
+  local t = {}
+  for k, v in pairs(GOOD) do t[k] = v end
+  for k, v in pairs(over or {}) do if v == false then t[k] = nil else t[k] = v end end
+  return function(name) return t[name] end
+end
+
+function TestConfig.test_good_defaults()
+  local c = assert(config.load(env()))
+  lu.assertEquals(c.public_url, "http://127.0.0.1:8080")
+  lu.assertEquals(c.redirect_uris, { "http://127.0.0.1:8080/oauth/callback" })
+  lu.assertEquals(c.connect_base, "https://connect.stripe.com")
+  lu.assertEquals(c.api_base, "https://api.stripe.com")
+  lu.assertEquals(c.state_ttl, 1800)
+  lu.assertEquals(c.database, "sqlite:data/connect.db")
+  lu.assertFalse(c.secure)
+  lu.assertFalse(c.livemode)
+  lu.assertNil(c.admin_token)
+  lu.assertNil(c.webhook_secrets)
+  local s = assert(config.load(env({ PUBLIC_URL = "https://p.example", REDIRECT_URIS = "https://p.example/a, https://p.example/b",
+    STRIPE_WEBHOOK_SECRETS = "whsec_1,whsec_2", ADMIN_TOKEN = ("t"):rep(20), STATE_TTL = "60", DATABASE = "memory:" })))
+  lu.assertTrue(s.secure)
+  lu.assertEquals(s.redirect_uris, { "https://p.example/a", "https://p.example/b" })
+  lu.assertEquals(s.webhook_secrets, { "whsec_1", "whsec_2" })
+  lu.assertEquals(s.state_ttl, 60)
+end
+
+function TestConfig.test_problem_rows()
+  local secret = ("x"):rep(10)
+  local rows = {
+    { "nothing set", function() return nil end,
+      { "STRIPE_SECRET_KEY is not set", "STRIPE_CLIENT_ID is not set", "PUBLIC_URL is not set", "STATE_SECRETS is not set" } },
+    { "bad key", env({ STRIPE_SECRET_KEY = "pk_test_x" }), { "STRIPE_SECRET_KEY does not look like" } },
+    { "bad client id", env({ STRIPE_CLIENT_ID = "acct_1" }), { "STRIPE_CLIENT_ID must be" } },
+    { "bad public url", env({ PUBLIC_URL = "ftp://x" }), { "PUBLIC_URL must be" } },
+    { "live over http", env({ STRIPE_SECRET_KEY = "sk_live_x1" }), { "PUBLIC_URL must be https" } },
+    { "bad redirect", env({ REDIRECT_URIS = "notaurl" }), { "REDIRECT_URIS" } },
+    { "short secret", env({ STATE_SECRETS = "k1:" .. secret }), { "STATE_SECRETS is invalid", "at least 32 bytes" } },
+    { "bad ttl", env({ STATE_TTL = "abc" }), { "STATE_TTL" } },
+    { "bad database", env({ DATABASE = "postgres://x" }), { "DATABASE must be" } },
+    { "short admin token", env({ ADMIN_TOKEN = "short" }), { "ADMIN_TOKEN must be at least 16" } },
+    { "missing policy", env({ POLICY = "/nonexistent/policy.lua" }), { "POLICY" } },
+    { "bad connect base", env({ STRIPE_CONNECT_BASE = "connect.stripe.com" }), { "STRIPE_CONNECT_BASE" } },
+  }
+  for _, row in ipairs(rows) do
+    local c, problems = config.load(row[2])
+    lu.assertNil(c, row[1])
+    local text = config.format_problems(problems)
+    lu.assertStrContains(text, "refusing to start", false, row[1])
+    for _, want in ipairs(row[3]) do lu.assertStrContains(text, want, false, row[1]) end
+    lu.assertNotStrContains(text, secret, false, row[1] .. ": no secret in messages")
+  end
+end
+
+return { TestPolicy = TestPolicy, TestConfig = TestConfig }
