@@ -23,8 +23,6 @@ local function connected_store()
   local s = memory.new()
   s:put_account({ id = ACCT, scope = "read_write", livemode = false, access_token = "sk_test_tok",
                   refresh_token = "rt_tok", stripe_publishable_key = "pk_test_x", connected_at = 1700000000 })
-  -- Stand-in until the memory store's forget_event (contract 5, optional) lands.
-  if not s.forget_event then s.forget_event = function(self, id) self.events[id] = nil; return true end end
   return s
 end
 
