@@ -134,6 +134,34 @@ function M.new(opts)
   return routes
 end
 
+-- from_env() -> { config, store, policy }: the platform's pieces from the
+-- environment (config.load, DATABASE, POLICY).  Prints what to fix and exits
+-- 2 when a setting is missing or invalid, the store cannot be opened or the
+-- policy file does not load.  Used by scripts/platform.lua and the ad hoc
+-- scripts, so they all share one configuration.
+function M.from_env(getenv)
+  local config = require "stripe_connect.config"
+  local store_mod = require "stripe_connect.store"
+  local policy_mod = require "stripe_connect.policy"
+  local function refuse(problem)
+    io.stderr:write(config.format_problems({ problem }))
+    io.stderr:flush()
+    os.exit(2)
+  end
+  local cfg = config.load_or_exit(getenv)
+  local store, err = store_mod.open(cfg.database)
+  if not store then
+    refuse("DATABASE: " .. tostring(err) .. " (check the path, and that its folder exists and is writable)")
+  end
+  local hooks
+  if cfg.policy_path then
+    local perr
+    hooks, perr = policy_mod.load(cfg.policy_path)
+    if not hooks then refuse("POLICY: " .. perr) end
+  end
+  return { config = cfg, store = store, policy = policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris }) }
+end
+
 -- ------------------------------------------------------------------ admin
 
 local function b64mac(key, what)
@@ -218,8 +246,9 @@ function M.admin_routes(ctx)
     { "GET", "/admin/accounts", guard(function()
         local accounts = list()
         if not accounts then return json(503, { error = { reason = "store_unavailable" } }) end
-        setmetatable(accounts, cjson.array_mt)
-        return json(200, { data = accounts })
+        local res = json(200, {})
+        res.body = util.json_data_list(accounts)
+        return res
       end) },
     { "GET", "^/admin/accounts/(acct_[%w_]+)$", guard(function(req)
         local a = store:get_account(req.params[1])

@@ -51,4 +51,11 @@ function M.copy(v)
   return t
 end
 
+-- json_data_list(list) -> '{"data":[…]}' (lua-cjson 2.1.0 encodes an empty
+-- table as {}, so the empty list is written by hand).
+function M.json_data_list(list)
+  if #list == 0 then return '{"data":[]}' end
+  return require("cjson").encode({ data = list })
+end
+
 return M
