@@ -1,0 +1,87 @@
+/*
+ * log.c — the access log and error lines, on stderr.
+ *
+ * Access lines are logfmt, one write(2) each so lines from several worker
+ * threads never interleave:
+ *   ts=2026-11-28T13:00:00.123Z worker=1 method=GET path="/x" status=200 ms=1.25 bytes=42
+ * The query string and headers are never logged: OAuth codes and state
+ * travel in the query.  Control characters, quotes and backslashes in the
+ * path are escaped.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+double log_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Append s[0..n) to buf at *len with logfmt escaping, bounded by cap. */
+static void append_escaped(char *buf, size_t *len, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n && *len + 5 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            buf[(*len)++] = '\\';
+            buf[(*len)++] = (char)ch;
+        } else if (ch < 32 || ch >= 127) {
+            buf[(*len)++] = '\\';
+            buf[(*len)++] = 'x';
+            buf[(*len)++] = hex[ch >> 4];
+            buf[(*len)++] = hex[ch & 15];
+        } else {
+            buf[(*len)++] = (char)ch;
+        }
+    }
+}
+
+static size_t timestamp(char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(buf + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    return n;
+}
+
+void log_access(const worker *w, const char *method, const char *path, size_t pathlen,
+                int status, double ms, size_t bytes)
+{
+    if (w->opts->quiet)
+        return;
+    char line[1024];
+    size_t len = (size_t)snprintf(line, sizeof line, "ts=");
+    len += timestamp(line + len, sizeof line - len);
+    size_t mlen = strcspn(method, " ");
+    len += (size_t)snprintf(line + len, sizeof line - len, " worker=%d method=%.*s path=\"",
+                            w->id, (int)(mlen > 16 ? 16 : mlen), method);
+    append_escaped(line, &len, sizeof line - 80, path, pathlen);
+    len += (size_t)snprintf(line + len, sizeof line - len, "\" status=%d ms=%.2f bytes=%zu\n",
+                            status, ms, bytes);
+    ssize_t ignored = write(STDERR_FILENO, line, len);
+    (void)ignored;
+}
+
+void log_error(const char *fmt, ...)
+{
+    char line[8192];
+    size_t len = (size_t)snprintf(line, sizeof line, "%s: ", host_progname);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + len, sizeof line - len - 1, fmt, ap);
+    va_end(ap);
+    len += n < 0 ? 0 : ((size_t)n < sizeof line - len - 1 ? (size_t)n : sizeof line - len - 2);
+    line[len++] = '\n';
+    ssize_t ignored = write(STDERR_FILENO, line, len);
+    (void)ignored;
+}

@@ -1,0 +1,122 @@
+/*
+ * worker.h — what the files of `stripe-connect serve` share.
+ *
+ *   serve.c     options, listening sockets, worker threads, signals
+ *   server.c    HTTP/1.1 connections on bufferevents: parsing, limits, keep-alive
+ *   app.c       the worker's lua_State: APP.lua, the router, request coroutines
+ *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
+ *   log.c       access log and error lines on stderr
+ *
+ * Each worker thread owns one event_base, one lua_State and one curl multi
+ * handle; nothing in a worker is touched by another thread except the stop
+ * event (event_active is thread-safe with evthread_use_pthreads).
+ */
+#ifndef SC_WORKER_H
+#define SC_WORKER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "host.h"
+
+typedef struct serve_opts {
+    const char *app;            /* APP.lua */
+    char host[256];             /* listen address, as given */
+    int port;                   /* the real port once bound */
+    int workers;
+    int quiet;                  /* no access log */
+    size_t max_header_size;     /* request line + headers, bytes (431 beyond) */
+    size_t max_body_size;       /* bytes (413 beyond) */
+    int max_headers;            /* header count (431 beyond) */
+    double read_timeout;        /* whole request / idle keep-alive, seconds */
+    int max_connections;        /* per worker (503 beyond) */
+    double shutdown_timeout;    /* drain deadline, seconds */
+    long max_instructions;      /* per request Lua VM budget */
+} serve_opts;
+
+typedef struct conn conn;
+typedef struct request_ctx request_ctx;
+
+/* A parsed request; every pointer stays valid until the response is sent. */
+typedef struct http_header {
+    const char *name, *value;
+    size_t nlen, vlen;
+} http_header;
+
+typedef struct http_request {
+    const char *method, *path, *query, *body;
+    size_t mlen, plen, qlen, blen;
+    http_header *headers;
+    int nheaders;
+    const char *remote;
+} http_request;
+
+typedef struct worker {
+    int id;
+    pthread_t thread;
+    const serve_opts *opts;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *stop_ev, *deadline_ev;
+    lua_State *L;
+    int runner_ref;             /* the Lua function each request coroutine runs */
+    CURLM *multi;
+    CURLSH *share;
+    struct event *curl_timer;
+    CURL *pool[64];             /* idle easy handles */
+    int npool;
+    request_ctx *ctxs;          /* all running requests */
+    conn *conns;                /* all open connections */
+    int nconns;
+    int stopping;
+    int joined;                 /* main thread: thread has been joined */
+} worker;
+
+/* A request being handled: its coroutine and what it waits on. */
+struct request_ctx {
+    worker *w;
+    conn *c;
+    int co_ref;                 /* registry ref of the coroutine */
+    int xfer_ref;               /* registry ref of a pending transfer, or LUA_NOREF */
+    CURL *easy;                 /* pending transfer's handle, or NULL */
+    struct event *timer;        /* pending sleep, or NULL */
+    long budget;                /* instructions left */
+    request_ctx *prev, *next;
+};
+
+/* server.c */
+int server_listen_socket(const char *host, int port, int *bound_port);
+void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                   int socklen, void *arg);
+void server_respond(conn *c, int status, const char *head, size_t headlen,
+                    const char *body, size_t bodylen);
+void server_close_idle(worker *w);
+const http_request *server_request(const conn *c);
+void server_free_all(worker *w);
+
+/* app.c */
+int app_load(worker *w, char **errmsg);
+void app_handle(worker *w, conn *c, const http_request *r);
+void app_resume(request_ctx *ctx, int nargs);
+void app_abort_all(worker *w);
+void app_close(worker *w);
+
+/* upstream.c */
+int upstream_init(worker *w);
+void upstream_install(lua_State *L, worker *w);
+void upstream_cancel(request_ctx *ctx);
+void upstream_close(worker *w);
+
+/* log.c */
+void log_access(const worker *w, const char *method, const char *path, size_t pathlen,
+                int status, double ms, size_t bytes);
+void log_error(const char *fmt, ...);
+double log_now_ms(void);
+
+#endif /* SC_WORKER_H */

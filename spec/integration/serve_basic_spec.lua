@@ -1,0 +1,139 @@
+-- `stripe-connect serve`: routing, the request table, responses, errors,
+-- the runaway-handler budget, the command line.  Real server on 127.0.0.1.
+local lu = require "luaunit"
+local cjson = require "cjson"
+local server = require "support.server"
+local http = require "support.http"
+
+local APP = "spec/support/apps/serve_basic.lua"
+
+local function run(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+  local out = p:read("a")
+  p:close()
+  return out:match("^(.-)rc=(%d+)%s*$")
+end
+
+local function suite(workers)
+  local T = {}
+  local s
+
+  function T.setupClass()
+    s = server.start{ app = APP, env = { SERVE_SPEC_VALUE = "from env" },
+                      args = { "--workers", tostring(workers), "--max-instructions", "2000000" } }
+  end
+
+  function T.teardownClass()
+    lu.assertEquals(s:stop(), 0)
+  end
+
+  function T.test_routes()
+    local rows = {
+      -- name, method, path, status, body pattern
+      { "exact", "GET", "/hello?name=ann", 200, "^hello ann$" },
+      { "HEAD falls back to GET", "HEAD", "/hello", 200, "^$" },
+      { "pattern with captures", "GET", "/users/ab/12", 200, '"params":%["ab","12"%]' },
+      { "pattern no match", "GET", "/users/ab/x", 404, "404" },
+      { "unknown path", "GET", "/nope", 404, "404 Not Found" },
+      { "other method", "POST", "/hello", 405, "405" },
+      { "any method", "PATCH", "/echo", 200, '"method":"PATCH"' },
+      { "environment", "GET", "/env", 200, "^from env$" },
+    }
+    for _, r in ipairs(rows) do
+      local res = assert(http.request{ method = r[2], url = s.url .. r[3] })
+      lu.assertEquals(res.status, r[4], r[1])
+      lu.assertNotNil(res.body:find(r[5]), r[1] .. ": " .. res.body)
+    end
+    local res = assert(http.request{ method = "POST", url = s.url .. "/hello" })
+    lu.assertEquals(res.headers.allow, "GET")
+  end
+
+  function T.test_request_table()
+    local body = "raw\0bytes\r\nα=1&b=%ZZ"
+    local res = assert(http.request{ method = "POST", url = s.url .. "/echo?a=1&a=2&b=x%20y&c",
+      headers = { ["X-Thing"] = "One", Cookie = "sid=abc; theme=dark", ["Content-Type"] = "text/plain" },
+      body = body })
+    lu.assertEquals(res.status, 200)
+    local e = cjson.decode(res.body)
+    lu.assertEquals(e.method, "POST")
+    lu.assertEquals(e.path, "/echo")
+    lu.assertEquals(e.query, "a=1&a=2&b=x%20y&c")
+    lu.assertEquals(e.args, { a = { "1", "2" }, b = "x y", c = "" })
+    lu.assertEquals(e.headers["x-thing"], "One")
+    lu.assertEquals(e.headers["content-type"], "text/plain")
+    lu.assertEquals(e.cookies, { sid = "abc", theme = "dark" })
+    lu.assertEquals(e.body, body)
+    lu.assertEquals(e.remote_addr, "127.0.0.1")
+  end
+
+  function T.test_several_set_cookie_headers()
+    local res = assert(http.get(s.url .. "/hello"))
+    lu.assertEquals(res.headers["set-cookie"], { "a=1", "b=2; Path=/" })
+    lu.assertEquals(res.headers["content-type"], "text/plain")
+  end
+
+  function T.test_raising_handler_answers_generic_500_then_next_is_fine()
+    for _, path in ipairs{ "/boom", "/bad-response", "/loop", "/pcall-loop" } do
+      local res = assert(http.get(s.url .. path))
+      lu.assertEquals(res.status, 500, path)
+      lu.assertEquals(res.body, "500 Internal Server Error\n", path)
+      lu.assertNil(res.body:find("sk_test"), path)
+      res = assert(http.get(s.url .. "/hello"))
+      lu.assertEquals(res.status, 200, path)
+    end
+    local log = s:log_text()
+    lu.assertStrContains(log, "kaboom")                -- the traceback is logged
+    lu.assertStrContains(log, "stack traceback")
+    lu.assertStrContains(log, "instruction budget")
+  end
+
+  function T.test_access_log_has_no_query_string()
+    assert(http.get(s.url .. "/hello?code=ac_secret_code&state=xyz"))
+    local log = server.poll(function()
+      local t = s:log_text()
+      return t:find('path="/hello" status=200', 1, true) and t
+    end, 5)
+    lu.assertNotNil(log)
+    lu.assertNil(log:find("ac_secret_code", 1, true))
+    lu.assertStrMatches(log, '.*method=GET path="/hello" status=200 ms=[%d.]+ bytes=%d+.*')
+  end
+
+  return T
+end
+
+local TestServeCli = {}
+
+function TestServeCli.test_help()
+  local out, rc = run("build/stripe-connect serve --help")
+  lu.assertEquals(rc, "0")
+  lu.assertStrContains(out, "usage: stripe-connect serve APP.lua")
+end
+
+function TestServeCli.test_bad_options_exit_2()
+  for _, args in ipairs{ "", APP .. " --bogus", APP .. " --workers 0", APP .. " --listen nope",
+                         APP .. " --workers" } do
+    local out, rc = run("build/stripe-connect serve " .. args)
+    lu.assertEquals(rc, "2", args)
+    lu.assertStrContains(out, "usage:", args)
+  end
+end
+
+function TestServeCli.test_app_load_error_exit_1()
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write("error('broken app')\n")
+  f:close()
+  local out, rc = run("build/stripe-connect serve " .. path .. " --listen 127.0.0.1:0")
+  lu.assertEquals(rc, "1")
+  lu.assertStrMatches(out, "^stripe%-connect: .*broken app.*")
+  f = assert(io.open(path, "w"))
+  f:write("return 42\n")
+  f:close()
+  out, rc = run("build/stripe-connect serve " .. path .. " --listen 127.0.0.1:0")
+  os.remove(path)
+  lu.assertEquals(rc, "1")
+  lu.assertStrContains(out, "must return a handler function or a routes table")
+end
+
+return { TestServeBasicOneWorker = suite(1), TestServeBasicFourWorkers = suite(4),
+         TestServeCli = TestServeCli }

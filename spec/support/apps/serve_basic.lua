@@ -1,0 +1,36 @@
+-- A small app for the serve specs: routes, params, args, cookies, echo,
+-- sleep, errors, a runaway loop, an outbound proxy call.
+local core = require "stripe_connect.core"
+local cjson = require "cjson"
+
+local function json(t, status)
+  return { status = status or 200, headers = { ["Content-Type"] = "application/json" },
+           body = cjson.encode(t) }
+end
+
+return {
+  { "GET", "/hello", function(req)
+      return { headers = { ["Content-Type"] = "text/plain", ["Set-Cookie"] = { "a=1", "b=2; Path=/" } },
+               body = "hello " .. tostring(req.args.name or "world") }
+    end },
+  { "*", "/echo", function(req)
+      return json{ method = req.method, path = req.path, query = req.query, args = req.args,
+                   headers = req.headers, cookies = req.cookies, body = req.body,
+                   remote_addr = req.remote_addr }
+    end },
+  { "GET", "^/users/(%w+)/(%d+)$", function(req) return json{ params = req.params } end },
+  { "GET", "/sleep", function(req)
+      core.sleep(tonumber(req.args.s) or 0.1)
+      return { body = "slept" }
+    end },
+  { "GET", "/boom", function() error("kaboom sk_test_do_not_leak") end },
+  { "GET", "/loop", function() while true do end end },
+  { "GET", "/pcall-loop", function() while true do pcall(function() while true do end end) end end },
+  { "GET", "/bad-response", function() return { status = "x" } end },
+  { "GET", "/env", function() return { body = os.getenv("SERVE_SPEC_VALUE") or "" } end },
+  { "GET", "/proxy", function(req)
+      local res, err, code = core.http_request{ url = req.args.url, timeout = tonumber(req.args.timeout) }
+      if not res then return json({ error = err, code = code }, 502) end
+      return json{ status = res.status, body = res.body, headers = res.headers }
+    end },
+}

@@ -1,0 +1,155 @@
+-- spec/support/server.lua — start `stripe-connect serve` in the background
+-- for integration specs.
+--
+--   local server = require "support.server"
+--   local s = server.start{ app = "scripts/x.lua", env = { K = "v" }, args = { "--workers", "1" } }
+--   s.url, s.port, s.pid, s.log     -- log: path of the server's stderr
+--   s:stop()   -- SIGTERM, wait for exit; returns the exit code
+--   s:kill()   -- SIGKILL, wait; returns the exit code (137)
+--   s:log_text()  -- what the server wrote to stderr so far
+--
+-- The server listens on 127.0.0.1 with an ephemeral port (`--listen
+-- 127.0.0.1:0`) and start() polls its log for the ready line with a
+-- deadline.  A watchdog kills it if the spec process exits without stopping
+-- it.  Runs from the repository root (where `make test` runs the specs);
+-- the binary is $STRIPE_CONNECT_BIN or build/stripe-connect.
+local core = require "stripe_connect.core"
+
+local M = {}
+
+local BIN = os.getenv("STRIPE_CONNECT_BIN") or "build/stripe-connect"
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The pid of this Lua process (the parent of a popen'd shell).
+local owner_pid
+local function my_pid()
+  if not owner_pid then
+    local p = io.popen("echo $PPID")
+    owner_pid = p:read("l")
+    p:close()
+  end
+  return owner_pid
+end
+
+-- Poll fn() every `step` seconds until it returns a truthy value or
+-- `timeout` seconds pass; returns that value or nil.
+function M.poll(fn, timeout, step)
+  local waited = 0
+  step = step or 0.02
+  while true do
+    local v = fn()
+    if v then return v end
+    if waited >= (timeout or 10) then return nil end
+    core.sleep(step)
+    waited = waited + step
+  end
+end
+
+local Server = {}
+Server.__index = Server
+
+local function start_options(opts)
+  assert(type(opts) == "table", "server.start: options table expected")
+  for k in pairs(opts) do
+    assert(k == "app" or k == "env" or k == "args" or k == "ready_timeout",
+           "server.start: unknown option " .. tostring(k))
+  end
+  assert(type(opts.app) == "string", "server.start: app (path of APP.lua) is required")
+end
+
+-- start{ app = PATH, env = { NAME = value }, args = { ... }, ready_timeout = 10 }
+function M.start(opts)
+  start_options(opts)
+  local base = os.tmpname()
+  os.remove(base)
+  local self = setmetatable({ log = base .. ".log", pidfile = base .. ".pid",
+                              rcfile = base .. ".rc", app = opts.app }, Server)
+  local env = {}
+  for k, v in pairs(opts.env or {}) do env[#env + 1] = quote(k .. "=" .. tostring(v)) end
+  local args = {}
+  for _, a in ipairs(opts.args or {}) do args[#args + 1] = quote(a) end
+  local cmd = table.concat({ "exec", "env", table.concat(env, " "), quote(BIN), "serve",
+    quote(opts.app), "--listen", "127.0.0.1:0", table.concat(args, " ") }, " ")
+  local script = table.concat({
+    "(" .. cmd .. " </dev/null >/dev/null 2>" .. quote(self.log) .. ") &",
+    "spid=$!",
+    "echo $spid > " .. quote(self.pidfile),
+    "(while kill -0 " .. my_pid() .. " 2>/dev/null && kill -0 $spid 2>/dev/null; do sleep 1; done;",
+    " kill -0 " .. my_pid() .. " 2>/dev/null || kill -KILL $spid 2>/dev/null) >/dev/null 2>&1 &",
+    "wait $spid; echo $? > " .. quote(self.rcfile) .. ".tmp; mv " .. quote(self.rcfile) .. ".tmp "
+      .. quote(self.rcfile),
+  }, "\n")
+  os.execute("sh -c " .. quote(script) .. " >/dev/null 2>&1 &")
+  self.pid = M.poll(function()
+    local s = read_file(self.pidfile)
+    return s and tonumber(s:match("%d+"))
+  end, 5)
+  assert(self.pid, "server.start: the server process did not start")
+  local port = M.poll(function()
+    local log = read_file(self.log) or ""
+    local p = log:match("listening on http://127%.0%.0%.1:(%d+)")
+    if p then return tonumber(p) end
+    if read_file(self.rcfile) then return false end
+  end, opts.ready_timeout or 10)
+  if not port then
+    local rc = self:kill()
+    error(("server.start: %s did not get ready (exit %s):\n%s"):format(
+      opts.app, tostring(rc), self:log_text()), 2)
+  end
+  self.port = port
+  self.url = "http://127.0.0.1:" .. port
+  return self
+end
+
+function Server:log_text()
+  return read_file(self.log) or ""
+end
+
+-- Exit code once the server has exited, else nil.
+function Server:exit_code()
+  local s = read_file(self.rcfile)
+  return s and tonumber(s:match("%d+"))
+end
+
+local function wait_exit(self, timeout)
+  local rc = M.poll(function() return self:exit_code() end, timeout)
+  if rc then
+    os.remove(self.pidfile)
+    os.remove(self.rcfile)
+  end
+  return rc
+end
+
+-- SIGTERM and wait (up to `timeout` seconds, default 20) for the exit code.
+function Server:stop(timeout)
+  if self:exit_code() then return wait_exit(self, 0) end
+  os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+  local rc = wait_exit(self, timeout or 20)
+  if rc == nil then return self:kill() end
+  return rc
+end
+
+-- Send a signal (default TERM) without waiting.
+function Server:signal(name)
+  os.execute("kill -" .. (name or "TERM") .. " " .. self.pid .. " 2>/dev/null")
+end
+
+function Server:kill()
+  if not self:exit_code() then
+    os.execute("kill -KILL " .. self.pid .. " 2>/dev/null")
+  end
+  return wait_exit(self, 10)
+end
+
+return M
