@@ -6,47 +6,19 @@
 local lu = require "luaunit"
 local cjson = require "cjson.safe"
 local webhook = require "stripe_connect.webhook"
+local stripe_node = require "support.stripe_node"
 
-local NODE_DIR = "build/node"
 local SCRIPT = "spec/support/stripe_node_webhook.js"
 local fx = require "support.webhook_fixtures"
 
 local SECRET, OTHER, FIXTURE, V3 = fx.SECRET, fx.OTHER, fx.FIXTURE, fx.V3_PAYLOAD
 local UNICODE = '{"id":"evt_u","object":"event","type":"x","data":{"object":{"name":"Zo\u{eb} \u{2603} /\\n"}}}'
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
-
--- ensure() -> true | false, why: node and the library are there (installed
--- with npm when missing).
-local ensured, why
-local function ensure()
-  if ensured ~= nil then return ensured, why end
-  ensured, why = false, "npm is not installed: skipping the stripe-node interop specs"
-  if select(2, sh("command -v node && command -v npm")) ~= 0 then
-    io.stderr:write("stripe_node_webhook_spec: ", why, "\n")
-    return ensured, why
-  end
-  local f = io.open(NODE_DIR .. "/node_modules/stripe/package.json", "r")
-  if f then
-    f:close()
-  else
-    local out, code = sh("npm install --prefix " .. NODE_DIR .. " stripe")
-    assert(code == 0, "npm install --prefix build/node stripe failed:\n" .. out)
-  end
-  ensured = true
-  return ensured
-end
+local q, sh = stripe_node.q, stripe_node.sh
 
 local function need_node()
-  local ok, msg = ensure()
-  lu.skipIf(not ok, msg)
+  local ok, why = stripe_node.ensure()
+  lu.skipIf(not ok, why)
 end
 
 -- node(cases) -> results: one run of the batch mode.
