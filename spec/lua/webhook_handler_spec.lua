@@ -4,6 +4,7 @@ local lu = require "luaunit"
 local cjson = require "cjson.safe"
 local webhook = require "stripe_connect.webhook"
 local memory = require "stripe_connect.store.memory"
+local store = require "stripe_connect.store"
 
 local fx = require "support.webhook_fixtures"
 
@@ -188,6 +189,32 @@ function TestWebhookHandler.test_failed_processing_is_retried()
 end
 
 -- A store without the optional forget_event: the id stays seen, and the log says so.
+-- The same life of one event on each store implementation: a failed
+-- attempt is released, the retry is processed, the next copy is a duplicate.
+function TestWebhookHandler.test_each_store_implementation()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  for _, url in ipairs({ "memory:", "sqlite:" .. dir .. "/events.db" }) do
+    local s = assert(store.open(url))
+    s:put_account({ id = ACCT, access_token = "sk_test_tok", refresh_token = "rt_tok", connected_at = 1 })
+    local fail, calls = true, 0
+    local t = setup { store = s, on_deauthorized = function()
+      calls = calls + 1
+      if fail then error("downstream unavailable") end
+    end }
+    lu.assertEquals(t.handle(signed(FIXTURE)).status, 500, url)
+    fail = false
+    lu.assertEquals(json(t.handle(signed(FIXTURE))), { received = true }, url)
+    lu.assertEquals(json(t.handle(signed(FIXTURE))), { received = true, duplicate = true }, url)
+    lu.assertEquals(calls, 2, url)
+    local a = s:get_account(ACCT)
+    lu.assertEquals({ a.status, a.access_token, a.refresh_token }, { "disconnected", nil, nil }, url)
+    s:close()
+  end
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
 function TestWebhookHandler.test_failed_processing_without_forget_event_is_logged()
   local inner = connected_store()
   local s = setmetatable({}, { __index = function(_, k)
