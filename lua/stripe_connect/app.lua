@@ -180,7 +180,7 @@ function M.admin_routes(ctx)
   -- Bearer token, compared in constant time (digests: no length leak).
   local function bearer_ok(req)
     local h = req.headers and req.headers["authorization"]
-    local given = type(h) == "string" and h:match("^[Bb]earer%s+(%S+)%s*$")
+    local given = type(h) == "string" and h:match("^[Bb]earer%s+(%S+)%s*$") or nil
     return given ~= nil and core.equal(core.sha256(given), token_digest)
   end
 

@@ -12,7 +12,7 @@
 --   STRIPE_CONNECT_BASE    optional  default https://connect.stripe.com
 --   STRIPE_API_BASE        optional  default https://api.stripe.com
 --   STATE_SECRETS          required  kid:secret[,kid:secret…], secrets ≥ 32 bytes
---   STATE_TTL              optional  seconds, default 1800 (60–86400)
+--   STATE_TTL              optional  seconds, default 1800 (1–86400)
 --   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory:
 --   ADMIN_TOKEN            optional  ≥ 16 characters; admin routes are 404 without it
 --   STRIPE_WEBHOOK_SECRETS optional  whsec_…[,whsec_…]; enables POST /webhooks
@@ -140,8 +140,8 @@ function M.load(getenv)
     c.keyring = kr
   end
 
-  c.state_ttl = number_in(get("STATE_TTL"), 60, 86400)
-  if not c.state_ttl then problem("STATE_TTL must be a number of seconds between 60 and 86400 (default 1800)") end
+  c.state_ttl = number_in(get("STATE_TTL"), 1, 86400)
+  if not c.state_ttl then problem("STATE_TTL must be a number of seconds between 1 and 86400 (default 1800)") end
   c.state_ttl = c.state_ttl and math.floor(c.state_ttl)
 
   c.database = get("DATABASE")

@@ -96,7 +96,9 @@ end
 
 -- render(outcome) -> res.  outcome: { kind, status, reason, location?, account_id? }
 function M.render(outcome)
-  if outcome.status == 303 then
+  -- Outcomes read back from a store may carry 303.0 (JSON numbers).
+  local status = math.floor(tonumber(outcome.status) or 502)
+  if status == 303 then
     return { status = 303, headers = no_store_headers({ Location = outcome.location,
       ["Content-Type"] = "text/plain; charset=utf-8" }), body = "" }
   end
@@ -104,7 +106,7 @@ function M.render(outcome)
   local extra = { ["Content-Type"] = "text/html; charset=utf-8" }
   if outcome.reason == "in_progress" then extra["Retry-After"] = "2" end
   return {
-    status = outcome.status or r[1],
+    status = status,
     headers = no_store_headers(extra),
     body = pages.problem{ title = r[2], message = r[3],
       retry = outcome.reason ~= "in_progress" },
