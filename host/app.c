@@ -191,6 +191,8 @@ static void push_request(lua_State *co, const http_request *r)
     lua_setfield(co, -2, "body");
     lua_pushstring(co, r->remote ? r->remote : "");
     lua_setfield(co, -2, "remote_addr");
+    lua_pushinteger(co, r->remote_port);
+    lua_setfield(co, -2, "remote_port");
     lua_createtable(co, 0, r->nheaders);
     for (int i = 0; i < r->nheaders; i++) {
         const http_header *h = &r->headers[i];

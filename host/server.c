@@ -36,6 +36,8 @@ struct conn {
     struct bufferevent *bev;
     struct event *deadline;
     char remote[INET6_ADDRSTRLEN];
+    int remote_port;
+    int minor;                  /* HTTP/1.minor of the current request */
     int state, keep_alive, dead, is_head;
     char *head;                 /* the request's header block, owned */
     http_header *headers;
@@ -142,6 +144,7 @@ static void reset_request(conn *c)
     memset(&c->req, 0, sizeof c->req);
     c->content_length = -1;
     c->chunked = c->expect_continue = c->is_head = 0;
+    c->minor = 1;
     c->chunk_left = CHUNK_SIZE;
     c->trailer_bytes = 0;
 }
@@ -210,7 +213,7 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
         evbuffer_add_printf(out, "Content-Length: %zu\r\n", bodylen);
     if (!c->keep_alive)
         evbuffer_add(out, "Connection: close\r\n", 19);
-    else if (c->req.mlen && c->head && strstr(c->head, " HTTP/1.0\r\n") != NULL)
+    else if (c->minor == 0)
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
     evbuffer_add(out, "\r\n", 2);
     if (!no_body && !c->is_head)
@@ -302,6 +305,7 @@ static int parse_head(conn *c)
     if (minor != 0 && minor != 1)
         return 505;
     c->keep_alive = minor == 1;
+    c->minor = minor;
     c->req.method = p;
     c->req.mlen = (size_t)(sp1 - p);
     c->is_head = c->req.mlen == 4 && memcmp(p, "HEAD", 4) == 0;
@@ -485,8 +489,7 @@ static void process(conn *c)
         }
         if (r == 0)
             return;
-        if (c->expect_continue && (c->chunked || c->content_length > 0)
-            && c->head && strstr(c->head, " HTTP/1.1\r\n") != NULL)
+        if (c->expect_continue && (c->chunked || c->content_length > 0) && c->minor == 1)
             bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
     int r = read_body(c, in);
@@ -500,6 +503,7 @@ static void process(conn *c)
     event_del(c->deadline);
     bufferevent_disable(c->bev, EV_READ);
     c->req.remote = c->remote;
+    c->req.remote_port = c->remote_port;
     app_handle(c->w, c, &c->req);
 }
 
@@ -578,10 +582,13 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
         free(c);
         return;
     }
-    if (sa->sa_family == AF_INET)
+    if (sa->sa_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->remote, sizeof c->remote);
-    else if (sa->sa_family == AF_INET6)
+        c->remote_port = ntohs(((struct sockaddr_in *)sa)->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->remote, sizeof c->remote);
+        c->remote_port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
+    }
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

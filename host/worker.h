@@ -55,6 +55,7 @@ typedef struct http_request {
     http_header *headers;
     int nheaders;
     const char *remote;
+    int remote_port;
 } http_request;
 
 typedef struct worker {

@@ -33,4 +33,15 @@ return {
       if not res then return json({ error = err, code = code }, 502) end
       return json{ status = res.status, body = res.body, headers = res.headers }
     end },
+  -- POST {"opts": {...http_request options}, "times": N}: N calls in this handler;
+  -- answers [{"res": res} or {"err": message, "code": code}, ...].
+  { "POST", "/call", function(req)
+      local spec = cjson.decode(req.body)
+      local out = {}
+      for i = 1, spec.times or 1 do
+        local res, err, code = core.http_request(spec.opts)
+        out[i] = res and { res = res } or { err = err, code = code }
+      end
+      return json(out)
+    end },
 }
