@@ -27,7 +27,8 @@
 
 #include "worker.h"
 
-enum { C_READ, C_HANDLE, C_WRITE };
+enum { C_READ, C_HANDLE, C_WRITE, C_LINGER };
+#define LINGER_SECONDS 2.0
 enum { CHUNK_SIZE = -1, CHUNK_CRLF = -2, CHUNK_TRAILER = -3, CHUNK_DONE = -4 };
 
 struct conn {
@@ -172,6 +173,8 @@ static void conn_free(conn *c)
 static void arm_deadline(conn *c)
 {
     double t = c->w->opts->read_timeout;
+    if (c->state == C_LINGER && t > LINGER_SECONDS)
+        t = LINGER_SECONDS;
     struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
     evtimer_add(c->deadline, &tv);
 }
@@ -182,8 +185,22 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn *c = arg;
-    if (c->state == C_READ)
+    if (c->state == C_READ || c->state == C_LINGER)
         conn_free(c);
+}
+
+/* Close after a response without losing it: a close() with unread input
+ * would reset the connection and could destroy the response in flight, so
+ * half-close, discard what the client still sends, and close on its EOF
+ * (or after a short deadline). */
+static void linger(conn *c)
+{
+    c->state = C_LINGER;
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    arm_deadline(c);
+    bufferevent_enable(c->bev, EV_READ);
 }
 
 void server_respond(conn *c, int status, const char *head, size_t headlen,
@@ -509,8 +526,13 @@ static void process(conn *c)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
-    process(arg);
+    conn *c = arg;
+    if (c->state == C_LINGER) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    process(c);
 }
 
 /* Output drained: the response is out; next request or close. */
@@ -521,7 +543,7 @@ static void on_write(struct bufferevent *bev, void *arg)
     if (c->state != C_WRITE)
         return;
     if (!c->keep_alive || c->w->stopping) {
-        conn_free(c);
+        linger(c);
         return;
     }
     reset_request(c);

@@ -23,6 +23,13 @@ return {
       core.sleep(tonumber(req.args.s) or 0.1)
       return { body = "slept" }
     end },
+  -- writes the file named by ?file= on entry (the spec knows it is in flight), then sleeps
+  { "GET", "/slow-marker", function(req)
+      local f = assert(io.open(req.args.file, "w"))
+      f:close()
+      core.sleep(tonumber(req.args.s) or 1)
+      return { body = "slept" }
+    end },
   { "GET", "/boom", function() error("kaboom sk_test_do_not_leak") end },
   { "GET", "/loop", function() while true do end end },
   { "GET", "/pcall-loop", function() while true do pcall(function() while true do end end) end end },
