@@ -5,8 +5,9 @@
  *     -> true, timestamp | nil, reason_code, message
  *
  * The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…][,v0=<hex>…]`: one
- * element list split on ',' (optional spaces or tabs after each comma, like
- * stripe-ruby's /,\s*\/), each element `key=value` split at its first '='.
+ * element list split on ',' (spaces or tabs after a comma are skipped, as
+ * stripe-ruby's split on the regex `,\s*` does), each element `key=value`
+ * split at its first '='.
  * Exactly one `t` (decimal digits, no sign, no leading zeros); every `v1`
  * is a candidate; other schemes (v0, …) are ignored to prevent downgrade
  * attacks.  The signature is HMAC-SHA256 over `t "." payload` under each
