@@ -132,6 +132,8 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/stripe_connect
 	install -m 755 $(HOST_BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 lua/stripe_connect/*.lua $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect/
+	install -d $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect/store
+	install -m 644 lua/stripe_connect/store/*.lua $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect/store/
 	install -m 644 $(CORE54_SO) $(DESTDIR)$(PREFIX)/lib/lua/5.4/stripe_connect/
 
 clean:
