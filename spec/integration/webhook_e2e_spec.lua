@@ -75,10 +75,15 @@ local function write_file(text)
   return path
 end
 
--- send(args) -> exit code, output of scripts/send_webhook.lua against /webhooks.
+-- The shell command running scripts/send_webhook.lua against /webhooks.
+local function send_command(args)
+  return "env -u STRIPE_WEBHOOK_SECRETS build/stripe-connect run scripts/send_webhook.lua --url " ..
+    q(p.url .. "/webhooks") .. " " .. args
+end
+
+-- send(args) -> exit code, output.
 local function send(args)
-  local out, code = sh("env -u STRIPE_WEBHOOK_SECRETS build/stripe-connect run scripts/send_webhook.lua --url " ..
-    q(p.url .. "/webhooks") .. " " .. args)
+  local out, code = sh(send_command(args))
   return code, out
 end
 
@@ -127,6 +132,22 @@ function TestWebhookE2E.test_same_event_twice_is_processed_once()
   os.remove(file)
   lu.assertStrContains(results[1], '{"received":true}')
   for i = 2, 4 do lu.assertStrContains(results[i], '"duplicate":true') end
+  lu.assertEquals(count(read_lines(hook_log), id .. " webhook"), 1)
+  lu.assertEquals(account(id).status, "disconnected")
+end
+
+-- Eight copies at once (two workers, one SQLite store): the id is claimed
+-- before processing, so exactly one copy runs the hook.
+function TestWebhookE2E.test_concurrent_deliveries_are_processed_once()
+  local id = connected_account()
+  local file = write_file((webhook.event { type = webhook.DEAUTHORIZED, account = id }))
+  local one = send_command("--secret " .. q(SECRET) .. " --file " .. q(file))
+  local out, code = sh("for i in 1 2 3 4 5 6 7 8; do " .. one .. " & done; wait")
+  os.remove(file)
+  lu.assertEquals(code, 0, out)
+  local _, fresh = out:gsub('{"received":true}', "")
+  local _, dups = out:gsub('"duplicate":true', "")
+  lu.assertEquals({ fresh, dups }, { 1, 7 }, out)
   lu.assertEquals(count(read_lines(hook_log), id .. " webhook"), 1)
   lu.assertEquals(account(id).status, "disconnected")
 end
