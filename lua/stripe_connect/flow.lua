@@ -67,6 +67,8 @@ M.REASONS = {
                       "Stripe answered with an error. Please try again in a moment." },
   store_unavailable = { 503, "Something went wrong on our side",
                       "We could not record the connection. Please try again in a moment." },
+  interrupted     = { 502, "We could not finish connecting",
+                      "Connecting was interrupted on our side. Please start again." },
   in_progress     = { 503, "Still connecting",
                       "This connection is still being completed. Reload this page in a moment." },
 }
@@ -201,6 +203,18 @@ local function await_outcome(ctx, nonce)
   return nil
 end
 
+-- A flow claimed long ago that never got an outcome (its process died
+-- between the claim and the answer): record "interrupted" so this and later
+-- replays answer at once.  -> outcome | nil (still plausibly in flight).
+local function abandoned(ctx, nonce)
+  local f = ctx.store:get_flow(nonce)
+  local limit = 2 * (ctx.config.stripe_timeout or 30) + 30
+  if not f or f.outcome or not f.claimed_at or ctx.now() - f.claimed_at <= limit then return nil end
+  local outcome = failure("interrupted")
+  ctx.store:record_outcome(nonce, outcome)
+  return outcome
+end
+
 -- The code exchange and storing the account; -> outcome.
 local function exchange(ctx, req, code, claims)
   local cfg = ctx.config
@@ -254,7 +268,7 @@ function M.complete(ctx, req)
     return M.render(failure("store_unavailable"))
   end
   if not claimed then
-    local outcome = recorded or await_outcome(ctx, claims.nonce)
+    local outcome = recorded or abandoned(ctx, claims.nonce) or await_outcome(ctx, claims.nonce)
     if not outcome then
       callback_metric(ctx, "in_progress", "in_progress")
       return M.render(failure("in_progress"))

@@ -187,6 +187,13 @@ function TestFlow.test_twin_in_flight_waits_for_outcome()
   local res2 = callback(ctx, cookie2, { code = "ac_1", state = st2 })
   lu.assertEquals(res2.status, 503)
   lu.assertEquals(#ctx.oauth.calls, 0)
+  -- Claimed long ago and never answered (the process died): "interrupted", recorded.
+  ctx.store.flows[c2.nonce].claimed_at = NOW - 1000 -- (memory store internals)
+  local res3 = callback(ctx, cookie2, { code = "ac_1", state = st2 })
+  lu.assertEquals(res3.status, 502)
+  lu.assertStrContains(res3.body, "interrupted")
+  lu.assertEquals(ctx.store:get_flow(c2.nonce).outcome.reason, "interrupted")
+  lu.assertEquals(#ctx.oauth.calls, 0)
 end
 
 function TestFlow.test_hooks_run_and_raising_hooks_do_not_break_the_flow()
