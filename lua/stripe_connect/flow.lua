@@ -32,6 +32,10 @@ local pages = require "stripe_connect.pages"
 
 local M = {}
 
+-- Seconds a consumed flow is remembered after its state was issued: the
+-- longest STATE_TTL config accepts, plus the state's allowed clock skew.
+local FLOW_RETENTION = 86400 + 300
+
 -- Each failure reason: HTTP status and the words the page shows.
 M.REASONS = {
   missing_state   = { 403, "This connection link is not valid",
@@ -261,7 +265,11 @@ function M.complete(ctx, req)
     return M.render(failure(reason))
   end
 
-  local claimed, recorded = store:claim_flow(claims.nonce, claims.expires_at)
+  -- Keep the flow record as long as any STATE_TTL (≤ 1 day) could still
+  -- accept this state, so a later TTL increase cannot make a swept flow's
+  -- code spendable twice.
+  local keep_until = claims.issued_at + FLOW_RETENTION
+  local claimed, recorded = store:claim_flow(claims.nonce, keep_until)
   if claimed == nil then
     ctx.log("callback: store failed to claim the flow: " .. tostring(recorded))
     callback_metric(ctx, "error", "store_unavailable")
