@@ -124,6 +124,11 @@ rock: all
 	cd $(BUILD)/rock-src && luarocks --lua-version=5.4 --tree=$(abspath $(BUILD))/rocks make --deps-mode=none stripe-connect-scm-1.rockspec \
 	  CURL_INCDIR=$(MULTIARCH_INC) CURL_LIBDIR=$(MULTIARCH_LIB)
 
+# valgrind: a short `serve` run (a few thousand requests, then SIGTERM) under
+# valgrind; fails on memory errors or definitely lost bytes.  Not part of `test`.
+valgrind: all
+	@spec/support/valgrind_serve.sh $(HOST_BIN)
+
 run: all
 	@$(HOST_BIN) run scripts/dev.lua
 
