@@ -595,11 +595,13 @@ function Fake:faults_control(req)
     count = tonumber(single(form, "count") or "1"),
     body = single(form, "body"),
   }
-  if (f.status and (f.status < 100 or f.status > 599 or f.status % 1 ~= 0)) or
+  local paths = { ["*"] = true, ["/oauth/token"] = true, ["/oauth/deauthorize"] = true }
+  if not paths[f.path] or (f.status and (f.status < 100 or f.status > 599 or f.status % 1 ~= 0)) or
      (f.delay and (f.delay < 0 or f.delay > 120)) or not f.count or f.count < 1 or
      (not f.status and not f.delay) then
     return json(400, { error = "invalid_request",
-      error_description = "give status (100-599) and/or delay (0-120 s); count >= 1" })
+      error_description = "give status (100-599) and/or delay (0-120 s); count >= 1; " ..
+        "path *, /oauth/token or /oauth/deauthorize" })
   end
   self.faults[#self.faults + 1] = f
   return json(200, { faults = #self.faults })

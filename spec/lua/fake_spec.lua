@@ -362,7 +362,7 @@ function TestFake.test_faults()
   local data = decode(call(env, "GET", "/__fake/requests")).data
   lu.assertEquals(data[1].fault, true)
   lu.assertEquals(data[1].status, 500)
-  for _, bad in ipairs{ "status=99", "delay=-1", "count=0", "path=/x" } do
+  for _, bad in ipairs{ "status=99", "delay=-1", "status=500&count=0", "status=500&path=/x", "path=/oauth/token" } do
     lu.assertEquals(call(env, "POST", "/__fake/faults", { body = bad }).status, 400, bad)
   end
   call(env, "POST", "/__fake/faults", { body = "status=503" })
