@@ -162,6 +162,25 @@ function M.from_env(getenv)
   return { config = cfg, store = store, policy = policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris }) }
 end
 
+-- account_script(name, op) — the body of scripts/deauthorize.lua and
+-- scripts/refresh.lua: checks `arg[1]` is an account id, loads the platform's
+-- configuration, runs op(ctx, id) (flow.deauthorize / flow.refresh style:
+-- account | nil, err) and prints the account line or the error; exit code
+-- 0, 1 (the operation failed) or 2 (usage or configuration).
+function M.account_script(name, op, describe)
+  local id = arg and arg[1]
+  if not id or not id:match("^acct_[%w_]+$") then
+    io.stderr:write("usage: stripe-connect run scripts/" .. name .. ".lua acct_…\n")
+    os.exit(2)
+  end
+  local a, err = op(M.from_env(), id)
+  if not a then
+    io.stderr:write(string.format("%s: %s: %s (%s)\n", name, id, err.message, err.reason))
+    os.exit(1)
+  end
+  print(describe(a))
+end
+
 -- ------------------------------------------------------------------ admin
 
 local function b64mac(key, what)

@@ -4,27 +4,9 @@
 local lu = require "luaunit"
 local server = require "support.server"
 local store = require "stripe_connect.store"
+local files = require "support.files"
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p '" .. p .. "'"))
-  return p
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local tmpdir, read, write = files.tmpdir, files.read, files.write
 
 local TestSqliteProcesses = {}
 
@@ -57,7 +39,7 @@ function TestSqliteProcesses.test_claim_flow_is_atomic_across_processes()
   for i = 1, NONCES do
     lu.assertEquals(wins[tostring(i)], 1, "nonce" .. i .. " won exactly once")
   end
-  os.execute("rm -rf '" .. dir .. "'")
+  files.rmdir(dir)
 end
 
 function TestSqliteProcesses.test_committed_account_survives_kill_9()
@@ -83,7 +65,7 @@ function TestSqliteProcesses.test_committed_account_survives_kill_9()
   lu.assertNotNil(a)
   lu.assertEquals(a.refresh_token, "rt_x")
   s:close()
-  os.execute("rm -rf '" .. dir .. "'")
+  files.rmdir(dir)
 end
 
 return { TestSqliteProcesses = TestSqliteProcesses }

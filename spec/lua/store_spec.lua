@@ -2,13 +2,9 @@
 -- (memory, and SQLite in a fresh temp file).
 local lu = require "luaunit"
 local store = require "stripe_connect.store"
+local files = require "support.files"
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p '" .. p .. "'"))
-  return p
-end
+local tmpdir = files.tmpdir
 
 local IMPLEMENTATIONS = {
   { "memory", function() return assert(store.open("memory:")) end, function() end },
@@ -18,7 +14,7 @@ local IMPLEMENTATIONS = {
       s._dir = dir
       return s
     end,
-    function(s) s:close(); os.execute("rm -rf '" .. s._dir .. "'") end },
+    function(s) s:close(); files.rmdir(s._dir) end },
 }
 
 local function each(fn)
@@ -213,7 +209,7 @@ function TestStore.test_sqlite_reopen_keeps_data_and_schema_version()
   local s3, err = store.open("sqlite:" .. path)
   lu.assertNil(s3)
   lu.assertStrContains(err, "newer")
-  os.execute("rm -rf '" .. dir .. "'")
+  files.rmdir(dir)
 end
 
 function TestStore.test_sqlite_refuses_nul()
@@ -221,7 +217,7 @@ function TestStore.test_sqlite_refuses_nul()
   local s = assert(store.open("sqlite:" .. dir .. "/t.db"))
   lu.assertErrorMsgContains("NUL", function() s:get_account("a\0b") end)
   s:close()
-  os.execute("rm -rf '" .. dir .. "'")
+  files.rmdir(dir)
 end
 
 return { TestStore = TestStore }

@@ -17,6 +17,7 @@ local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local server = require "support.server"
 local http = require "support.http"
+local files = require "support.files"
 
 local M = {}
 
@@ -25,13 +26,6 @@ M.CLIENT_ID = "ca_platform_spec_client"
 M.WEBHOOK_SECRET = "whsec_platform_spec_secret"
 M.ADMIN_TOKEN = "admin-token-for-the-platform-specs"
 M.STATE_SECRETS = "k1:" .. ("s"):rep(40)
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p '" .. p .. "'"))
-  return p
-end
 
 -- A free loopback port: a throwaway server on :0 reports one, then stops.
 local function free_port()
@@ -48,7 +42,7 @@ P.__index = P
 --        admin = true (default) | false, fake = true (default) }
 function M.start(opts)
   opts = opts or {}
-  local self = setmetatable({ dir = tmpdir(), workers = opts.workers or 1 }, P)
+  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1 }, P)
   self.port = free_port()
   self.url = "http://127.0.0.1:" .. self.port
   self.fake = server.start{ app = "scripts/fake_connect.lua", args = { "--workers", "1" }, env = {
@@ -88,7 +82,7 @@ end
 function P:stop()
   if self.platform then self.platform:stop() end
   if self.fake then self.fake:stop() end
-  os.execute("rm -rf '" .. self.dir .. "'")
+  files.rmdir(self.dir)
 end
 
 local function parse_query(url)
@@ -168,9 +162,7 @@ function P:script(name, args)
   local cmd = "env " .. table.concat(env, " ") .. " build/stripe-connect run scripts/" .. name .. ".lua " ..
     (args or "") .. " > " .. out .. " 2>&1"
   local ok, _, code = os.execute(cmd)
-  local f = io.open(out, "rb")
-  local text = f:read("a")
-  f:close()
+  local text = files.read(out) or ""
   os.remove(out)
   return ok and 0 or code, text
 end

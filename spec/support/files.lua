@@ -1,0 +1,31 @@
+-- spec/support/files.lua — temp folders and whole-file reads/writes for specs.
+local M = {}
+
+-- tmpdir() -> path of a fresh empty folder (remove it with M.rmdir).
+function M.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p '" .. p .. "'"))
+  return p
+end
+
+function M.rmdir(path)
+  os.execute("rm -rf '" .. path .. "'")
+end
+
+-- read(path) -> contents | nil when it does not exist
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+return M
