@@ -234,8 +234,10 @@ function M.handler(opts)
     end
     local body = req.body or ""
     if #body > o.max_body then return json_response(413, { error = "too_large" }) end
-    local ok, code = core.webhook_verify(body, req.headers and req.headers["stripe-signature"],
-                                         o.secrets, verify_opts)
+    local header = req.headers and req.headers["stripe-signature"]
+    -- A repeated header arrives as a list under OpenResty: ambiguous, so refused.
+    if type(header) == "table" then return json_response(400, { error = "malformed_header" }) end
+    local ok, code = core.webhook_verify(body, header, o.secrets, verify_opts)
     if not ok then return json_response(400, { error = code }) end
     local ev = parse_event(body)
     if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == "")) then

@@ -113,6 +113,8 @@ end
 local rejections = {
   { "no header", function() return request(FIXTURE, nil) end, 400, "no_header" },
   { "malformed header", function() return request(FIXTURE, "bad_header") end, 400, "malformed_header" },
+  { "repeated header (a list, as OpenResty gives it)", function()
+      local h = webhook.sign(FIXTURE, SECRET); return request(FIXTURE, { h, h }) end, 400, "malformed_header" },
   { "v0 only", function() return signed(FIXTURE, nil) end, 400, "no_v1", { scheme = "v0" } },
   { "wrong secret", function() return signed(FIXTURE, { secrets = "whsec_wrong" }) end, 400, "no_match" },
   { "one byte changed", function()
