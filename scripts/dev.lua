@@ -5,7 +5,8 @@
 --
 --   PORT (default 8080)        the platform: http://127.0.0.1:PORT/
 --   FAKE_PORT (default 12111)  the fake Connect
---   DATABASE (default sqlite:data/connect.db), POLICY, STATE_TTL, … pass through.
+--   DATA_DIR (default data)    secrets, admin token, SQLite database, supervisor file
+--   DATABASE (default sqlite:DATA_DIR/connect.db), POLICY, STATE_TTL, … pass through.
 --
 -- State secrets and an admin token are generated once into data/ (mode 0600)
 -- and reused.  Both servers run under one bash supervisor in the foreground:
@@ -46,12 +47,13 @@ end
 local port = getenv("PORT", "8080")
 local fake_port = getenv("FAKE_PORT", "12111")
 if not port:match("^%d+$") or not fake_port:match("^%d+$") then die("PORT and FAKE_PORT must be numbers") end
-if not os.execute("mkdir -p data") then die("cannot create data/") end
+local data = getenv("DATA_DIR", "data")
+if not os.execute("mkdir -p " .. sh_quote(data)) then die("cannot create " .. data) end
 
-local state_secrets = read_or_create("data/state_secrets", function()
+local state_secrets = read_or_create(data .. "/state_secrets", function()
   return "k1:" .. core.base64url_encode(core.random_bytes(32))
 end)
-local admin_token = read_or_create("data/admin_token", function()
+local admin_token = read_or_create(data .. "/admin_token", function()
   return core.base64url_encode(core.random_bytes(24))
 end)
 
@@ -62,7 +64,7 @@ local env = {
   PUBLIC_URL = getenv("PUBLIC_URL", platform_url),
   STATE_SECRETS = getenv("STATE_SECRETS", state_secrets),
   ADMIN_TOKEN = getenv("ADMIN_TOKEN", admin_token),
-  DATABASE = getenv("DATABASE", "sqlite:data/connect.db"),
+  DATABASE = getenv("DATABASE", "sqlite:" .. data .. "/connect.db"),
 }
 local fake_url = "http://127.0.0.1:" .. fake_port
 local fake_env
@@ -116,11 +118,11 @@ else
   add("echo 'Running against Stripe (" .. env.PUBLIC_URL .. "/oauth/callback must be a redirect URI of your Connect settings)'")
 end
 add("echo 'open " .. platform_url .. "/'")
-add("echo 'admin: " .. platform_url .. "/admin (token in data/admin_token)   Ctrl-C stops'")
+add("echo 'admin: " .. platform_url .. "/admin (token in " .. data .. "/admin_token)   Ctrl-C stops'")
 add("echo")
 add("wait -n; echo 'make run: a server exited; stopping' >&2; exit 1")
 
-local run_file = "data/.run.sh"
+local run_file = data .. "/.run.sh"
 os.remove(run_file)
 local f = io.open(run_file, "w")
 if not f then die("cannot write " .. run_file) end
