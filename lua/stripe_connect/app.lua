@@ -46,7 +46,7 @@ end
 
 -- Prometheus exposition of the store's counters: "name{labels}" -> value,
 -- grouped by metric name with a TYPE line each.
-local function metrics_text(counters, accounts)
+local function metrics_text(counters, by_status)
   local by_name, names = {}, {}
   for series, value in pairs(counters or {}) do
     local name = series:match("^([%w_:]+)")
@@ -62,12 +62,10 @@ local function metrics_text(counters, accounts)
     table.sort(by_name[name])
     for _, line in ipairs(by_name[name]) do out[#out + 1] = line end
   end
-  if accounts then
-    local n = { connected = 0, disconnected = 0 }
-    for _, a in ipairs(accounts) do n[a.status] = (n[a.status] or 0) + 1 end
+  if by_status then
     out[#out + 1] = "# TYPE stripe_connect_accounts gauge"
     for _, status in ipairs({ "connected", "disconnected" }) do
-      out[#out + 1] = string.format('stripe_connect_accounts{status="%s"} %d', status, n[status])
+      out[#out + 1] = string.format('stripe_connect_accounts{status="%s"} %d', status, by_status[status] or 0)
     end
   end
   return table.concat(out, "\n") .. "\n"
@@ -112,7 +110,17 @@ function M.new(opts)
       end },
     { "GET", "/metrics", function()
         local counters = store.counters and store:counters() or {}
-        return text(200, metrics_text(counters, store:list_accounts()), "text/plain; version=0.0.4; charset=utf-8")
+        local by_status
+        if store.account_counts then
+          by_status = store:account_counts()
+        else
+          local accounts = store:list_accounts()
+          if accounts then
+            by_status = {}
+            for _, a in ipairs(accounts) do by_status[a.status] = (by_status[a.status] or 0) + 1 end
+          end
+        end
+        return text(200, metrics_text(counters, by_status), "text/plain; version=0.0.4; charset=utf-8")
       end },
   }
 

@@ -90,6 +90,8 @@ function TestStore.test_hostile_ids_are_data()
       lu.assertEquals(s:get_account(id).id, id, name)
     end
     lu.assertEquals(#s:list_accounts(), #ids, name)
+    s:mark_disconnected(ids[1], "test")
+    lu.assertEquals(s:account_counts(), { connected = #ids - 1, disconnected = 1 }, name)
     lu.assertNil(s:get_account("acct_%"), name)
   end)
 end

@@ -15,6 +15,8 @@
 --   store:mark_disconnected(id, reason) -> true | false  (false: no such account);
 --                                          status "disconnected", tokens wiped
 --   store:delete_account(id)            -> true | false
+--   store:account_counts()              -> { connected = n, disconnected = m }
+--                                          (optional; /metrics lists accounts without it)
 --
 -- Flows (one-time OAuth state; the nonce comes from the state token).
 --   store:claim_flow(nonce, expires_at) -> true                  first claim

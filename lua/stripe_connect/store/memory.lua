@@ -45,6 +45,12 @@ function Memory:list_accounts()
   return list
 end
 
+function Memory:account_counts()
+  local out = {}
+  for _, a in pairs(self.accounts) do out[a.status] = (out[a.status] or 0) + 1 end
+  return out
+end
+
 function Memory:mark_disconnected(id, reason)
   local a = self.accounts[id]
   if not a then return false end

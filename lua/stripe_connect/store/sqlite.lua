@@ -217,6 +217,14 @@ function Sqlite:list_accounts()
   return rows
 end
 
+function Sqlite:account_counts()
+  local rows, err = self:rows("SELECT status, COUNT(*) AS n FROM accounts GROUP BY status")
+  if not rows then return nil, err end
+  local out = {}
+  for _, r in ipairs(rows) do out[r.status] = tointeger(r.n) end
+  return out
+end
+
 function Sqlite:mark_disconnected(id, reason)
   local now = os.time()
   local n, err = self:exec("UPDATE accounts SET status = 'disconnected', access_token = NULL, " ..
