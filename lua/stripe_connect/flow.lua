@@ -258,6 +258,14 @@ function M.complete(ctx, req)
     binding = binding_of(ctx, req) or (req.cookies and req.cookies[state.cookie_name(cfg.secure)]),
     ttl = cfg.state_ttl, now = ctx.now(),
   })
+  if not claims and code == "missing" and first(args.error) then
+    -- Stripe's error redirect may come without a state (PROTOCOL.md §1):
+    -- show what Stripe said; nothing is claimed and no hook runs, since
+    -- anyone can request this URL.
+    local reason = first(args.error) == "access_denied" and "access_denied" or "stripe_refused"
+    callback_metric(ctx, "unverified", reason)
+    return M.render(failure(reason))
+  end
   if not claims then
     local reason = code == "missing" and "missing_state" or code
     callback_metric(ctx, "rejected", reason)

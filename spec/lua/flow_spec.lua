@@ -148,6 +148,11 @@ function TestFlow.test_state_problems_are_403_without_token_call()
     lu.assertStrContains(res.body, row[4], false, row[1])
     lu.assertStrContains(res.body, 'href="/connect"', false, row[1])
   end
+  -- Stripe's denial without a state: the declined page, nothing claimed
+  local denied = callback(ctx, cookie, { error = "access_denied" })
+  lu.assertEquals(denied.status, 200)
+  lu.assertStrContains(denied.body, "You declined")
+  lu.assertEquals(callback(ctx, cookie, { error = "invalid_scope" }).status, 400)
   ctx.now = function() return NOW + 1800 end
   lu.assertEquals(callback(ctx, cookie, { code = "ac_1", state = st }).status, 403)
   lu.assertEquals(#ctx.oauth.calls, 0)
