@@ -145,6 +145,9 @@ int app_load(worker *w, char **errmsg)
         return -1;
     }
     w->L = L;
+    /* New threads copy the main thread's extra space: NULL means "not a
+     * request coroutine" (its initial contents are unspecified). */
+    *(request_ctx **)lua_getextraspace(L) = NULL;
     lua_pushcfunction(L, app_pload);
     lua_pushlightuserdata(L, w);
     if (host_docall(L, 1, 1) != LUA_OK) {

@@ -38,6 +38,9 @@ local function suite(workers)
       { "other method", "POST", "/hello", 405, "405" },
       { "any method", "PATCH", "/echo", 200, '"method":"PATCH"' },
       { "environment", "GET", "/env", 200, "^from env$" },
+      -- bug: new threads copied the main thread's uninitialised extra space
+      { "handler's own coroutine", "GET", "/nested", 200, "^nested ok$" },
+      { "yield through pcall, block in sort", "GET", "/pcall-sleep", 200, "^true 1,2,3$" },
     }
     for _, r in ipairs(rows) do
       local res = assert(http.request{ method = r[2], url = s.url .. r[3] })

@@ -30,6 +30,18 @@ return {
       core.sleep(tonumber(req.args.s) or 1)
       return { body = "slept" }
     end },
+  -- a coroutine of the handler's own: core.sleep cannot yield the request, so it blocks
+  { "GET", "/nested", function()
+      local f = coroutine.wrap(function() core.sleep(0.001) return "nested ok" end)
+      return { body = f() }
+    end },
+  -- yielding through pcall and a non-yieldable C boundary (table.sort's comparator)
+  { "GET", "/pcall-sleep", function()
+      local ok = pcall(core.sleep, 0.001)
+      local t = { 3, 1, 2 }
+      table.sort(t, function(a, b) core.sleep(0) return a < b end)
+      return { body = tostring(ok) .. " " .. table.concat(t, ",") }
+    end },
   { "GET", "/boom", function() error("kaboom sk_test_do_not_leak") end },
   { "GET", "/loop", function() while true do end end },
   { "GET", "/pcall-loop", function() while true do pcall(function() while true do end end) end end },
