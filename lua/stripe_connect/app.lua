@@ -230,15 +230,10 @@ function M.admin_routes(ctx)
   end
 
   local function form_field(req, name)
-    local body = req.body or ""
-    local parsed = core.parse_form and core.parse_form(body) or nil
-    if parsed then
-      local v = parsed[name]
-      if type(v) == "table" then v = v[1] end
-      return v
-    end
-    local v = body:match("^" .. name .. "=([^&]*)") or body:match("&" .. name .. "=([^&]*)")
-    return v and (v:gsub("+", " "):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end))
+    local parsed = core.parse_form(req.body or "", { max_length = 4096, max_fields = 16 })
+    local v = parsed and parsed[name]
+    if type(v) == "table" then v = v[1] end
+    return v
   end
 
   local function op_response(a, err)
