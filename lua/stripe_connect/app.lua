@@ -78,6 +78,8 @@ function M.new(opts)
     webhook = true, replay_wait = true }, "app.new")
   local cfg, store, policy = opts.config, opts.store, opts.policy
   assert(cfg and store and policy, "app.new: config, store and policy are required")
+  local ok, serr = require("stripe_connect.store").check(store)
+  if not ok then error("app.new: " .. serr, 2) end
   local log = opts.log or function(msg) io.stderr:write(msg, "\n") end
   local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
     replay_wait = opts.replay_wait }
