@@ -6,7 +6,9 @@
  *   ts=2026-11-28T13:00:00.123Z worker=1 method=GET path="/x" status=200 ms=1.25 bytes=42
  * The query string and headers are never logged: OAuth codes and state
  * travel in the query.  Control characters, quotes and backslashes in the
- * path are escaped.
+ * path are escaped.  Error lines (handler tracebacks) pass through a
+ * redactor that masks Stripe secrets and codes a handler may have put in an
+ * error message: sk_/rk_ keys, whsec_ secrets, and long ac_/rt_ tokens.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,6 +74,36 @@ void log_access(const worker *w, const char *method, const char *path, size_t pa
     (void)ignored;
 }
 
+static int is_alnum(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+/* Mask what follows a secret's prefix in s[0..n), in place. */
+static void redact(char *s, size_t n)
+{
+    static const struct { const char *prefix; size_t min; } secrets[] = {
+        { "sk_live_", 1 }, { "sk_test_", 1 }, { "rk_live_", 1 }, { "rk_test_", 1 },
+        { "whsec_", 1 }, { "ac_", 16 }, { "rt_", 16 },
+    };
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && (is_alnum(s[i - 1]) || s[i - 1] == '_'))
+            continue;
+        for (size_t k = 0; k < sizeof secrets / sizeof secrets[0]; k++) {
+            size_t pl = strlen(secrets[k].prefix);
+            if (i + pl > n || memcmp(s + i, secrets[k].prefix, pl) != 0)
+                continue;
+            size_t j = i + pl;
+            while (j < n && is_alnum(s[j]))
+                j++;
+            if (j - i - pl >= secrets[k].min)
+                memset(s + i + pl, '*', j - i - pl);
+            i = j;
+            break;
+        }
+    }
+}
+
 void log_error(const char *fmt, ...)
 {
     char line[8192];
@@ -81,6 +113,7 @@ void log_error(const char *fmt, ...)
     int n = vsnprintf(line + len, sizeof line - len - 1, fmt, ap);
     va_end(ap);
     len += n < 0 ? 0 : ((size_t)n < sizeof line - len - 1 ? (size_t)n : sizeof line - len - 2);
+    redact(line, len);
     line[len++] = '\n';
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;

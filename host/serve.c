@@ -185,6 +185,27 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(w->base);
 }
 
+static void on_resume_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    if (w->listener != NULL)
+        evconnlistener_enable(w->listener);
+}
+
+/* accept() failed (out of file descriptors, most likely): pause accepting
+ * for 100 ms instead of spinning on the ready listener. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    worker *w = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    log_error("worker %d: accept: %s", w->id, evutil_socket_error_to_string(err));
+    evconnlistener_disable(l);
+    struct timeval tv = { 0, 100000 };
+    event_base_once(w->base, -1, EV_TIMEOUT, on_resume_accept, w, &tv);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -228,6 +249,8 @@ static int worker_setup(worker *w, serve_opts *o)
     }
     w->listener = evconnlistener_new(w->base, server_accept, w,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (w->listener != NULL)
+        evconnlistener_set_error_cb(w->listener, on_accept_error);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->deadline_ev = evtimer_new(w->base, on_deadline, w);
     if (w->listener == NULL || w->stop_ev == NULL || w->deadline_ev == NULL
@@ -311,7 +334,9 @@ int host_serve_main(int argc, char **argv)
         started += ok;
     }
     if (ok) {
-        fprintf(stderr, "listening on http://%s:%d\n", o.host, o.port);
+        int v6 = strchr(o.host, ':') != NULL;
+        fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
+                o.port);
         fflush(stderr);
         wait_for_shutdown(ws, o.workers, &set);
     } else {

@@ -390,17 +390,13 @@ static int parse_head(conn *c)
 static int read_head(conn *c, struct evbuffer *in)
 {
     size_t max = c->w->opts->max_header_size;
+    /* Tolerate stray CRLFs before a request (RFC 9112 §2.2). */
+    unsigned char two[2];
+    while (evbuffer_copyout(in, two, 2) == 2 && two[0] == '\r' && two[1] == '\n')
+        evbuffer_drain(in, 2);
     struct evbuffer_ptr pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    if (pos.pos < 0) {
-        size_t len = evbuffer_get_length(in);
-        /* Tolerate stray CRLFs between keep-alive requests (RFC 9112 §2.2). */
-        unsigned char two[2];
-        while (len >= 2 && evbuffer_copyout(in, two, 2) == 2 && two[0] == '\r' && two[1] == '\n') {
-            evbuffer_drain(in, 2);
-            len -= 2;
-        }
-        return len > max ? -431 : 0;
-    }
+    if (pos.pos < 0)
+        return evbuffer_get_length(in) > max ? -431 : 0;
     size_t n = (size_t)pos.pos + 4;
     if (n > max)
         return -431;

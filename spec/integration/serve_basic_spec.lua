@@ -85,7 +85,8 @@ local function suite(workers)
       lu.assertEquals(res.status, 200, path)
     end
     local log = s:log_text()
-    lu.assertStrContains(log, "kaboom")                -- the traceback is logged
+    lu.assertStrContains(log, "kaboom sk_test_****")   -- the traceback is logged, the key masked
+    lu.assertNil(log:find("DoNotLeak", 1, true))
     lu.assertStrContains(log, "stack traceback")
     lu.assertStrContains(log, "instruction budget")
   end

@@ -42,7 +42,7 @@ return {
       table.sort(t, function(a, b) core.sleep(0) return a < b end)
       return { body = tostring(ok) .. " " .. table.concat(t, ",") }
     end },
-  { "GET", "/boom", function() error("kaboom sk_test_do_not_leak") end },
+  { "GET", "/boom", function() error("kaboom sk_test_DoNotLeak123") end },
   { "GET", "/loop", function() while true do end end },
   { "GET", "/pcall-loop", function() while true do pcall(function() while true do end end) end end },
   { "GET", "/bad-response", function() return { status = "x" } end },
