@@ -94,18 +94,19 @@ RESULTS    = $(BUILD)/test-results
 
 test: all
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
-	@status=0; \
-	$(HOST_BIN) run spec/run.lua --label host $(SPECS_CORE) $(SPECS_LUA) $(SPECS_INTEGRATION) \
-	  | tee $(RESULTS)/host.txt || status=1; \
-	$(LUA_PATHS) LUA_CPATH="$(BUILD)/lua/?.so;;" $(LUA) spec/run.lua --label lua5.4 $(SPECS_CORE) $(SPECS_LUA) \
-	  | tee $(RESULTS)/lua54.txt || status=1; \
-	$(LUA_PATHS) LUA_CPATH="$(BUILD)/luajit/?.so;;" $(LUAJIT) spec/run.lua --label luajit $(SPECS_CORE) \
-	  | tee $(RESULTS)/luajit.txt || status=1; \
-	$(MAKE) --no-print-directory rock >$(RESULTS)/rock-build.log 2>&1 || { cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed" | tee $(RESULTS)/rock.txt; status=1; }; \
-	if [ -f $(BUILD)/rocks/lib/lua/5.4/stripe_connect/core.so ]; then \
-	  LUA_PATH="$(BUILD)/rocks/share/lua/5.4/?.lua;$(BUILD)/rocks/share/lua/5.4/?/init.lua;;" \
-	  LUA_CPATH="$(BUILD)/rocks/lib/lua/5.4/?.so;;" $(LUA) spec/run.lua --label rock $(SPECS_CORE) $(SPECS_LUA) \
-	  | tee $(RESULTS)/rock.txt || status=1; \
+	@set -o pipefail; status=0; \
+	run() { label=$$1; shift; \
+	  "$$@" 2>&1 | tee $(RESULTS)/$$label.txt || status=1; \
+	  grep -Eq "^$$label: [0-9]+ passed, [0-9]+ failed$$" $(RESULTS)/$$label.txt || \
+	    { echo "$$label: 0 passed, 1 failed (the run ended without its summary line)" | tee -a $(RESULTS)/$$label.txt; status=1; }; }; \
+	run host $(HOST_BIN) run spec/run.lua --label host $(SPECS_CORE) $(SPECS_LUA) $(SPECS_INTEGRATION); \
+	run lua5.4 env $(LUA_PATHS) LUA_CPATH="$(BUILD)/lua/?.so;;" $(LUA) spec/run.lua --label lua5.4 $(SPECS_CORE) $(SPECS_LUA); \
+	run luajit env $(LUA_PATHS) LUA_CPATH="$(BUILD)/luajit/?.so;;" $(LUAJIT) spec/run.lua --label luajit $(SPECS_CORE); \
+	if $(MAKE) --no-print-directory rock >$(RESULTS)/rock-build.log 2>&1; then \
+	  run rock env LUA_PATH="$(BUILD)/rocks/share/lua/5.4/?.lua;$(BUILD)/rocks/share/lua/5.4/?/init.lua;;" \
+	    LUA_CPATH="$(BUILD)/rocks/lib/lua/5.4/?.so;;" $(LUA) spec/run.lua --label rock $(SPECS_CORE) $(SPECS_LUA); \
+	else \
+	  cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed (luarocks make failed)" | tee $(RESULTS)/rock.txt; status=1; \
 	fi; \
 	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } \
 	  END { printf "%d passed, %d failed\n", p, f; exit (f > 0) }' || status=1; \
