@@ -301,10 +301,9 @@ static int framing_header(conn *c, const http_header *h, int *hosts)
     return 0;
 }
 
-/* Parse c->head (NUL-terminated, ends with CRLFCRLF).  0 or an error status. */
-static int parse_head(conn *c)
+/* The request line "METHOD SP TARGET SP HTTP/1.x" up to eol.  0 or an error status. */
+static int parse_request_line(conn *c, char *p, char *eol)
 {
-    char *p = c->head, *eol = strstr(p, "\r\n");
     char *sp1 = memchr(p, ' ', (size_t)(eol - p));
     char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
     if (sp1 == NULL || sp2 == NULL || sp1 == p || sp2 == sp1 + 1)
@@ -318,11 +317,10 @@ static int parse_head(conn *c)
     size_t vlen = (size_t)(eol - sp2 - 1);
     if (vlen != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
         return vlen == 8 && strncmp(sp2 + 1, "HTTP/", 5) == 0 ? 505 : 400;
-    int minor = sp2[8] - '0';
-    if (minor != 0 && minor != 1)
+    c->minor = sp2[8] - '0';
+    if (c->minor != 0 && c->minor != 1)
         return 505;
-    c->keep_alive = minor == 1;
-    c->minor = minor;
+    c->keep_alive = c->minor == 1;
     c->req.method = p;
     c->req.mlen = (size_t)(sp1 - p);
     c->is_head = c->req.mlen == 4 && memcmp(p, "HEAD", 4) == 0;
@@ -334,50 +332,64 @@ static int parse_head(conn *c)
     c->req.plen = (size_t)((qm ? qm : sp2) - target);
     c->req.query = qm ? qm + 1 : "";
     c->req.qlen = qm ? (size_t)(sp2 - qm - 1) : 0;
+    return 0;
+}
 
-    int cap = 16, n = 0, hosts = 0;
+/* One "Name: value" line [p, eol) into h.  0 or an error status. */
+static int parse_header_line(char *p, char *eol, http_header *h)
+{
+    if (*p == ' ' || *p == '\t')
+        return 400;                              /* obsolete line folding */
+    char *colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon == NULL || colon == p)
+        return 400;
+    for (char *q = p; q < colon; q++)
+        if (!is_tchar((unsigned char)*q))
+            return 400;
+    char *v = colon + 1, *ve = eol;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    for (char *q = v; q < ve; q++)
+        if (*q == '\r' || *q == '\n' || *q == '\0')
+            return 400;
+    h->name = p;
+    h->nlen = (size_t)(colon - p);
+    h->value = v;
+    h->vlen = (size_t)(ve - v);
+    return 0;
+}
+
+/* Parse c->head (NUL-terminated, ends with CRLFCRLF) into c->req and the
+ * framing fields.  0 or an error status. */
+static int parse_head(conn *c)
+{
+    char *p = c->head, *eol = strstr(p, "\r\n");
+    int err = parse_request_line(c, p, eol);
+    if (err)
+        return err;
+    int cap = 16, hosts = 0;
     c->headers = malloc(sizeof *c->headers * (size_t)cap);
     if (c->headers == NULL)
         return 500;
+    c->req.headers = c->headers;
     for (p = eol + 2; strncmp(p, "\r\n", 2) != 0; p = eol + 2) {
         eol = strstr(p, "\r\n");
-        if (*p == ' ' || *p == '\t')
-            return 400;                          /* obsolete line folding */
-        char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon == NULL || colon == p)
-            return 400;
-        for (char *q = p; q < colon; q++)
-            if (!is_tchar((unsigned char)*q))
-                return 400;
-        char *v = colon + 1, *ve = eol;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        for (char *q = v; q < ve; q++)
-            if (*q == '\r' || *q == '\0')
-                return 400;
-        if (n == c->w->opts->max_headers)
+        if (c->req.nheaders == c->w->opts->max_headers)
             return 431;
-        if (n == cap) {
+        if (c->req.nheaders == cap) {
             cap *= 2;
             http_header *h = realloc(c->headers, sizeof *h * (size_t)cap);
             if (h == NULL)
                 return 500;
-            c->headers = h;
+            c->req.headers = c->headers = h;
         }
-        http_header *h = &c->headers[n++];
-        h->name = p;
-        h->nlen = (size_t)(colon - p);
-        h->value = v;
-        h->vlen = (size_t)(ve - v);
-        int err = framing_header(c, h, &hosts);
-        if (err)
+        http_header *h = &c->headers[c->req.nheaders++];
+        if ((err = parse_header_line(p, eol, h)) != 0 || (err = framing_header(c, h, &hosts)) != 0)
             return err;
     }
-    c->req.headers = c->headers;
-    c->req.nheaders = n;
-    if ((minor == 1 && hosts != 1) || hosts > 1)
+    if ((c->minor == 1 && hosts != 1) || hosts > 1)
         return 400;
     if (c->chunked && c->content_length >= 0)
         return 400;

@@ -74,6 +74,7 @@ function TestServeLimits.test_bad_requests()
     { "two Hosts", "GET /hello HTTP/1.1\r\n" .. H .. H .. "\r\n", 400 },
     { "header without colon", "GET /hello HTTP/1.1\r\n" .. H .. "Bad Header\r\n\r\n", 400 },
     { "space before colon", "GET /hello HTTP/1.1\r\n" .. H .. "X-A : y\r\n\r\n", 400 },
+    { "bare LF in a header value", "GET /hello HTTP/1.1\r\n" .. H .. "X-A: y\nX-B: z\r\n\r\n", 400 },
     { "obsolete line folding", "GET /hello HTTP/1.1\r\n" .. H .. "X-A: y\r\n folded\r\n\r\n", 400 },
     { "relative target", "GET hello HTTP/1.1\r\n" .. H .. "\r\n", 400 },
     { "bad Content-Length", "POST /echo HTTP/1.1\r\n" .. H .. "Content-Length: 1x\r\n\r\n", 400 },
@@ -130,6 +131,9 @@ function TestServeLimits.test_keep_alive_and_pipelining()
   c:send("GET /hello?name=a HTTP/1.1\r\nHost: x\r\n\r\nGET /hello?name=b HTTP/1.1\r\nHost: x\r\n\r\n")
   lu.assertEquals(select(3, read_response(c)), "hello a")
   lu.assertEquals(select(3, read_response(c)), "hello b")
+  -- stray CRLFs before a request are skipped
+  c:send("\r\n\r\nGET /hello?name=crlf HTTP/1.1\r\nHost: x\r\n\r\n")
+  lu.assertEquals(select(3, read_response(c)), "hello crlf")
   -- Connection: close is honoured
   c:send("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
   local status, headers = read_response(c)
