@@ -8,7 +8,7 @@ local socket = require "socket"
 local core = require "stripe_connect.core"
 local server = require "support.server"
 
-local upstream, front, raw_port, raw_pid
+local upstream, front, raw_port, raw_pid, tls_port, tls_pid, tls_dir
 
 local function start_raw()
   local portfile = os.tmpname()
@@ -33,6 +33,25 @@ local function closed_port()
   local _, port = s:getsockname()
   s:close()
   return port
+end
+
+-- A self-signed TLS server for 127.0.0.1 (`openssl s_server -www`).
+local function start_tls()
+  tls_dir = os.tmpname()
+  os.remove(tls_dir)
+  assert(os.execute("mkdir -p " .. tls_dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -days 1"
+    .. " -keyout " .. tls_dir .. "/key.pem -out " .. tls_dir .. "/cert.pem -subj /CN=127.0.0.1"
+    .. " -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1"))
+  tls_port = closed_port()
+  local p = io.popen(("openssl s_server -quiet -www -accept 127.0.0.1:%d -cert %s/cert.pem -key %s/key.pem"
+    .. " >/dev/null 2>&1 & echo $!"):format(tls_port, tls_dir, tls_dir))
+  tls_pid = p:read("l")
+  p:close()
+  assert(server.poll(function()
+    local c = socket.connect("127.0.0.1", tls_port)
+    if c then c:close() end
+    return c ~= nil
+  end, 10), "openssl s_server did not start")
 end
 
 -- Two ways to make the same call.
@@ -113,6 +132,17 @@ local function suite(mode)
     end
   end
 
+  function T.test_tls_verification_is_on_by_default()
+    local url = "https://127.0.0.1:" .. tls_port .. "/"
+    local out = call{ url = url }
+    lu.assertEquals(out[1].code, "tls", tostring(out[1].err))
+    lu.assertStrContains(out[1].err, "certificate")
+    out = call{ url = url, ca_file = tls_dir .. "/cert.pem" }
+    lu.assertEquals(out[1].res and out[1].res.status, 200, tostring(out[1].err))
+    out = call{ url = url, verify = false }
+    lu.assertEquals(out[1].res and out[1].res.status, 200, tostring(out[1].err))
+  end
+
   function T.test_a_big_body_within_the_cap()
     local out = call{ url = upstream.url .. "/big?n=300000" }
     lu.assertEquals(#out[1].res.body, 300000)
@@ -129,6 +159,7 @@ local function start_servers()
   upstream = server.start{ app = "spec/support/apps/serve_upstream.lua", args = { "--workers", "1" } }
   front = server.start{ app = "spec/support/apps/serve_basic.lua", args = { "--workers", "1" } }
   start_raw()
+  start_tls()
 end
 TestHttpClientRun.setupClass = start_servers
 TestHttpClientServe.setupClass = start_servers
@@ -136,7 +167,7 @@ TestHttpClientServe.setupClass = start_servers
 function TestHttpClientServe.teardownClass()
   lu.assertEquals(front:stop(), 0)
   lu.assertEquals(upstream:stop(), 0)
-  os.execute("kill " .. raw_pid .. " 2>/dev/null")
+  os.execute("kill " .. raw_pid .. " " .. tls_pid .. " 2>/dev/null; rm -rf " .. tls_dir)
   upstream, front = nil, nil
 end
 
