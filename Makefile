@@ -97,7 +97,7 @@ test: all
 	@set -o pipefail; status=0; \
 	run() { label=$$1; shift; \
 	  "$$@" 2>&1 | tee $(RESULTS)/$$label.txt || status=1; \
-	  grep -Eq "^$$label: [0-9]+ passed, [0-9]+ failed$$" $(RESULTS)/$$label.txt || \
+	  grep -Eq "^$$label: [0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$$" $(RESULTS)/$$label.txt || \
 	    { echo "$$label: 0 passed, 1 failed (the run ended without its summary line)" | tee -a $(RESULTS)/$$label.txt; status=1; }; }; \
 	run host $(HOST_BIN) run spec/run.lua --label host $(SPECS_CORE) $(SPECS_LUA) $(SPECS_INTEGRATION); \
 	run lua5.4 env $(LUA_PATHS) LUA_CPATH="$(BUILD)/lua/?.so;;" $(LUA) spec/run.lua --label lua5.4 $(SPECS_CORE) $(SPECS_LUA); \

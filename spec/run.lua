@@ -51,6 +51,8 @@ local unpack_ = table.unpack or unpack
 runner:runSuite(unpack_(run_args))
 local r = runner.result
 local failed = r.notSuccessCount + load_failures
-local passed = r.runCount - r.notSuccessCount - r.skippedCount
-print(string.format("%s: %d passed, %d failed", label, passed, failed))
+-- luaunit already leaves skipped tests out of runCount.
+local passed = r.runCount - r.notSuccessCount
+local skipped = r.skippedCount > 0 and string.format(", %d skipped", r.skippedCount) or ""
+print(string.format("%s: %d passed, %d failed%s", label, passed, failed, skipped))
 os.exit((failed == 0 and passed > 0) and 0 or 1)
