@@ -108,8 +108,8 @@ test: all
 	else \
 	  cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed (luarocks make failed)" | tee $(RESULTS)/rock.txt; status=1; \
 	fi; \
-	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } \
-	  END { printf "%d passed, %d failed\n", p, f; exit (f > 0) }' || status=1; \
+	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4; s += $$6 } \
+	  END { printf "%d passed, %d failed%s\n", p, f, (s > 0 ? sprintf(", %d skipped", s) : ""); exit (f > 0) }' || status=1; \
 	exit $$status
 
 # Debian keeps curl.h and the libraries under multiarch folders LuaRocks does not search.
