@@ -132,7 +132,7 @@ static int valid_token(const char *s, size_t n)
 }
 
 /* Append "Name: value" to the transfer's header list; raises on CR/LF/NUL. */
-static void add_header(lua_State *L, sc_http_xfer *x, const char *name, size_t nlen, int vidx)
+static void add_header(lua_State *L, sc_http_xfer *x, const char *name, int vidx)
 {
     size_t vlen;
     if (lua_type(L, vidx) != LUA_TSTRING && lua_type(L, vidx) != LUA_TNUMBER)
@@ -147,7 +147,6 @@ static void add_header(lua_State *L, sc_http_xfer *x, const char *name, size_t n
     if (l == NULL)
         luaL_error(L, "http_request: out of memory");
     x->headers = l;
-    (void)nlen;
 }
 
 /* headers = { Name = "v" | {"v1", "v2"} }.  Stack: [-0, +0]. */
@@ -165,11 +164,11 @@ static void read_headers(lua_State *L, sc_http_xfer *x, int t)
             int n = (int)lua_rawlen(L, -1);
             for (int i = 1; i <= n; i++) {
                 lua_rawgeti(L, -1, i);
-                add_header(L, x, name, nlen, lua_gettop(L));
+                add_header(L, x, name, lua_gettop(L));
                 lua_pop(L, 1);
             }
         } else {
-            add_header(L, x, name, nlen, lua_gettop(L));
+            add_header(L, x, name, lua_gettop(L));
         }
         lua_pop(L, 1);
     }
@@ -357,7 +356,8 @@ static void push_headers(lua_State *L, const membuf *h)
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *next = eol ? eol + 1 : end;
         const char *colon = memchr(p, ':', (size_t)((eol ? eol : end) - p));
-        if (colon == NULL || colon == p || (h->data == p && memcmp(p, "HTTP/", 5) == 0)) {
+        int status_line = next - p >= 5 && memcmp(p, "HTTP/", 5) == 0;
+        if (colon == NULL || colon == p || status_line) {
             p = next;
             continue;
         }
