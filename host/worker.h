@@ -58,6 +58,20 @@ typedef struct http_request {
     int remote_port;
 } http_request;
 
+/* The parse state of the request a connection is reading (request.c). */
+typedef struct request_parse {
+    http_request req;
+    char *head;                 /* the header block, owned; req points into it */
+    http_header *headers;       /* owned */
+    char *flat_body;            /* owned; req.body */
+    struct evbuffer *body;      /* body bytes as they arrive */
+    long long content_length;   /* -1: none */
+    long long chunk_left;       /* chunked decoder state */
+    size_t trailer_bytes;
+    int minor;                  /* HTTP/1.minor */
+    int keep_alive, chunked, expect_continue, is_head;
+} request_parse;
+
 typedef struct worker {
     int id;
     pthread_t thread;
@@ -90,6 +104,12 @@ struct request_ctx {
     long budget;                /* instructions left */
     request_ctx *prev, *next;
 };
+
+/* request.c: read_head/read_body answer 1 (complete), 0 (need more input)
+ * or -status (answer that status and close). */
+void request_reset(request_parse *rq);
+int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *in);
+int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *in);
 
 /* server.c */
 int server_listen_socket(const char *host, int port, int *bound_port);

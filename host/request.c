@@ -1,0 +1,287 @@
+/*
+ * request.c — parsing one HTTP/1.1 request from a connection's input
+ * buffer: the request line and header block (size and count limits), the
+ * framing headers (Content-Length, chunked, Connection, Host, Expect), and
+ * the body (Content-Length or chunked, size limit).  No I/O, no Lua: the
+ * connection (server.c) feeds the input buffer and answers the status codes
+ * these functions return.
+ *
+ * Strict where leniency invites request smuggling: Content-Length with
+ * Transfer-Encoding, conflicting Content-Lengths, obsolete line folding,
+ * whitespace before the colon, bare CR or LF in a value all answer 400; a
+ * transfer coding other than chunked 501; HTTP/1.1 without exactly one Host 400.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "worker.h"
+
+enum { CHUNK_SIZE = -1, CHUNK_CRLF = -2, CHUNK_TRAILER = -3 };
+
+/* Forget the current request (keeps the connection). */
+void request_reset(request_parse *rq)
+{
+    free(rq->head);
+    free(rq->headers);
+    free(rq->flat_body);
+    rq->head = NULL;
+    rq->headers = NULL;
+    rq->flat_body = NULL;
+    if (rq->body)
+        evbuffer_drain(rq->body, evbuffer_get_length(rq->body));
+    memset(&rq->req, 0, sizeof rq->req);
+    rq->content_length = -1;
+    rq->chunked = rq->expect_continue = rq->is_head = 0;
+    rq->minor = 1;
+    rq->chunk_left = CHUNK_SIZE;
+    rq->trailer_bytes = 0;
+}
+
+static int is_tchar(unsigned char ch)
+{
+    return ch > 32 && ch < 127 && strchr("\"(),/:;<=>?@[\\]{}", ch) == NULL;
+}
+
+static int has_token(const char *v, size_t n, const char *tok)
+{
+    size_t tl = strlen(tok);
+    for (size_t i = 0; i + tl <= n; i++)
+        if (strncasecmp(v + i, tok, tl) == 0 && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ')
+            && (i + tl == n || v[i + tl] == ',' || v[i + tl] == ' '))
+            return 1;
+    return 0;
+}
+
+/* Interpret the framing headers.  Returns 0 or an HTTP error status. */
+static int framing_header(request_parse *rq, const http_header *h, int *hosts)
+{
+    if (h->nlen == 14 && strncasecmp(h->name, "content-length", 14) == 0) {
+        if (h->vlen == 0 || h->vlen > 18)
+            return 400;
+        long long v = 0;
+        for (size_t i = 0; i < h->vlen; i++) {
+            if (h->value[i] < '0' || h->value[i] > '9')
+                return 400;
+            v = v * 10 + (h->value[i] - '0');
+        }
+        if (rq->content_length >= 0 && rq->content_length != v)
+            return 400;
+        rq->content_length = v;
+    } else if (h->nlen == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) {
+        if (h->vlen != 7 || strncasecmp(h->value, "chunked", 7) != 0 || rq->chunked)
+            return 501;
+        rq->chunked = 1;
+    } else if (h->nlen == 10 && strncasecmp(h->name, "connection", 10) == 0) {
+        if (has_token(h->value, h->vlen, "close"))
+            rq->keep_alive = 0;
+        else if (has_token(h->value, h->vlen, "keep-alive"))
+            rq->keep_alive = 1;
+    } else if (h->nlen == 4 && strncasecmp(h->name, "host", 4) == 0) {
+        (*hosts)++;
+    } else if (h->nlen == 6 && strncasecmp(h->name, "expect", 6) == 0) {
+        if (h->vlen != 12 || strncasecmp(h->value, "100-continue", 12) != 0)
+            return 417;
+        rq->expect_continue = 1;
+    }
+    return 0;
+}
+
+/* The request line "METHOD SP TARGET SP HTTP/1.x" up to eol.  0 or an error status. */
+static int parse_request_line(request_parse *rq, char *p, char *eol)
+{
+    char *sp1 = memchr(p, ' ', (size_t)(eol - p));
+    char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+    if (sp1 == NULL || sp2 == NULL || sp1 == p || sp2 == sp1 + 1)
+        return 400;
+    for (char *q = p; q < sp1; q++)
+        if (!is_tchar((unsigned char)*q))
+            return 400;
+    for (char *q = sp1 + 1; q < sp2; q++)
+        if ((unsigned char)*q <= 32 || (unsigned char)*q >= 127)
+            return 400;
+    size_t vlen = (size_t)(eol - sp2 - 1);
+    if (vlen != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+        return vlen == 8 && strncmp(sp2 + 1, "HTTP/", 5) == 0 ? 505 : 400;
+    rq->minor = sp2[8] - '0';
+    if (rq->minor != 0 && rq->minor != 1)
+        return 505;
+    rq->keep_alive = rq->minor == 1;
+    rq->req.method = p;
+    rq->req.mlen = (size_t)(sp1 - p);
+    rq->is_head = rq->req.mlen == 4 && memcmp(p, "HEAD", 4) == 0;
+    char *target = sp1 + 1;
+    if (*target != '/' && !(sp2 - target == 1 && *target == '*'))
+        return 400;
+    char *qm = memchr(target, '?', (size_t)(sp2 - target));
+    rq->req.path = target;
+    rq->req.plen = (size_t)((qm ? qm : sp2) - target);
+    rq->req.query = qm ? qm + 1 : "";
+    rq->req.qlen = qm ? (size_t)(sp2 - qm - 1) : 0;
+    return 0;
+}
+
+/* One "Name: value" line [p, eol) into h.  0 or an error status. */
+static int parse_header_line(char *p, char *eol, http_header *h)
+{
+    if (*p == ' ' || *p == '\t')
+        return 400;                              /* obsolete line folding */
+    char *colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon == NULL || colon == p)
+        return 400;
+    for (char *q = p; q < colon; q++)
+        if (!is_tchar((unsigned char)*q))
+            return 400;
+    char *v = colon + 1, *ve = eol;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    for (char *q = v; q < ve; q++)
+        if (*q == '\r' || *q == '\n' || *q == '\0')
+            return 400;
+    h->name = p;
+    h->nlen = (size_t)(colon - p);
+    h->value = v;
+    h->vlen = (size_t)(ve - v);
+    return 0;
+}
+
+/* Parse rq->head (NUL-terminated, ends with CRLFCRLF) into rq->req and the
+ * framing fields.  0 or an error status. */
+static int parse_head(request_parse *rq, const serve_opts *o)
+{
+    char *p = rq->head, *eol = strstr(p, "\r\n");
+    int err = parse_request_line(rq, p, eol);
+    if (err)
+        return err;
+    int cap = 16, hosts = 0;
+    rq->headers = malloc(sizeof *rq->headers * (size_t)cap);
+    if (rq->headers == NULL)
+        return 500;
+    rq->req.headers = rq->headers;
+    for (p = eol + 2; strncmp(p, "\r\n", 2) != 0; p = eol + 2) {
+        eol = strstr(p, "\r\n");
+        if (rq->req.nheaders == o->max_headers)
+            return 431;
+        if (rq->req.nheaders == cap) {
+            cap *= 2;
+            http_header *h = realloc(rq->headers, sizeof *h * (size_t)cap);
+            if (h == NULL)
+                return 500;
+            rq->req.headers = rq->headers = h;
+        }
+        http_header *h = &rq->headers[rq->req.nheaders++];
+        if ((err = parse_header_line(p, eol, h)) != 0 || (err = framing_header(rq, h, &hosts)) != 0)
+            return err;
+    }
+    if ((rq->minor == 1 && hosts != 1) || hosts > 1)
+        return 400;
+    if (rq->chunked && rq->content_length >= 0)
+        return 400;
+    if (rq->content_length > (long long)o->max_body_size)
+        return 413;
+    return 0;
+}
+
+/* Read the header block if complete.  1: parsed, 0: need more, <0: -status. */
+int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *in)
+{
+    size_t max = o->max_header_size;
+    /* Tolerate stray CRLFs before a request (RFC 9112 §2.2). */
+    unsigned char two[2];
+    while (evbuffer_copyout(in, two, 2) == 2 && two[0] == '\r' && two[1] == '\n')
+        evbuffer_drain(in, 2);
+    struct evbuffer_ptr pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (pos.pos < 0)
+        return evbuffer_get_length(in) > max ? -431 : 0;
+    size_t n = (size_t)pos.pos + 4;
+    if (n > max)
+        return -431;
+    rq->head = malloc(n + 1);
+    if (rq->head == NULL)
+        return -500;
+    evbuffer_remove(in, rq->head, n);
+    rq->head[n] = '\0';
+    if (n == 4)
+        return -400;
+    if (memchr(rq->head, '\0', n) != NULL)
+        return -400;
+    int err = parse_head(rq, o);
+    return err ? -err : 1;
+}
+
+/* Decode chunked body bytes from `in`.  1: complete, 0: need more, <0: -status. */
+static int read_chunked(request_parse *rq, const serve_opts *o, struct evbuffer *in)
+{
+    size_t max = o->max_body_size;
+    for (;;) {
+        if (rq->chunk_left == CHUNK_SIZE || rq->chunk_left == CHUNK_TRAILER) {
+            size_t n;
+            char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
+            if (line == NULL)
+                return evbuffer_get_length(in) > 4096 ? -400 : 0;
+            if (rq->chunk_left == CHUNK_TRAILER) {
+                free(line);
+                rq->trailer_bytes += n + 2;
+                if (rq->trailer_bytes > o->max_header_size)
+                    return -431;
+                if (n == 0)
+                    return 1;
+                continue;
+            }
+            char *end;
+            errno = 0;
+            unsigned long long size = strtoull(line, &end, 16);
+            int bad = end == line || errno != 0 || (*end != '\0' && *end != ';' && *end != ' ');
+            free(line);
+            if (bad)
+                return -400;
+            if (size > max || evbuffer_get_length(rq->body) + size > max)
+                return -413;
+            rq->chunk_left = size == 0 ? CHUNK_TRAILER : (long long)size;
+        } else if (rq->chunk_left == CHUNK_CRLF) {
+            unsigned char crlf[2];
+            if (evbuffer_get_length(in) < 2)
+                return 0;
+            evbuffer_remove(in, crlf, 2);
+            if (crlf[0] != '\r' || crlf[1] != '\n')
+                return -400;
+            rq->chunk_left = CHUNK_SIZE;
+        } else {
+            size_t avail = evbuffer_get_length(in);
+            if (avail == 0)
+                return 0;
+            size_t take = avail < (size_t)rq->chunk_left ? avail : (size_t)rq->chunk_left;
+            evbuffer_remove_buffer(in, rq->body, take);
+            rq->chunk_left -= (long long)take;
+            if (rq->chunk_left == 0)
+                rq->chunk_left = CHUNK_CRLF;
+        }
+    }
+}
+
+/* Read the body if complete into rq->req.body.  1, 0 or -status. */
+int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *in)
+{
+    if (rq->chunked) {
+        int r = read_chunked(rq, o, in);
+        if (r != 1)
+            return r;
+    } else if (rq->content_length > 0) {
+        if (evbuffer_get_length(in) < (size_t)rq->content_length)
+            return 0;
+        evbuffer_remove_buffer(in, rq->body, (size_t)rq->content_length);
+    }
+    size_t n = evbuffer_get_length(rq->body);
+    rq->flat_body = malloc(n + 1);
+    if (rq->flat_body == NULL)
+        return -500;
+    evbuffer_remove(rq->body, rq->flat_body, n);
+    rq->req.body = rq->flat_body;
+    rq->req.blen = n;
+    return 1;
+}
