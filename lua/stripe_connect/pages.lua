@@ -19,6 +19,9 @@ background:#635bff;color:#fff;font-weight:600;text-decoration:none;cursor:pointe
 font-size:.9rem}code{background:#f0f3f7;padding:.1rem .3rem;border-radius:4px}table{width:100%;
 border-collapse:collapse;font-size:.9rem}th,td{text-align:left;padding:.4rem;border-bottom:1px solid #e3e8ee}
 .status-connected{color:#0a7d3e}.status-disconnected{color:#b3261e}form{margin:0}
+main>:last-child{margin-bottom:0}.badge{display:inline-flex;align-items:center;justify-content:center;
+width:2.5rem;height:2.5rem;border-radius:50%;font-size:1.3rem;font-weight:700;margin-bottom:.75rem}
+.badge.ok{background:#d7f7e3;color:#0a7d3e}.badge.warn{background:#fff1d6;color:#9a5b00}
 ]]
 
 -- layout(title, body_html) -> the full HTML document.
@@ -46,7 +49,7 @@ function M.connected(account_id)
   local who = account_id and ("<p>Your Stripe account <code>" .. h(account_id) .. "</code> is connected.</p>")
     or "<p>Your Stripe account is connected.</p>"
   return M.layout("Stripe account connected", table.concat({
-    "<h1>You're connected</h1>", who,
+    '<div class="badge ok" aria-hidden="true">&#10003;</div>', "<h1>You're connected</h1>", who,
     '<p><a class="btn secondary" href="/">Back to the start</a></p>',
   }))
 end
@@ -54,7 +57,8 @@ end
 -- problem{ title=, message=, retry=bool, detail= } -> a page explaining a
 -- failed step, with a link to start again.
 function M.problem(o)
-  local parts = { "<h1>", h(o.title), "</h1>", "<p>", h(o.message), "</p>" }
+  local parts = { '<div class="badge warn" aria-hidden="true">!</div>', "<h1>", h(o.title), "</h1>",
+    "<p>", h(o.message), "</p>" }
   if o.detail then parts[#parts + 1] = '<p class="muted">' .. h(o.detail) .. "</p>" end
   if o.retry ~= false then
     parts[#parts + 1] = '<p><a class="btn" href="/connect">Start again</a></p>'
