@@ -13,10 +13,11 @@ LUA_PC      ?= lua5.4
 LUAJIT_PC   ?= luajit
 DEPS_PC     ?= openssl libcurl
 
-# Debian 12 packages the build, the tests and `make run` need.
+# Debian 12 packages the build, the tests and `make run` need (chromium: the real-browser page spec).
 APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
                 libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
-                lua-sql-sqlite3 luarocks sqlite3 valgrind curl lua-socket openssl ca-certificates
+                lua-sql-sqlite3 luarocks sqlite3 valgrind curl lua-socket openssl ca-certificates \
+                chromium
 # Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
 # so Debian's are installed only when none is on the PATH.
 NODE_PACKAGES ?= nodejs npm

@@ -5,10 +5,12 @@
 --   local ok, why = stripe_node.ensure()   -- node + build/node/node_modules/stripe
 --   lu.skipIf(not ok, why)
 --   local out, code = stripe_node.sh("node spec/support/x.js …")
+--   stripe_node.ensure{ "playwright-core" }   -- other npm packages, same folder
 --
--- ensure() installs the package once with `npm install --prefix build/node
--- stripe` when build/node/node_modules/stripe is missing (build/ is ignored),
--- and answers false with a message only when node or npm is absent.
+-- ensure(packages) installs the missing ones of `packages` (default
+-- { "stripe" }) once with `npm install --prefix build/node NAME…` when
+-- build/node/node_modules/NAME is missing (build/ is ignored), and answers
+-- false with a message only when node or npm is absent.
 local M = {}
 
 M.NODE_DIR = "build/node"
@@ -26,23 +28,34 @@ function M.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
-local ensured, why
-function M.ensure()
-  if ensured ~= nil then return ensured, why end
-  ensured, why = false, "node or npm is not installed: skipping the stripe-node interop specs"
-  if select(2, M.sh("command -v node && command -v npm")) ~= 0 then
-    io.stderr:write("stripe_node: ", why, "\n")
-    return ensured, why
+local have_node, no_node_why
+local installed = {}
+
+-- ensure(packages) -> true | false, why (node or npm absent).  Raises when
+-- npm install fails (a broken install is a failure, not a skip).
+function M.ensure(packages)
+  packages = packages or { "stripe" }
+  if have_node == nil then
+    have_node = select(2, M.sh("command -v node && command -v npm")) == 0
+    if not have_node then
+      no_node_why = "node or npm is not installed: skipping the specs that need " .. table.concat(packages, ", ")
+      io.stderr:write("stripe_node: ", no_node_why, "\n")
+    end
   end
-  local f = io.open(M.NODE_DIR .. "/node_modules/stripe/package.json", "r")
-  if f then
-    f:close()
-  else
-    local out, code = M.sh("npm install --prefix " .. M.NODE_DIR .. " stripe")
-    assert(code == 0, "npm install --prefix " .. M.NODE_DIR .. " stripe failed:\n" .. out)
+  if not have_node then return false, no_node_why end
+  local missing = {}
+  for _, name in ipairs(packages) do
+    local f = not installed[name] and io.open(M.NODE_DIR .. "/node_modules/" .. name .. "/package.json", "r")
+    if f then f:close(); installed[name] = true end
+    if not installed[name] then missing[#missing + 1] = name end
   end
-  ensured = true
-  return ensured
+  if #missing > 0 then
+    local cmd = "npm install --prefix " .. M.NODE_DIR .. " " .. table.concat(missing, " ")
+    local out, code = M.sh(cmd)
+    assert(code == 0, cmd .. " failed:\n" .. out)
+    for _, name in ipairs(missing) do installed[name] = true end
+  end
+  return true
 end
 
 return M
