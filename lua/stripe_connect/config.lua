@@ -7,7 +7,8 @@
 --
 --   STRIPE_SECRET_KEY      required  sk_test_… / sk_live_… (or rk_…)
 --   STRIPE_CLIENT_ID       required  ca_… (Connect settings → OAuth)
---   PUBLIC_URL             required  http(s)://host[:port][/prefix] the browser uses
+--   PUBLIC_URL             required  http(s)://host[:port] the browser uses (the app
+--                                    serves its routes at the root of that origin)
 --   REDIRECT_URIS          optional  comma list; default PUBLIC_URL/oauth/callback
 --   STRIPE_CONNECT_BASE    optional  default https://connect.stripe.com
 --   STRIPE_API_BASE        optional  default https://api.stripe.com
@@ -98,6 +99,12 @@ function M.load(getenv)
     c.public_url, c.secure = base_url(public)
     if not c.public_url then
       problem("PUBLIC_URL must be an http:// or https:// URL without query or fragment, e.g. https://platform.example.com")
+    elseif c.public_url:match("^https?://[^/]+/") then
+      -- The pages, redirects and cookies use root paths (/connect,
+      -- /connected, Path=/), so a prefix would send browsers off the app.
+      problem("PUBLIC_URL must be an origin without a path (e.g. https://platform.example.com): " ..
+        "the app serves /connect, /oauth/callback, … at the root of its host; give it its own host name")
+      c.public_url = nil
     elseif c.livemode and not c.secure then
       problem("PUBLIC_URL must be https:// with a live key (Stripe requires HTTPS redirect URIs in live mode)")
     end
@@ -158,6 +165,12 @@ function M.load(getenv)
   if whsecs then
     c.webhook_secrets = split_list(whsecs)
     if #c.webhook_secrets == 0 then problem("STRIPE_WEBHOOK_SECRETS is set but lists no secret") end
+    for i, w in ipairs(c.webhook_secrets) do
+      if not w:match("^whsec_[%w_]+$") then
+        problem("STRIPE_WEBHOOK_SECRETS: entry %d is not a webhook signing secret: each must be whsec_… " ..
+          "(Dashboard → Developers → Webhooks → the endpoint's Signing secret), comma-separated", i)
+      end
+    end
   end
 
   c.stripe_timeout = number_in(get("STRIPE_TIMEOUT"), 0.1, 300)

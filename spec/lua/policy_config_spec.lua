@@ -117,6 +117,16 @@ function TestConfig.test_problem_rows()
     { "short admin token", env({ ADMIN_TOKEN = "short" }), { "ADMIN_TOKEN must be at least 16" } },
     { "missing policy", env({ POLICY = "/nonexistent/policy.lua" }), { "POLICY" } },
     { "bad connect base", env({ STRIPE_CONNECT_BASE = "connect.stripe.com" }), { "STRIPE_CONNECT_BASE" } },
+    { "bad api base", env({ STRIPE_API_BASE = "api.stripe.com" }), { "STRIPE_API_BASE must be", "https://api.stripe.com" } },
+    { "bad timeout", env({ STRIPE_TIMEOUT = "0" }), { "STRIPE_TIMEOUT must be", "between 0.1 and 300" } },
+    { "ttl too long", env({ STATE_TTL = "86401" }), { "STATE_TTL must be", "between 1 and 86400" } },
+    { "empty webhook secrets", env({ STRIPE_WEBHOOK_SECRETS = " , " }), { "STRIPE_WEBHOOK_SECRETS is set but lists no secret" } },
+    { "public url with a path", env({ PUBLIC_URL = "https://p.example/app" }), { "PUBLIC_URL must be an origin without a path" } },
+    { "redirect uri live over http", env({ STRIPE_SECRET_KEY = "sk_live_x1", PUBLIC_URL = "https://p.example",
+      REDIRECT_URIS = "http://p.example/cb" }), { "REDIRECT_URIS", "must be https:// with a live key" } },
+    { "duplicate key id", env({ STATE_SECRETS = "k1:" .. ("x"):rep(32) .. ",k1:" .. ("y"):rep(32) }),
+      { "STATE_SECRETS is invalid", "appears twice" } },
+    { "state secret without kid", env({ STATE_SECRETS = ("x"):rep(40) }), { "STATE_SECRETS is invalid", "kid:secret" } },
   }
   for _, row in ipairs(rows) do
     local c, problems = config.load(row[2])
@@ -126,6 +136,26 @@ function TestConfig.test_problem_rows()
     for _, want in ipairs(row[3]) do lu.assertStrContains(text, want, false, row[1]) end
     lu.assertNotStrContains(text, secret, false, row[1] .. ": no secret in messages")
   end
+end
+
+-- A webhook secret pasted into the wrong variable (an sk_… key) was
+-- accepted and every webhook then failed verification; now it is refused,
+-- naming the entry but never echoing it.
+function TestConfig.test_webhook_secret_that_is_not_whsec_is_refused()
+  local c, problems = config.load(env({ STRIPE_WEBHOOK_SECRETS = "whsec_ok1, sk_test_pastedkey" }))
+  lu.assertNil(c)
+  local text = config.format_problems(problems)
+  lu.assertStrContains(text, "STRIPE_WEBHOOK_SECRETS: entry 2 is not a webhook signing secret")
+  lu.assertNotStrContains(text, "pastedkey")
+  lu.assertNotStrContains(text, "entry 1")
+end
+
+-- PUBLIC_URL=https://host/prefix was accepted, but every page link and
+-- redirect is a root path (/connect, /connected) and the binding cookie is
+-- Path=/, so behind a prefix the flow sent browsers off the app.
+function TestConfig.test_public_url_with_a_path_is_refused()
+  lu.assertNil(config.load(env({ PUBLIC_URL = "https://p.example/app/" })))
+  lu.assertEquals(assert(config.load(env({ PUBLIC_URL = "https://p.example/" }))).public_url, "https://p.example")
 end
 
 return { TestPolicy = TestPolicy, TestConfig = TestConfig }
