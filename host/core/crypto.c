@@ -85,7 +85,9 @@ static int crypto_random_bytes(lua_State *L)
 {
     lua_Number n = luaL_checknumber(L, 1);
     unsigned char buf[SC_RANDOM_MAX];
-    if (n < 1 || n > SC_RANDOM_MAX || n != (lua_Number)(int)n)
+    /* Range first (NaN fails it too): casting an out-of-range or NaN
+     * number to int is undefined behaviour. */
+    if (!(n >= 1 && n <= SC_RANDOM_MAX) || n != (lua_Number)(int)n)
         return luaL_argerror(L, 1, "expected an integer from 1 to 4096");
     if (RAND_bytes(buf, (int)n) != 1)
         return luaL_error(L, "random_bytes: CSPRNG failure");

@@ -81,6 +81,15 @@ function TestCrypto.test_random_bytes()
   lu.assertErrorMsgContains("1 to 4096", core.random_bytes, 0)
   lu.assertErrorMsgContains("1 to 4096", core.random_bytes, 4097)
   lu.assertErrorMsgContains("1 to 4096", core.random_bytes, 1.5)
+  lu.assertErrorMsgContains("bad argument #1", core.random_bytes, "x")
+end
+
+-- A NaN or huge count used to be cast to int before the range check
+-- (undefined behaviour in C; UBSan reports it); now it is plain misuse.
+function TestCrypto.test_random_bytes_nan_and_huge_are_misuse_not_ub()
+  for _, n in ipairs{ 0 / 0, 1 / 0, -1 / 0, 2 ^ 40, -(2 ^ 40) } do
+    lu.assertErrorMsgContains("1 to 4096", core.random_bytes, n)
+  end
 end
 
 function TestCrypto.test_hex_round_trip_and_rejects()
