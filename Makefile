@@ -24,6 +24,7 @@ NODE_PACKAGES ?= nodejs npm
 
 WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
+LDFLAGS ?=
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS)
 
 PC = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
@@ -69,20 +70,23 @@ $(BUILD)/obj/luajit/%.o: host/core/%.c $(HEADERS) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(call PC,$(LUAJIT_PC) $(DEPS_PC)) -c $< -o $@
 
+# The host finds the repository's lua/ even from a build folder elsewhere.
+$(BUILD)/obj/host/main.o: ALL_CFLAGS += -DSC_LUA_SOURCE_DIR='"$(CURDIR)/lua"'
+
 $(BUILD)/obj/host/%.o: host/%.c $(HEADERS) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(call PC,$(LUA_PC) $(DEPS_PC) libevent libevent_pthreads) -c $< -o $@
 
 $(CORE54_SO): $(CORE54_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(call PL,$(DEPS_PC))
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(call PL,$(DEPS_PC))
 
 $(COREJIT_SO): $(COREJIT_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(call PL,$(DEPS_PC))
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(call PL,$(DEPS_PC))
 
 $(HOST_BIN): $(HOST_OBJS) $(CORE54_OBJS)
-	$(CC) -o $@ $^ -Wl,-E $(call PL,$(LUA_PC) $(DEPS_PC) libevent libevent_pthreads) -lpthread -lm -ldl
+	$(CC) $(LDFLAGS) -o $@ $^ -Wl,-E $(call PL,$(LUA_PC) $(DEPS_PC) libevent libevent_pthreads) -lpthread -lm -ldl
 
 # ---------------------------------------------------------------- tests
 # Spec groups: core (C primitives; also under LuaJIT), lua (pure-Lua units),
@@ -93,6 +97,10 @@ SPECS_INTEGRATION := $(sort $(wildcard spec/integration/*_spec.lua))
 LUA_PATHS  = LUA_PATH="lua/?.lua;lua/?/init.lua;;"
 RESULTS    = $(BUILD)/test-results
 
+# Specs that start the host or node find them through these (BUILD may be elsewhere).
+test: export STRIPE_CONNECT_BIN = $(HOST_BIN)
+test: export STRIPE_NODE_DIR = $(BUILD)/node
+test: export STRIPE_NODE_MODULES = $(abspath $(BUILD))/node/node_modules
 test: all
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	@set -o pipefail; status=0; \

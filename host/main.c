@@ -63,10 +63,18 @@ void host_report(lua_State *L, int status)
     }
 }
 
+/* The repository's lua/ folder the binary was built from (the Makefile
+ * defines it for this file), so a build folder outside the repository
+ * (`make BUILD=/tmp/x`) still finds its sources. */
+#ifndef SC_LUA_SOURCE_DIR
+#define SC_LUA_SOURCE_DIR ""
+#endif
+
 /*
- * Prepend the project's Lua folders to package.path: <bindir>/../lua (the
- * build tree: build/../lua is the repository's lua/) and
- * <bindir>/../share/stripe-connect/lua (an installed prefix).
+ * Prepend the project's Lua folders to package.path, in this order:
+ * <bindir>/../lua (the build tree: build/../lua is the repository's lua/),
+ * <bindir>/../share/stripe-connect/lua (an installed prefix), and
+ * SC_LUA_SOURCE_DIR (the sources of an out-of-tree build).  Stack: [-0, +0].
  */
 static void set_lua_path(lua_State *L)
 {
@@ -79,12 +87,19 @@ static void set_lua_path(lua_State *L)
     if (slash == NULL)
         return;
     *slash = '\0';
+    const char *src = SC_LUA_SOURCE_DIR;
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     lua_pushfstring(L,
         "%s/../lua/?.lua;%s/../lua/?/init.lua;"
-        "%s/../share/stripe-connect/lua/?.lua;%s/../share/stripe-connect/lua/?/init.lua;%s",
-        exe, exe, exe, exe, lua_tostring(L, -1));
+        "%s/../share/stripe-connect/lua/?.lua;%s/../share/stripe-connect/lua/?/init.lua;",
+        exe, exe, exe, exe);
+    if (src[0] != '\0')
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", src, src);
+    else
+        lua_pushliteral(L, "");
+    lua_pushvalue(L, -3);
+    lua_concat(L, 3);
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
 }
