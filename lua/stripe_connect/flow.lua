@@ -109,11 +109,10 @@ function M.render(outcome)
       ["Content-Type"] = "text/plain; charset=utf-8" }), body = "" }
   end
   local r = M.REASONS[outcome.reason] or M.REASONS.stripe_error
-  local extra = { ["Content-Type"] = "text/html; charset=utf-8" }
-  if outcome.reason == "in_progress" then extra["Retry-After"] = "2" end
+  local extra = outcome.reason == "in_progress" and { ["Retry-After"] = "2" } or nil
   return {
     status = status,
-    headers = no_store_headers(extra),
+    headers = pages.headers(no_store_headers(extra)),
     body = pages.problem{ title = r[2], message = r[3],
       retry = outcome.reason ~= "in_progress" },
   }

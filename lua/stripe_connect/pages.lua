@@ -3,6 +3,7 @@
 -- CSS inline, no third-party assets or scripts; every dynamic value goes
 -- through util.html.  Pages never contain secrets, codes or tokens: callers
 -- pass only account ids, scopes and plain-words messages.
+local core = require "stripe_connect.core"
 local util = require "stripe_connect.util"
 
 local h = util.html
@@ -23,6 +24,25 @@ main>:last-child{margin-bottom:0}.badge{display:inline-flex;align-items:center;j
 width:2.5rem;height:2.5rem;border-radius:50%;font-size:1.3rem;font-weight:700;margin-bottom:.75rem}
 .badge.ok{background:#d7f7e3;color:#0a7d3e}.badge.warn{background:#fff1d6;color:#9a5b00}
 ]]
+
+-- The headers every page carries: a CSP that allows nothing but the inline
+-- stylesheet (by hash), forms posting to this site, and no framing
+-- (clickjacking of the admin's Disconnect buttons); no MIME sniffing.
+M.SECURITY_HEADERS = {
+  ["Content-Security-Policy"] = "default-src 'none'; style-src 'sha256-" .. core.base64_encode(core.sha256(CSS)) ..
+    "'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  ["X-Frame-Options"] = "DENY",
+  ["X-Content-Type-Options"] = "nosniff",
+}
+
+-- headers(extra) -> a new table: Content-Type text/html, the security
+-- headers, then `extra` (which wins).
+function M.headers(extra)
+  local hd = { ["Content-Type"] = "text/html; charset=utf-8" }
+  for k, v in pairs(M.SECURITY_HEADERS) do hd[k] = v end
+  for k, v in pairs(extra or {}) do hd[k] = v end
+  return hd
+end
 
 -- layout(title, body_html) -> the full HTML document.
 function M.layout(title, body)
@@ -72,12 +92,13 @@ local function fmt_time(t)
 end
 
 -- admin(accounts, csrf) -> the admin list with a Disconnect button per
--- connected account (POST with a CSRF field).
+-- connected account (POST with a CSRF field; no buttons when csrf is nil:
+-- a Bearer-only view has no session for the form to use).
 function M.admin(accounts, csrf)
   local rows = {}
   for _, a in ipairs(accounts) do
     local action = ""
-    if a.status == "connected" then
+    if a.status == "connected" and csrf then
       action = '<form method="post" action="/admin/accounts/' .. h(a.id) .. '/deauthorize">' ..
         '<input type="hidden" name="csrf" value="' .. h(csrf) .. '">' ..
         '<button class="btn secondary" type="submit">Disconnect</button></form>'

@@ -47,6 +47,7 @@ local function browse(scenario)
   lu.assertIsTable(result, "browser_flow.js " .. scenario .. " printed no result (exit " .. tostring(code) .. "):\n" .. out)
   lu.assertTrue(result.ok, "browser_flow.js " .. scenario .. ": " .. tostring(result.error))
   lu.assertEquals(code, 0, out)
+  lu.assertEquals(result.consoleErrors, {}, "no console errors (CSP violations show there)")
   return result
 end
 

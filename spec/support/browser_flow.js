@@ -82,9 +82,12 @@ async function main() {
     context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true,
       args: launchArgs(), timeout: 30000, viewport: { width: 1000, height: 700 } });
     context.setDefaultTimeout(STEP_TIMEOUT);
+    // Console errors (a CSP that blocks the page's own stylesheet shows here).
+    const consoleErrors = [];
+    context.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
     where = name;
     const result = await scenario(name, base, shotDir, context);
-    process.stdout.write(JSON.stringify(Object.assign({ ok: true }, result)) + '\n');
+    process.stdout.write(JSON.stringify(Object.assign({ ok: true, consoleErrors }, result)) + '\n');
   } catch (e) {
     process.stdout.write(JSON.stringify({ ok: false, where, error: String(e && e.stack || e) }) + '\n');
     process.exitCode = 1;
