@@ -27,10 +27,11 @@ local M = {}
 
 local EXPIRE_EVERY = 300 -- seconds between store:expire sweeps, per worker
 
-local function html(status, body, extra)
-  local hd = { ["Content-Type"] = "text/html; charset=utf-8", ["Cache-Control"] = "no-store" }
-  for k, v in pairs(extra or {}) do hd[k] = v end
-  return { status = status, headers = hd, body = body }
+-- Seconds an admin sign-in (the HTML page's cookie) lasts.
+M.SESSION_TTL = 8 * 3600
+
+local function html(status, body)
+  return { status = status, headers = pages.headers({ ["Cache-Control"] = "no-store" }), body = body }
 end
 
 local function json(status, value)
@@ -130,7 +131,7 @@ function M.new(opts)
     local webhook = opts.webhook or require("stripe_connect.webhook")
     if webhook.handler then
       routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
-        secrets = cfg.webhook_secrets, store = store, log = log,
+        secrets = cfg.webhook_secrets, store = store, log = log, livemode = cfg.livemode,
         on_deauthorized = policy.on_deauthorized, on_event = policy.on_event,
       } }
     else
@@ -202,8 +203,7 @@ function M.admin_routes(ctx)
   local cfg, store = ctx.config, ctx.store
   local token = cfg.admin_token
   local token_digest = core.sha256(token)
-  local session = b64mac(token, "stripe-connect admin session")
-  local csrf = b64mac(token, "stripe-connect admin csrf")
+  local now = ctx.now or os.time
   local cookie_name = cfg.secure and "__Secure-sc_admin" or "sc_admin"
 
   -- Bearer token, compared in constant time (digests: no length leak).
@@ -213,9 +213,25 @@ function M.admin_routes(ctx)
     return given ~= nil and core.equal(core.sha256(given), token_digest)
   end
 
+  -- The sign-in cookie is "<issued-at>.<MAC of it under the token>": it
+  -- expires on the server too (SESSION_TTL), not only in the browser.
+  local function new_session()
+    local iat = string.format("%d", now())
+    return iat .. "." .. b64mac(token, "stripe-connect admin session\0" .. iat)
+  end
+
   local function session_ok(req)
     local v = req.cookies and req.cookies[cookie_name]
-    return type(v) == "string" and core.equal(core.sha256(v), core.sha256(session))
+    local iat, mac = (type(v) == "string" and v or ""):match("^(%d+)%.([%w_-]+)$")
+    local t = tonumber(iat)
+    if not t or t > now() + 300 or now() - t >= M.SESSION_TTL then return false end
+    return core.equal(core.sha256(mac), core.sha256(b64mac(token, "stripe-connect admin session\0" .. iat)))
+  end
+
+  -- The Disconnect form's CSRF field: a MAC of the session it belongs to.
+  local function csrf_for(req)
+    local v = req.cookies and req.cookies[cookie_name]
+    return b64mac(token, "stripe-connect admin csrf\0" .. (type(v) == "string" and v or ""))
   end
 
   local function unauthorized()
@@ -285,7 +301,7 @@ function M.admin_routes(ctx)
         -- The HTML page's Disconnect button: session cookie + CSRF field.
         if session_ok(req) then
           local given = form_field(req, "csrf")
-          if type(given) ~= "string" or not core.equal(core.sha256(given), core.sha256(csrf)) then
+          if type(given) ~= "string" or not core.equal(core.sha256(given), core.sha256(csrf_for(req))) then
             return html(403, pages.problem{ title = "Forbidden", message = "The form has expired; reload the admin page.", retry = false })
           end
           local _, err = flow.deauthorize(ctx, id, "admin")
@@ -303,7 +319,7 @@ function M.admin_routes(ctx)
         if not (session_ok(req) or bearer_ok(req)) then return login_page(401) end
         local accounts = list()
         if not accounts then return html(503, pages.problem{ title = "Store unavailable", message = "Try again.", retry = false }) end
-        return html(200, pages.admin(accounts, csrf))
+        return html(200, pages.admin(accounts, session_ok(req) and csrf_for(req) or nil))
       end },
     { "POST", "/admin/login", function(req)
         local given = form_field(req, "token")
@@ -311,7 +327,7 @@ function M.admin_routes(ctx)
           return login_page(401, "That token is not right.")
         end
         return { status = 303, headers = { Location = "/admin", ["Cache-Control"] = "no-store",
-          ["Set-Cookie"] = admin_cookie(session, 8 * 3600) }, body = "" }
+          ["Set-Cookie"] = admin_cookie(new_session(), M.SESSION_TTL) }, body = "" }
       end },
   }
 end
