@@ -120,7 +120,12 @@ end
 add("echo 'open " .. platform_url .. "/'")
 add("echo 'admin: " .. platform_url .. "/admin (token in " .. data .. "/admin_token)   Ctrl-C stops'")
 add("echo")
-add("wait -n; echo 'make run: a server exited; stopping' >&2; exit 1")
+-- A server that exits on its own with 0 (or 130) was stopped by Ctrl-C too:
+-- the servers handle SIGINT themselves, also where the supervisor inherited
+-- it ignored (started in the background by a script).
+add("wait -n; rc=$?; stop")
+add("case $rc in 0|130) echo; echo 'make run: stopped' >&2; exit 0;; esac")
+add("echo \"make run: a server exited (status $rc); stopped the other\" >&2; exit 1")
 
 local run_file = data .. "/.run.sh"
 os.remove(run_file)

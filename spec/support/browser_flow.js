@@ -13,9 +13,9 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-// playwright-core comes from $NODE_MODULES (default build/node/node_modules,
+// playwright-core comes from $STRIPE_NODE_MODULES (default build/node/node_modules,
 // where spec/support/stripe_node.lua installs it).
-const modules = process.env.NODE_MODULES || path.resolve('build/node/node_modules');
+const modules = process.env.STRIPE_NODE_MODULES || path.resolve('build/node/node_modules');
 const { chromium } = require(path.join(modules, 'playwright-core'));
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';

@@ -13,7 +13,7 @@
 -- false with a message only when node or npm is absent.
 local M = {}
 
-M.NODE_DIR = "build/node"
+M.NODE_DIR = os.getenv("STRIPE_NODE_DIR") or "build/node" -- make test sets it for BUILD=…
 
 -- sh(cmd) -> combined stdout+stderr, exit code (0 on success).
 function M.sh(cmd)
