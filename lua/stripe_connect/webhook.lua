@@ -20,6 +20,9 @@ local check_opts = util.check_opts
 local M = {}
 
 M.DEFAULT_TOLERANCE = 300
+M.MAX_TOLERANCE = 10 * 365 * 24 * 3600 -- the C core's bound (host/core/webhook.c)
+M.MAX_SECRETS = 16
+M.MAX_TIMESTAMP = 999999999999999       -- 15 digits: the C core's bound on `t`
 M.DEFAULT_MAX_BODY = 1024 * 1024
 M.MIN_EVENT_TTL = 72 * 3600            -- Stripe retries for up to three days
 M.DEFAULT_EVENT_TTL = 7 * 24 * 3600
@@ -33,6 +36,7 @@ local function check_secrets(secrets, where)
   for _, s in ipairs(secrets) do
     if type(s) ~= "string" or s == "" then error(where .. ": every secret must be a non-empty string", 3) end
   end
+  if #secrets > M.MAX_SECRETS then error(where .. ": at most " .. M.MAX_SECRETS .. " secrets", 3) end
   return secrets
 end
 
@@ -40,12 +44,21 @@ end
 -- secrets: one secret or a list (one signature per secret, as Stripe does
 -- during rotation).  opts.timestamp (default now); opts.scheme (default
 -- "v1"; "v0" makes the header Stripe's test events carry alongside v1).
+-- The timestamp is floored, as stripe-node's generateTestHeaderString does,
+-- and must lie in 0 .. MAX_TIMESTAMP (what verify accepts).
 function M.sign(payload, secrets, opts)
   assert(type(payload) == "string", "sign: payload must be a string")
   secrets = check_secrets(secrets, "sign")
   opts = check_opts(opts, { timestamp = true, scheme = true }, "sign")
-  local t = string.format("%d", math.floor(opts.timestamp or os.time()))
+  local ts = opts.timestamp or os.time()
+  if type(ts) ~= "number" or not (ts >= 0 and ts < M.MAX_TIMESTAMP + 1) then
+    error("sign: timestamp must be a number of seconds from 0 to " .. M.MAX_TIMESTAMP, 2)
+  end
+  local t = string.format("%d", math.floor(ts))
   local scheme = opts.scheme or "v1"
+  if type(scheme) ~= "string" or not scheme:match("^[%w]+$") then
+    error("sign: scheme must be letters and digits, like v1 or v0", 2)
+  end
   local parts = { "t=" .. t }
   for _, secret in ipairs(secrets) do
     parts[#parts + 1] = scheme .. "=" .. core.hex_encode(core.hmac_sha256(secret, t .. "." .. payload))
@@ -136,6 +149,18 @@ local function default_log(msg)
   io.stderr:write("webhook: ", msg, "\n")
 end
 
+-- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} when the
+-- store keeps counters (GET /metrics); a counter failure never fails a delivery.
+local function count(o, result, reason)
+  local s = o.store
+  if not s.incr then return end
+  local series = reason and string.format('stripe_connect_webhooks_total{result="%s",reason="%s"}', result, reason)
+    or string.format('stripe_connect_webhooks_total{result="%s"}', result)
+  pcall(s.incr, s, series, 1)
+end
+
+local function mode_name(livemode) return livemode and "live" or "test" end
+
 -- The event as a table when it has a string id and type; nil otherwise.
 local function parse_event(body)
   local ev = cjson.decode(body)
@@ -163,11 +188,19 @@ local function dispatch(o, ev)
   local first, err = o.store:event_once(ev.id, o.event_ttl)
   if first == nil then
     o.log("event " .. ev.id .. ": store failed: " .. tostring(err))
+    count(o, "failed")
     return json_response(500, { error = "store_failed" })
   end
-  if not first then return json_response(200, { received = true, duplicate = true }) end
+  if not first then
+    count(o, "duplicate")
+    return json_response(200, { received = true, duplicate = true })
+  end
   local ok, perr = pcall(process, o, ev)
-  if ok then return json_response(200, { received = true }) end
+  if ok then
+    count(o, "processed")
+    return json_response(200, { received = true })
+  end
+  count(o, "failed")
   local released = false
   if o.store.forget_event then
     local fok, r = pcall(o.store.forget_event, o.store, ev.id)
@@ -179,17 +212,25 @@ local function dispatch(o, ev)
 end
 
 --[[
-handler{ secrets=, store=, tolerance=, on_deauthorized=fn(account_id, source),
+handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id, source),
          on_event=fn(event), max_body=, event_ttl=, log=fn(message) }
   -> function(req) -> res        (mount it at POST /webhooks)
 
-- secrets: a secret or a list (rotation); the exact raw req.body and
+- secrets: a secret or a list of up to 16 (rotation); tolerance: seconds,
+  1 to 10 years (default 300).  The exact raw req.body and
   req.headers["stripe-signature"] are verified.  Failure -> 400
   {"error":"<reason code>"} (no message, nothing secret).
 - Body over max_body (default 1 MiB) -> 413 before any work.
 - A body that is not a JSON object with string `id` and `type` -> 400
   {"error":"invalid_event"} even when signed; a deauthorization without a
   string top-level `account` likewise.
+- livemode: the platform's mode (true for live, false for test; the
+  platform passes its secret key's mode).  Stripe sends a production
+  endpoint both live and test events (PROTOCOL.md §6): an event whose
+  `livemode` differs is acknowledged 200 {"received":true,"ignored":"livemode"}
+  and not applied (no store claim, no hook), and logged and counted.  With
+  the check on, an event without a boolean `livemode` is invalid_event.
+  nil (the default): no check.
 - store: contract 5.  `store:event_once(id, event_ttl)` (default 7 days,
   at least 72 h) claims the id first, so two concurrent deliveries of one
   event are processed once; a duplicate answers 200 and does nothing.
@@ -203,21 +244,27 @@ handler{ secrets=, store=, tolerance=, on_deauthorized=fn(account_id, source),
   id marked (logged).
 - log(message): where failures are reported (default stderr); messages
   hold event ids, types and error text, never secrets or bodies.
+- Counters (when the store has incr): stripe_connect_webhooks_total with
+  result="processed", "duplicate", "ignored_livemode", "failed", or
+  result="rejected" and reason=<the 400/413 error code>.
 ]]
 function M.handler(opts)
-  local o = check_opts(opts, { secrets = true, store = true, tolerance = true, on_deauthorized = true,
+  local o = check_opts(opts, { secrets = true, store = true, tolerance = true, livemode = true, on_deauthorized = true,
                                on_event = true, max_body = true, event_ttl = true, log = true }, "webhook.handler")
   o = {
     secrets = check_secrets(o.secrets, "webhook.handler"),
-    store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE,
+    store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE, livemode = o.livemode,
     on_deauthorized = o.on_deauthorized, on_event = o.on_event,
     max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
     log = o.log or default_log,
   }
   assert(type(o.store) == "table" and o.store.event_once and o.store.mark_disconnected,
     "webhook.handler: store must implement event_once and mark_disconnected")
-  assert(type(o.tolerance) == "number" and o.tolerance >= 1 and o.tolerance == math.floor(o.tolerance),
-    "webhook.handler: tolerance must be a positive whole number of seconds (0 does not disable the check)")
+  assert(type(o.tolerance) == "number" and o.tolerance >= 1 and o.tolerance <= M.MAX_TOLERANCE
+    and o.tolerance == math.floor(o.tolerance),
+    "webhook.handler: tolerance must be a positive whole number of seconds, at most 10 years " ..
+    "(0 does not disable the check)")
+  assert(o.livemode == nil or type(o.livemode) == "boolean", "webhook.handler: livemode must be a boolean")
   assert(type(o.max_body) == "number" and o.max_body > 0, "webhook.handler: max_body must be positive")
   assert(type(o.event_ttl) == "number" and o.event_ttl >= M.MIN_EVENT_TTL,
     "webhook.handler: event_ttl must be at least 72 hours (Stripe retries for three days)")
@@ -226,6 +273,11 @@ function M.handler(opts)
   end
   local verify_opts = { tolerance = o.tolerance }
 
+  local function reject(status, code)
+    count(o, "rejected", code)
+    return json_response(status, { error = code })
+  end
+
   return function(req)
     if req.method ~= "POST" then
       local res = json_response(405, { error = "method_not_allowed" })
@@ -233,15 +285,22 @@ function M.handler(opts)
       return res
     end
     local body = req.body or ""
-    if #body > o.max_body then return json_response(413, { error = "too_large" }) end
+    if #body > o.max_body then return reject(413, "too_large") end
     local header = req.headers and req.headers["stripe-signature"]
     -- A repeated header arrives as a list under OpenResty: ambiguous, so refused.
-    if type(header) == "table" then return json_response(400, { error = "malformed_header" }) end
+    if type(header) == "table" then return reject(400, "malformed_header") end
     local ok, code = core.webhook_verify(body, header, o.secrets, verify_opts)
-    if not ok then return json_response(400, { error = code }) end
+    if not ok then return reject(400, code) end
     local ev = parse_event(body)
-    if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == "")) then
-      return json_response(400, { error = "invalid_event" })
+    if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == ""))
+       or (o.livemode ~= nil and type(ev.livemode) ~= "boolean") then
+      return reject(400, "invalid_event")
+    end
+    if o.livemode ~= nil and ev.livemode ~= o.livemode then
+      o.log(string.format("event %s (%s) is a %s-mode event and this platform runs in %s mode: " ..
+        "acknowledged, not applied", ev.id, ev.type, mode_name(ev.livemode), mode_name(o.livemode)))
+      count(o, "ignored_livemode")
+      return json_response(200, { received = true, ignored = "livemode" })
     end
     return dispatch(o, ev)
   end

@@ -27,6 +27,9 @@ local function connected_store()
   return s
 end
 
+-- Passed in setup's extra options to leave an option out.
+local NONE = setmetatable({}, { __tostring = function() return "NONE" end })
+
 -- A handler over a fresh store, recording hook calls and log lines.
 local function setup(extra)
   local t = { store = connected_store(), deauthorized = {}, events = {}, logs = {} }
@@ -37,7 +40,7 @@ local function setup(extra)
     log = function(msg) t.logs[#t.logs + 1] = msg end,
   }
   for k, v in pairs(extra or {}) do
-    if v == false then opts[k] = nil else opts[k] = v end
+    if v == NONE then opts[k] = nil else opts[k] = v end
   end
   if opts.store ~= t.store then t.store = opts.store end
   t.handle = webhook.handler(opts)
@@ -94,7 +97,7 @@ function TestWebhookHandler.test_other_types_go_to_on_event()
 end
 
 function TestWebhookHandler.test_without_hooks()
-  local t = setup { on_event = false, on_deauthorized = false }
+  local t = setup { on_event = NONE, on_deauthorized = NONE }
   lu.assertEquals(t.handle(signed(webhook.event { type = "charge.succeeded", account = ACCT })).status, 200)
   lu.assertEquals(t.handle(signed(FIXTURE)).status, 200)
   lu.assertEquals(t.store:get_account(ACCT).status, "disconnected")
@@ -240,19 +243,107 @@ function TestWebhookHandler.test_store_failure_is_500()
   lu.assertStrContains(t.logs[1], "database is locked")
 end
 
+-- The platform's mode (PROTOCOL.md §6: a production endpoint receives live
+-- and test events): an event of the other mode is acknowledged, not applied.
+-- { name, handler livemode, event livemode (nil: the key is left out), status, body, applied }
+local livemode_rows = {
+  { "test platform, test event", false, false, 200, '{"received":true}', true },
+  { "live platform, live event", true, true, 200, '{"received":true}', true },
+  { "live platform, test event", true, false, 200, '{"ignored":"livemode","received":true}', false },
+  { "test platform, live event", false, true, 200, '{"ignored":"livemode","received":true}', false },
+  { "check off (nil), live event", nil, true, 200, '{"received":true}', true },
+  { "live platform, event without livemode", true, nil, 400, '{"error":"invalid_event"}', false },
+  { "test platform, livemode a string", false, "false", 400, '{"error":"invalid_event"}', false },
+}
+
+local function sorted_json(body)
+  local t = cjson.decode(body)
+  if type(t) ~= "table" then return body end
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = cjson.encode(k) .. ":" .. cjson.encode(t[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+function TestWebhookHandler.test_livemode_of_the_platform()
+  for _, r in ipairs(livemode_rows) do
+    local t = setup { livemode = r[2] == nil and NONE or r[2] }
+    local ev = cjson.decode(FIXTURE)
+    ev.livemode = r[3]
+    if r[3] == nil then ev.livemode = nil end
+    local body = assert(cjson.encode(ev))
+    local res = t.handle(signed(body))
+    lu.assertEquals(res.status, r[4], r[1])
+    lu.assertEquals(sorted_json(res.body), r[5], r[1])
+    lu.assertEquals(t.store:get_account(ACCT).status, r[6] and "disconnected" or "connected", r[1])
+    lu.assertEquals(#t.deauthorized, r[6] and 1 or 0, r[1])
+    if r[4] == 200 and not r[6] then
+      lu.assertEquals(#t.logs, 1, r[1])
+      lu.assertStrContains(t.logs[1], "evt_1Iu8ZfA3kq9o1aTcf3b7EknK", false, r[1])
+      lu.assertStrContains(t.logs[1], "acknowledged, not applied", false, r[1])
+      lu.assertEquals(t.store:counters()['stripe_connect_webhooks_total{result="ignored_livemode"}'], 1, r[1])
+      -- Not claimed: the same id in the platform's own mode is still processed.
+      ev.livemode = r[2]
+      lu.assertEquals(json(t.handle(signed(assert(cjson.encode(ev))))), { received = true }, r[1])
+      lu.assertEquals(#t.deauthorized, 1, r[1])
+    end
+  end
+end
+
+-- Every answer is counted in the store (GET /metrics), by result and reason.
+function TestWebhookHandler.test_counters()
+  local t = setup()
+  t.handle(signed(FIXTURE))
+  t.handle(signed(FIXTURE))
+  t.handle(request(FIXTURE, "bad_header"))
+  t.handle(signed(FIXTURE, { secrets = "whsec_wrong" }))
+  t.handle(signed(("x"):rep(1024 * 1024 + 1)))
+  t.handle(signed("not json"))
+  lu.assertEquals(t.store:counters(), {
+    ['stripe_connect_webhooks_total{result="processed"}'] = 1,
+    ['stripe_connect_webhooks_total{result="duplicate"}'] = 1,
+    ['stripe_connect_webhooks_total{result="rejected",reason="malformed_header"}'] = 1,
+    ['stripe_connect_webhooks_total{result="rejected",reason="no_match"}'] = 1,
+    ['stripe_connect_webhooks_total{result="rejected",reason="too_large"}'] = 1,
+    ['stripe_connect_webhooks_total{result="rejected",reason="invalid_event"}'] = 1,
+  })
+  -- A store whose incr raises still answers the delivery.
+  t = setup()
+  t.store.incr = function() error("counter table locked") end
+  lu.assertEquals(t.handle(signed(FIXTURE)).status, 200)
+end
+
 -- { name, options (merged into a valid set), message fragment }
 local misuse = {
   { "unknown option", { secret = SECRET }, "unknown option 'secret'" },
-  { "no secrets", { secrets = false }, "secrets" },
+  { "no secrets", { secrets = NONE }, "secrets" },
   { "empty secret list", { secrets = {} }, "secrets" },
   { "empty secret", { secrets = { "" } }, "non-empty" },
-  { "no store", { store = false }, "store" },
+  { "no store", { store = NONE }, "store" },
   { "tolerance 0", { tolerance = 0 }, "0 does not disable" },
   { "fractional tolerance", { tolerance = 2.5 }, "tolerance" },
+  -- Bug: a tolerance over the C core's 10-year bound or 17 secrets passed
+  -- here and then raised on every delivery (500s); now refused up front.
+  { "tolerance over 10 years raised per request", { tolerance = 10 * 365 * 24 * 3600 + 1 }, "10 years" },
+  { "tolerance math.huge", { tolerance = math.huge }, "tolerance" },
+  { "tolerance NaN", { tolerance = 0 / 0 }, "tolerance" },
+  { "17 secrets raised per request", { secrets = { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l",
+    "m", "n", "o", "p", "q" } }, "at most 16" },
+  { "livemode not a boolean", { livemode = "live" }, "livemode must be a boolean" },
   { "event_ttl under 72 h", { event_ttl = 3600 }, "72 hours" },
   { "hook not a function", { on_event = "x" }, "on_event" },
   { "max_body 0", { max_body = 0 }, "max_body" },
 }
+
+function TestWebhookHandler.test_limits_are_accepted()
+  local secrets = {}
+  for i = 1, 16 do secrets[i] = "whsec_" .. i end
+  secrets[16] = SECRET
+  local t = setup { secrets = secrets, tolerance = 10 * 365 * 24 * 3600 }
+  lu.assertEquals(t.handle(signed(FIXTURE, { timestamp = os.time() - 9 * 365 * 24 * 3600 })).status, 200)
+end
 
 function TestWebhookHandler.test_misuse_raises()
   for _, r in ipairs(misuse) do
@@ -283,6 +374,25 @@ function TestWebhookHelpers.test_sign_vector_v3()
     "v1=b7ecf2b25fe8be89275e059c67c71512f61cf5110fbb361a3534f45aa94713f7")
   lu.assertStrContains(webhook.sign("x", SECRET, { scheme = "v0", timestamp = 1 }), "t=1,v0=")
   lu.assertErrorMsgContains("unknown option", webhook.sign, "x", SECRET, { tolerance = 1 })
+end
+
+-- sign refuses what verify could never accept; before, t=1e20 raised a
+-- string.format error deep inside (send_webhook.lua --timestamp 1e20).
+function TestWebhookHelpers.test_sign_timestamp_bounds()
+  lu.assertStrContains(webhook.sign("x", SECRET, { timestamp = 1700000000.9 }), "t=1700000000,")
+  lu.assertStrContains(webhook.sign("x", SECRET, { timestamp = 0 }), "t=0,")
+  lu.assertStrContains(webhook.sign("x", SECRET, { timestamp = 999999999999999 }), "t=999999999999999,")
+  -- { name, timestamp }
+  local bad = { { "1e20 (sign used to raise a format error)", 1e20 }, { "negative", -1 }, { "NaN", 0 / 0 },
+                { "math.huge", math.huge }, { "string", "1700000000" }, { "16 digits", 1e15 } }
+  for _, r in ipairs(bad) do
+    local ok, err = pcall(webhook.sign, "x", SECRET, { timestamp = r[2] })
+    lu.assertFalse(ok, r[1])
+    lu.assertStrContains(tostring(err), "timestamp must be", false, r[1])
+  end
+  lu.assertErrorMsgContains("scheme must be", webhook.sign, "x", SECRET, { scheme = "v1,v1=00" })
+  lu.assertErrorMsgContains("at most 16", webhook.sign, "x", { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
+    "k", "l", "m", "n", "o", "p", "q" })
 end
 
 function TestWebhookHelpers.test_parse_secrets()
