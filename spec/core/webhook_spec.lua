@@ -18,6 +18,17 @@ end
 
 local at_v3 = { now = V3_T }
 
+local MAX_T = "999999999999999"          -- 15 digits: the largest accepted timestamp
+local TEN_YEARS = 10 * 365 * 24 * 3600    -- the largest accepted tolerance
+
+-- n v1 entries that never match, then `last` (when given).
+local function many_v1(n, last)
+  local parts = { "t=1700000000" }
+  for i = 1, n do parts[#parts + 1] = "v1=" .. string.format("%064x", i) end
+  if last then parts[#parts + 1] = "v1=" .. last end
+  return table.concat(parts, ",")
+end
+
 -- { name, payload, header, secrets, opts, expected: number (accepted, the
 --   timestamp) or a reason code }
 local rows = {
@@ -90,6 +101,41 @@ local rows = {
   { "64 elements is fine", V3_PAYLOAD, V3_HEADER .. (",v0=a"):rep(62), SECRET, at_v3, V3_T },
   { "8 KiB header is fine", V3_PAYLOAD, V3_HEADER .. ",v0=" .. ("a"):rep(8192 - #V3_HEADER - 4), SECRET,
     at_v3, V3_T },
+  -- Review (integer overflow, NUL bytes, many v1, extreme clocks): rows
+  -- named after what they guard against.
+  { "t=99999999999999999999 (would overflow a 64-bit integer)", V3_PAYLOAD,
+    "t=99999999999999999999,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "t=9223372036854775808 (2^63)", V3_PAYLOAD, "t=9223372036854775808,v1=" .. V3_SIG, SECRET, at_v3,
+    "malformed_header" },
+  { "t=18446744073709551617 (2^64+1 wraps to 1)", V3_PAYLOAD, "t=18446744073709551617,v1=" .. sig(SECRET, 1, V3_PAYLOAD),
+    SECRET, { now = 1 }, "malformed_header" },
+  { "largest timestamp, far in the future", V3_PAYLOAD, "t=" .. MAX_T .. ",v1=" .. sig(SECRET, MAX_T, V3_PAYLOAD),
+    SECRET, { now = 0, tolerance = TEN_YEARS }, "in_future" },
+  { "largest clock, timestamp 1", V3_PAYLOAD, "t=1,v1=" .. sig(SECRET, 1, V3_PAYLOAD), SECRET,
+    { now = tonumber(MAX_T), tolerance = TEN_YEARS }, "too_old" },
+  { "t=0 at now=0", V3_PAYLOAD, "t=0,v1=" .. sig(SECRET, 0, V3_PAYLOAD), SECRET, { now = 0 }, 0 },
+  { "NUL inside the timestamp", V3_PAYLOAD, "t=1700000000\0,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "NUL before the timestamp digits", V3_PAYLOAD, "t=\0" .. "1700000000,v1=" .. V3_SIG, SECRET, at_v3,
+    "malformed_header" },
+  { "NUL after the only v1", V3_PAYLOAD, V3_HEADER .. "\0", SECRET, at_v3, "no_match" },
+  { "NUL in an ignored v0", V3_PAYLOAD, V3_HEADER .. ",v0=\0\0", SECRET, at_v3, V3_T },
+  { "NUL as a key", V3_PAYLOAD, V3_HEADER .. ",\0=1", SECRET, at_v3, V3_T },
+  { "header of NULs", V3_PAYLOAD, ("\0"):rep(32), SECRET, at_v3, "malformed_header" },
+  { "NUL appended to the payload", V3_PAYLOAD .. "\0", V3_HEADER, SECRET, at_v3, "no_match" },
+  { "63 v1 entries, the valid one last", V3_PAYLOAD, many_v1(62, V3_SIG), SECRET, at_v3, V3_T },
+  { "63 v1 entries, none valid", V3_PAYLOAD, many_v1(63), SECRET, at_v3, "no_match" },
+  { "64 v1 entries and t: too many elements", V3_PAYLOAD, many_v1(63, V3_SIG), SECRET, at_v3, "malformed_header" },
+  { "v1 with 64 non-hex characters", V3_PAYLOAD, "t=1700000000,v1=" .. ("g"):rep(64), SECRET, at_v3, "no_match" },
+  { "v1 with a sign", V3_PAYLOAD, "t=1700000000,v1=+" .. V3_SIG:sub(2), SECRET, at_v3, "no_match" },
+  { "timestamp with a plus sign", V3_PAYLOAD, "t=+1700000000,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "timestamp in hex", V3_PAYLOAD, "t=0x6553f100,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "timestamp with spaces inside", V3_PAYLOAD, "t= 1700000000,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "space before a comma", V3_PAYLOAD, "t=1700000000 ,v1=" .. V3_SIG, SECRET, at_v3, "malformed_header" },
+  { "leading spaces", V3_PAYLOAD, "  " .. V3_HEADER, SECRET, at_v3, V3_T },
+  { "only spaces", V3_PAYLOAD, "   ", SECRET, at_v3, "malformed_header" },
+  { "CRLF folded header: key \"\\r\\n v1\" is no v1", V3_PAYLOAD, "t=1700000000,\r\n v1=" .. V3_SIG, SECRET, at_v3,
+    "no_v1" },
+  { "ten-year tolerance", V3_PAYLOAD, V3_HEADER, SECRET, { now = V3_T + TEN_YEARS, tolerance = TEN_YEARS }, V3_T },
 }
 
 local TestWebhookVerify = {}
@@ -169,6 +215,16 @@ local misuse = {
   { "fractional tolerance", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = 1.5 } }, "tolerance" },
   { "string tolerance", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = "300" } }, "tolerance" },
   { "now not a number", { V3_PAYLOAD, V3_HEADER, SECRET, { now = "1" } }, "now must be" },
+  { "tolerance over ten years", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = TEN_YEARS + 1 } }, "tolerance" },
+  { "tolerance 1e300", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = 1e300 } }, "tolerance" },
+  { "tolerance math.huge", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = math.huge } }, "tolerance" },
+  { "tolerance -math.huge", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = -math.huge } }, "tolerance" },
+  { "tolerance NaN", { V3_PAYLOAD, V3_HEADER, SECRET, { tolerance = 0 / 0 } }, "tolerance" },
+  { "negative now", { V3_PAYLOAD, V3_HEADER, SECRET, { now = -1 } }, "now must be" },
+  { "now past 15 digits", { V3_PAYLOAD, V3_HEADER, SECRET, { now = 1e15 } }, "now must be" },
+  { "now NaN", { V3_PAYLOAD, V3_HEADER, SECRET, { now = 0 / 0 } }, "now must be" },
+  { "option key not a string", { V3_PAYLOAD, V3_HEADER, SECRET, { 300 } }, "unknown option" },
+  { "secrets a number", { V3_PAYLOAD, V3_HEADER, 5 }, "bad argument #3" },
 }
 
 function TestWebhookVerify.test_misuse_raises()
