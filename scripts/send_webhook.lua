@@ -15,7 +15,7 @@
 --   --livemode         … with livemode true
 --   --file PATH        send this file's exact bytes instead (retries: send it twice)
 --   --timestamp N      sign with this Unix time instead of now
---   --timeout S        total request timeout in seconds (default 30)
+--   --timeout S        total request timeout in seconds, over 0 (default 30)
 -- Prints the response status and body.  Exit: 0 on 2xx, 1 otherwise, 2 on usage errors.
 -- The secret is never printed.
 local core = require "stripe_connect.core"
@@ -74,12 +74,17 @@ local function check(o)
   if #o.secrets == 0 then usage("no secret: pass --secret or set STRIPE_WEBHOOK_SECRETS") end
   if (o.file ~= nil) == (o.type ~= nil) then usage("give exactly one of --type and --file") end
   if o.file and (o.account or o.id or o.livemode) then usage("--account, --id and --livemode go with --type") end
-  for _, k in ipairs({ "timestamp", "timeout" }) do
-    if o[k] then
-      local n = tonumber(o[k])
-      if not n or n < 0 or n ~= math.floor(n) then usage("--" .. k .. " must be a whole number") end
-      o[k] = n
+  if o.timestamp then
+    local n = tonumber(o.timestamp)
+    if not n or n < 0 or n > webhook.MAX_TIMESTAMP or n ~= math.floor(n) then
+      usage("--timestamp must be a whole number of seconds (0 to " .. webhook.MAX_TIMESTAMP .. ")")
     end
+    o.timestamp = n
+  end
+  if o.timeout then
+    local n = tonumber(o.timeout)
+    if not n or not (n > 0 and n <= 86400) then usage("--timeout must be a number of seconds over 0 (at most 86400)") end
+    o.timeout = n
   end
 end
 

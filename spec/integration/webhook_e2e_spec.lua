@@ -8,12 +8,19 @@
 --
 -- Processing is counted by a POLICY (spec/support/webhook_e2e_policy.lua)
 -- whose on_deauthorized appends a line to a file: the workers share it.
+--
+-- TestWebhookServerLimits runs the handler alone behind `serve`
+-- (spec/support/apps/webhook_handler_app.lua) with a server body limit above
+-- the handler's, so each 413 is seen from the side that gives it; plus
+-- headers with spaces, huge headers and the livemode check over HTTP.
+-- TestSendWebhookScript: send_webhook.lua's usage errors and exit codes.
 local lu = require "luaunit"
 local cjson = require "cjson.safe"
 local core = require "stripe_connect.core"
 local webhook = require "stripe_connect.webhook"
 local http = require "support.http"
 local platform = require "support.platform"
+local server = require "support.server"
 local stripe_node = require "support.stripe_node"
 
 local q, sh = stripe_node.q, stripe_node.sh
@@ -161,6 +168,25 @@ function TestWebhookE2E.test_rotation_either_secret_is_accepted()
   lu.assertEquals(account(id).status, "disconnected")
 end
 
+-- PROTOCOL.md §6: a production endpoint also receives test events.  The
+-- platform runs with a sk_test_ key, so a live-mode event is acknowledged
+-- and not applied, and /metrics counts it.
+function TestWebhookE2E.test_event_of_the_other_mode_is_acknowledged_not_applied()
+  local id = connected_account()
+  local code, out = send("--secret " .. q(SECRET) .. " --livemode --type account.application.deauthorized --account " .. id)
+  lu.assertEquals(code, 0, out)
+  lu.assertStrContains(out, '"ignored":"livemode"')
+  lu.assertEquals(account(id).status, "connected")
+  lu.assertEquals(count(read_lines(hook_log), id .. " webhook"), 0)
+  local metrics = http.get(p.url .. "/metrics")
+  lu.assertEquals(metrics.status, 200)
+  lu.assertStrMatches(metrics.body, '.*stripe_connect_webhooks_total{result="ignored_livemode"} [1-9]%d*\n.*')
+  -- The same account's test-mode event is applied.
+  code, out = send("--secret " .. q(SECRET) .. " --type account.application.deauthorized --account " .. id)
+  lu.assertEquals(code, 0, out)
+  lu.assertEquals(account(id).status, "disconnected")
+end
+
 function TestWebhookE2E.test_rejections()
   local id = connected_account()
   local deauth = write_file((webhook.event { type = webhook.DEAUTHORIZED, account = id }))
@@ -196,4 +222,134 @@ function TestWebhookE2E.test_rejections()
   for _, f in ipairs({ deauth, huge, not_json }) do os.remove(f) end
 end
 
-return { TestWebhookE2E = TestWebhookE2E }
+local TestWebhookServerLimits = {}
+
+local limits -- the server, started once for the class
+local HANDLER_MAX_BODY, SERVER_MAX_BODY = 4096, 8192
+
+function TestWebhookServerLimits.setupClass()
+  limits = server.start { app = "spec/support/apps/webhook_handler_app.lua",
+    env = { WEBHOOK_SECRETS = SECRET, WEBHOOK_MAX_BODY = tostring(HANDLER_MAX_BODY), WEBHOOK_LIVEMODE = "false" },
+    args = { "--workers", "1", "--max-body-size", tostring(SERVER_MAX_BODY), "--max-header-size", "16384" } }
+end
+
+function TestWebhookServerLimits.teardownClass()
+  if limits then limits:stop() end
+  limits = nil
+end
+
+-- An event of exactly n bytes (padded in data.object).
+local function event_of_size(n, opts)
+  opts = opts or {}
+  local head = '{"id":"evt_size' .. n .. (opts.suffix or "") .. '","object":"event","type":"charge.succeeded",' ..
+    '"livemode":' .. tostring(opts.livemode == true) .. ',"data":{"object":{"pad":"'
+  local tail = '"}}}'
+  return head .. ("x"):rep(n - #head - #tail) .. tail
+end
+
+local function post(body, header)
+  return assert(http.request { method = "POST", url = limits.url .. "/webhooks", body = body,
+    headers = { ["Content-Type"] = "application/json", ["Stripe-Signature"] = header } })
+end
+
+local function state()
+  return cjson.decode(assert(http.get(limits.url .. "/state")).body)
+end
+
+function TestWebhookServerLimits.test_over_the_limits()
+  local now = os.time()
+  local function sig(body, t) return "v1=" .. core.hex_encode(core.hmac_sha256(SECRET, (t or now) .. "." .. body)) end
+  local ok_body = event_of_size(HANDLER_MAX_BODY)
+  local pad_v0 = function(n) return ",v0=" .. ("a"):rep(n) end
+  -- { name, body, header, status, body (nil: not checked) }
+  local rows = {
+    { "body at the handler's limit", ok_body, webhook.sign(ok_body, SECRET), 200, '{"received":true}' },
+    { "body over the handler's limit: the handler's 413", event_of_size(HANDLER_MAX_BODY + 1),
+      webhook.sign(event_of_size(HANDLER_MAX_BODY + 1), SECRET), 413, '{"error":"too_large"}' },
+    { "body over the server's limit: the server's 413", event_of_size(SERVER_MAX_BODY + 1),
+      webhook.sign(event_of_size(SERVER_MAX_BODY + 1), SECRET), 413 },
+    { "header with spaces after the commas", event_of_size(300, { suffix = "sp" }),
+      "t=" .. now .. ", " .. sig(event_of_size(300, { suffix = "sp" })) .. ",  v0=00", 200, '{"received":true}' },
+    { "header over 8 KiB (under the server's 16 KiB): malformed_header", event_of_size(300, { suffix = "big" }),
+      "t=" .. now .. "," .. sig(event_of_size(300, { suffix = "big" })) .. pad_v0(10000), 400,
+      '{"error":"malformed_header"}' },
+    { "header over the server's limit: 431", event_of_size(300, { suffix = "huge" }),
+      "t=" .. now .. "," .. sig(event_of_size(300, { suffix = "huge" })) .. pad_v0(20000), 431 },
+    { "301 s old", event_of_size(300, { suffix = "old" }),
+      "t=" .. (now - 301) .. "," .. sig(event_of_size(300, { suffix = "old" }), now - 301), 400, '{"error":"too_old"}' },
+    { "301 s ahead", event_of_size(300, { suffix = "ahead" }),
+      "t=" .. (now + 301) .. "," .. sig(event_of_size(300, { suffix = "ahead" }), now + 301), 400,
+      '{"error":"in_future"}' },
+    { "live event on a test platform", event_of_size(300, { suffix = "live", livemode = true }),
+      webhook.sign(event_of_size(300, { suffix = "live", livemode = true }), SECRET), 200,
+      '{"ignored":"livemode","received":true}' },
+  }
+  for _, r in ipairs(rows) do
+    local res = post(r[2], r[3])
+    lu.assertEquals(res.status, r[4], r[1] .. ": " .. tostring(res.body))
+    if r[5] then
+      local got = cjson.decode(res.body)
+      lu.assertEquals(got, cjson.decode(r[5]), r[1])
+    end
+  end
+  -- The server's own refusals never reached the handler.
+  local c = state().counters
+  lu.assertEquals(c['stripe_connect_webhooks_total{result="rejected",reason="too_large"}'], 1)
+  lu.assertEquals(c['stripe_connect_webhooks_total{result="rejected",reason="malformed_header"}'], 1)
+  lu.assertEquals(c['stripe_connect_webhooks_total{result="processed"}'], 2)
+  lu.assertEquals(c['stripe_connect_webhooks_total{result="ignored_livemode"}'], 1)
+end
+
+local TestSendWebhookScript = {}
+
+local SCRIPT_SECRET = "whsec_send_webhook_script_spec"
+
+function TestSendWebhookScript.test_usage_errors_and_exit_codes()
+  local closed = server.start { app = "spec/support/apps/webhook_handler_app.lua",
+    env = { WEBHOOK_SECRETS = SCRIPT_SECRET }, args = { "--workers", "1" } }
+  local live_url = closed.url .. "/webhooks"
+  local ok, err = pcall(function()
+    local url = " --url " .. q(live_url)
+    local s = " --secret " .. SCRIPT_SECRET
+    local missing = os.tmpname()
+    os.remove(missing)
+    -- { name, arguments, exit code, output fragment }
+    local rows = {
+      { "no arguments", "", 2, "--url is required" },
+      { "unknown argument", url .. s .. " --type x --bogus", 2, "unknown argument: --bogus" },
+      { "option without its value", " --url", 2, "--url needs a value" },
+      { "url given twice", url .. url .. s .. " --type x", 2, "--url given twice" },
+      { "url not http", " --url ftp://127.0.0.1/x" .. s .. " --type x", 2, "--url must be http" },
+      { "no secret", url .. " --type x", 2, "no secret" },
+      { "empty secret list", url .. " --secret , --type x", 2, "no secret" },
+      { "neither --type nor --file", url .. s, 2, "exactly one of --type and --file" },
+      { "both --type and --file", url .. s .. " --type x --file /dev/null", 2, "exactly one of --type and --file" },
+      { "--account with --file", url .. s .. " --file /dev/null --account acct_1", 2, "go with --type" },
+      { "unreadable file", url .. s .. " --file " .. q(missing), 2, "cannot read --file" },
+      { "timestamp not a number", url .. s .. " --type x --timestamp soon", 2, "--timestamp must be" },
+      { "negative timestamp", url .. s .. " --type x --timestamp -5", 2, "--timestamp must be" },
+      -- Bugs: these two used to end in a Lua traceback (exit 1).
+      { "timestamp past 15 digits was a traceback", url .. s .. " --type x --timestamp 1e20", 2, "--timestamp must be" },
+      { "timeout 0 was a traceback", url .. s .. " --type x --timeout 0", 2, "--timeout must be" },
+      { "--help", " --help", 0, "usage: send_webhook.lua" },
+      { "accepted: exit 0", url .. s .. " --type account.updated --account acct_1", 0, '200\n{"received":true}' },
+      { "rejected: exit 1", url .. " --secret whsec_wrong --type account.updated", 1, '400\n{"error":"no_match"}' },
+      { "server gone: exit 1", " --url http://127.0.0.1:" .. closed.port .. "/webhooks" .. s .. " --type x",
+        1, "(connect)", "stop first" },
+    }
+    for _, r in ipairs(rows) do
+      if r[5] == "stop first" then closed:stop() end
+      local out, code = sh("env -u STRIPE_WEBHOOK_SECRETS build/stripe-connect run scripts/send_webhook.lua" .. r[2])
+      lu.assertEquals(code, r[3], r[1] .. ":\n" .. out)
+      lu.assertStrContains(out, r[4], false, r[1])
+      lu.assertNil(out:find(SCRIPT_SECRET, 1, true), r[1] .. ": the secret was printed")
+      lu.assertNil(out:find("whsec_wrong", 1, true), r[1] .. ": the secret was printed")
+      lu.assertNil(out:find("stack traceback", 1, true), r[1] .. ": a traceback")
+    end
+  end)
+  closed:stop()
+  assert(ok, err)
+end
+
+return { TestWebhookE2E = TestWebhookE2E, TestWebhookServerLimits = TestWebhookServerLimits,
+         TestSendWebhookScript = TestSendWebhookScript }
