@@ -168,6 +168,32 @@ function TestFlow.test_return_to_travels_in_state()
   lu.assertEquals(res.headers.Location, "/dashboard?tab=payments")
 end
 
+-- The state's nonce is claimed in the store before the code is spent: at the
+-- moment of the token call the flow exists (claimed, no outcome yet), and a
+-- callback that dies inside the token call leaves the claim, so a replay
+-- never spends the code again.
+function TestFlow.test_state_is_consumed_before_the_token_call()
+  local seen
+  local ctx
+  ctx = new_ctx({ token = function()
+    local claims = state.verify(ctx.config.keyring, seen.state, { binding = seen.cookie, now = NOW })
+    seen.flow = ctx.store:get_flow(claims.nonce)
+    return OK_TOKEN[1]
+  end })
+  local cookie, st = start(ctx)
+  seen = { cookie = cookie, state = st }
+  lu.assertEquals(callback(ctx, cookie, { code = "ac_1", state = st }).status, 303)
+  lu.assertNotNil(seen.flow, "claimed before the token call")
+  lu.assertNil(seen.flow.outcome, "no outcome yet during the token call")
+  -- A token call that raises (the worker's request dies): the claim stays.
+  local ctx2 = new_ctx({ token = function() error("worker died mid-call") end })
+  local cookie2, st2 = start(ctx2)
+  lu.assertFalse(pcall(callback, ctx2, cookie2, { code = "ac_2", state = st2 }))
+  local res = callback(ctx2, cookie2, { code = "ac_2", state = st2 })
+  lu.assertEquals(res.status, 503, "the replay waits for an outcome; it never calls Stripe again")
+  lu.assertEquals(#ctx2.oauth.calls, 1)
+end
+
 function TestFlow.test_twin_in_flight_waits_for_outcome()
   local ctx = new_ctx()
   local cookie, st = start(ctx)
