@@ -560,6 +560,9 @@ function Fake:disconnect(req, account)
   if event_id and not event_id:match("^evt_[%w_]+$") then
     return json(400, { error = "invalid_request", error_description = "event_id must look like evt_…" })
   end
+  if timestamp and not (timestamp >= 0 and timestamp <= webhook.MAX_TIMESTAMP) then
+    return json(400, { error = "invalid_request", error_description = "timestamp must be Unix seconds (0 to 15 digits)" })
+  end
   self:revoke(account)
   local event, delivery = self:send_deauthorized(account, { event_id = event_id, timestamp = timestamp })
   return json(200, { stripe_user_id = account, event = event, delivery = delivery })

@@ -168,6 +168,23 @@ function TestWebhookE2E.test_rotation_either_secret_is_accepted()
   lu.assertEquals(account(id).status, "disconnected")
 end
 
+-- The fake's disconnect control with a timestamp: out of range is the
+-- fake's 400 (it was a 500 after revoking the connection); a stale one is
+-- delivered and refused by the platform (too_old), the account stays connected.
+function TestWebhookE2E.test_fake_disconnect_timestamp()
+  local id = connected_account()
+  for _, ts in ipairs({ "-5", "1e20" }) do
+    local res = http.post_form(p.fake.url .. "/__fake/accounts/" .. id .. "/disconnect", { timestamp = ts })
+    lu.assertEquals(res.status, 400, ts .. ": " .. res.body)
+    lu.assertStrContains(res.body, "timestamp must be", false, ts)
+  end
+  local res = http.post_form(p.fake.url .. "/__fake/accounts/" .. id .. "/disconnect",
+    { timestamp = tostring(os.time() - 3600) })
+  lu.assertEquals(res.status, 200, res.body)
+  lu.assertEquals(cjson.decode(res.body).delivery.status, 400)
+  lu.assertEquals(account(id).status, "connected")
+end
+
 -- PROTOCOL.md §6: a production endpoint also receives test events.  The
 -- platform runs with a sk_test_ key, so a live-mode event is acknowledged
 -- and not applied, and /metrics counts it.
