@@ -301,6 +301,7 @@ function TestWebhookServerLimits.test_over_the_limits()
       webhook.sign(event_of_size(300, { suffix = "live", livemode = true }), SECRET), 200,
       '{"ignored":"livemode","received":true}' },
   }
+  local before = state().counters
   for _, r in ipairs(rows) do
     local res = post(r[2], r[3])
     lu.assertEquals(res.status, r[4], r[1] .. ": " .. tostring(res.body))
@@ -310,11 +311,49 @@ function TestWebhookServerLimits.test_over_the_limits()
     end
   end
   -- The server's own refusals never reached the handler.
-  local c = state().counters
-  lu.assertEquals(c['stripe_connect_webhooks_total{result="rejected",reason="too_large"}'], 1)
-  lu.assertEquals(c['stripe_connect_webhooks_total{result="rejected",reason="malformed_header"}'], 1)
-  lu.assertEquals(c['stripe_connect_webhooks_total{result="processed"}'], 2)
-  lu.assertEquals(c['stripe_connect_webhooks_total{result="ignored_livemode"}'], 1)
+  local after = state().counters
+  local function added(series)
+    series = "stripe_connect_webhooks_total{" .. series .. "}"
+    return (after[series] or 0) - (before[series] or 0)
+  end
+  lu.assertEquals(added('result="rejected",reason="too_large"'), 1)
+  lu.assertEquals(added('result="rejected",reason="malformed_header"'), 1)
+  lu.assertEquals(added('result="processed"'), 2)
+  lu.assertEquals(added('result="ignored_livemode"'), 1)
+end
+
+-- Over a raw socket (LuaSocket), what a client library cannot send: a
+-- repeated Stripe-Signature (the server joins repeats with ", ", so two
+-- timestamps: malformed_header), a NUL in the header (the server's 400),
+-- optional whitespace around the value, a lower-case name.
+function TestWebhookServerLimits.test_raw_headers()
+  local socket = require "socket"
+  -- { name, body, header lines (without the final CRLF), status, body (nil: not checked) }
+  local function rows()
+    local out = {}
+    local function row(name, suffix, lines_of, status, want)
+      local body = event_of_size(200, { suffix = suffix })
+      out[#out + 1] = { name, body, lines_of(webhook.sign(body, SECRET)), status, want }
+    end
+    row("repeated header", "rep", function(h) return "Stripe-Signature: " .. h .. "\r\nStripe-Signature: " .. h end,
+      400, '{"error":"malformed_header"}')
+    row("NUL in the header", "nul", function(h) return "Stripe-Signature: " .. h .. "\0" end, 400)
+    row("whitespace around the value", "ows", function(h) return "Stripe-Signature:   " .. h .. "   " end,
+      200, '{"received":true}')
+    row("lower-case name, spaces after commas", "lc", function(h) return "stripe-signature: " .. h:gsub(",", ", ") end,
+      200, '{"received":true}')
+    return out
+  end
+  for _, r in ipairs(rows()) do
+    local c = assert(socket.connect("127.0.0.1", limits.port))
+    c:settimeout(5)
+    assert(c:send("POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " ..
+      #r[2] .. "\r\n" .. r[3] .. "\r\nConnection: close\r\n\r\n" .. r[2]))
+    local answer = c:receive("*a") or ""
+    c:close()
+    lu.assertEquals(tonumber(answer:match("^HTTP/1%.1 (%d%d%d)")), r[4], r[1] .. ":\n" .. answer)
+    if r[5] then lu.assertEquals(answer:match("\r\n\r\n(.*)$"), r[5], r[1]) end
+  end
 end
 
 local TestSendWebhookScript = {}
