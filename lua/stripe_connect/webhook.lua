@@ -161,6 +161,31 @@ end
 
 local function mode_name(livemode) return livemode and "live" or "test" end
 
+local SECRET_PREFIXES = { "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_" }
+
+-- masked(s, secrets) -> s with Stripe keys, webhook secrets, the configured
+-- secrets, and long ac_/rt_ codes and tokens replaced by "[redacted]".
+-- Log lines carry error text from hooks and stores, which could hold any of
+-- them; the host's redactor only sees its own error lines, not these.
+local function masked(s, secrets)
+  s = tostring(s)
+  for _, secret in ipairs(secrets) do
+    if #secret >= 8 then
+      local i, j = s:find(secret, 1, true)
+      while i do
+        s = s:sub(1, i - 1) .. "[redacted]" .. s:sub(j + 1)
+        i, j = s:find(secret, i + 10, true)
+      end
+    end
+  end
+  for _, prefix in ipairs(SECRET_PREFIXES) do
+    s = s:gsub("%f[%w_]" .. prefix .. "[%w_]+", prefix .. "[redacted]")
+  end
+  return (s:gsub("%f[%w_]([ar][ct]_)(%w+)", function(prefix, rest)
+    if (prefix == "ac_" or prefix == "rt_") and #rest >= 16 then return prefix .. "[redacted]" end
+  end))
+end
+
 -- The event as a table when it has a string id and type; nil otherwise.
 local function parse_event(body)
   local ev = cjson.decode(body)
@@ -243,7 +268,9 @@ handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id,
   idempotent (mark_disconnected is).  A store without forget_event keeps the
   id marked (logged).
 - log(message): where failures are reported (default stderr); messages
-  hold event ids, types and error text, never secrets or bodies.
+  hold event ids, types and error text, never bodies; Stripe keys, whsec_
+  secrets, the configured secrets and ac_/rt_ codes in error text are
+  masked ("[redacted]").
 - Counters (when the store has incr): stripe_connect_webhooks_total with
   result="processed", "duplicate", "ignored_livemode", "failed", or
   result="rejected" and reason=<the 400/413 error code>.
@@ -272,6 +299,8 @@ function M.handler(opts)
     assert(o[k] == nil or type(o[k]) == "function", "webhook.handler: " .. k .. " must be a function")
   end
   local verify_opts = { tolerance = o.tolerance }
+  local log = o.log
+  o.log = function(msg) log(masked(msg, o.secrets)) end
 
   local function reject(status, code)
     count(o, "rejected", code)

@@ -193,6 +193,26 @@ function TestWebhookHandler.test_failed_processing_is_retried()
   lu.assertEquals(calls, 2)
 end
 
+-- Error text from a hook or a store is logged; any secret in it is masked.
+function TestWebhookHandler.test_secrets_in_logged_errors_are_masked()
+  local leak = "sk_test_51Habc sk_live_x_y rk_test_Z whsec_a_b_c rt_0123456789abcdef0123 " ..
+    "ac_0123456789abcdef01 and " .. OTHER .. " and whsec_test_secret."
+  local t = setup { secrets = { SECRET, "custom-secret-without-prefix" },
+                    on_event = function() error(leak .. " custom-secret-without-prefix", 0) end }
+  lu.assertEquals(t.handle(signed(webhook.event { type = "charge.succeeded" })).status, 500)
+  local line = t.logs[1]
+  for _, secret in ipairs({ "51Habc", "x_y", "rk_test_Z", "a_b_c", "0123456789abcdef", "other_secret", "test_secret",
+                            "custom-secret" }) do
+    lu.assertNil(line:find(secret, 1, true), secret .. " in: " .. line)
+  end
+  lu.assertStrContains(line, "sk_test_[redacted] sk_live_[redacted] rk_test_[redacted] whsec_[redacted] " ..
+    "rt_[redacted] ac_[redacted] and whsec_[redacted] and [redacted]. [redacted]")
+  -- Short ac_/rt_ words (not codes) and ordinary text stay.
+  t = setup { on_event = function() error("rt_x ac_1 the acct_1 charge failed", 0) end }
+  t.handle(signed(webhook.event { type = "charge.succeeded" }))
+  lu.assertStrContains(t.logs[1], "rt_x ac_1 the acct_1 charge failed")
+end
+
 -- A store without the optional forget_event: the id stays seen, and the log says so.
 -- The same life of one event on each store implementation: a failed
 -- attempt is released, the retry is processed, the next copy is a duplicate.
