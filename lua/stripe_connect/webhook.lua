@@ -170,13 +170,7 @@ local SECRET_PREFIXES = { "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec
 local function masked(s, secrets)
   s = tostring(s)
   for _, secret in ipairs(secrets) do
-    if #secret >= 8 then
-      local i, j = s:find(secret, 1, true)
-      while i do
-        s = s:sub(1, i - 1) .. "[redacted]" .. s:sub(j + 1)
-        i, j = s:find(secret, i + 10, true)
-      end
-    end
+    if #secret >= 8 then s = s:gsub(secret:gsub("%p", "%%%0"), "[redacted]") end
   end
   for _, prefix in ipairs(SECRET_PREFIXES) do
     s = s:gsub("%f[%w_]" .. prefix .. "[%w_]+", prefix .. "[redacted]")
