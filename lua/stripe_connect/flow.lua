@@ -231,6 +231,12 @@ local function exchange(ctx, req, code, claims)
     ctx.log(string.format("callback: token exchange failed (%s): %s", reason, tostring(err)))
     return failure(reason), err
   end
+  if type(res.stripe_user_id) ~= "string" or not res.stripe_user_id:match("^acct_[%w]+$") then
+    -- Not an account id we can store, address in admin URLs or link to.
+    count(ctx, 'stripe_connect_token_calls_total{result="stripe_error"}')
+    ctx.log("callback: token exchange answered without a valid stripe_user_id")
+    return failure("stripe_error")
+  end
   count(ctx, 'stripe_connect_token_calls_total{result="ok"}')
   local now = ctx.now()
   local account = {

@@ -103,6 +103,12 @@ function TestFlow.test_callback_rows()
     { "timeout", { token = { nil, { type = "transport", code = "timeout" } } }, { code = "ac_1" }, 504, "stripe_timeout", 1 },
     { "unreachable", { token = { nil, { type = "transport", code = "connect" } } }, { code = "ac_1" }, 502, "stripe_unreachable", 1 },
     { "stripe 500", { token = { nil, { type = "api", status = 500 } } }, { code = "ac_1" }, 502, "stripe_error", 1 },
+    -- An answer whose stripe_user_id is no account id was stored as-is (an
+    -- empty one raised inside put_account: a 500 and a claim without outcome).
+    { "stripe_user_id not an account id", { token = { { stripe_user_id = "acct_1\"><x", scope = "read_write" } } },
+      { code = "ac_1" }, 502, "stripe_error", 1 },
+    { "stripe_user_id empty", { token = { { stripe_user_id = "", scope = "read_write" } } },
+      { code = "ac_1" }, 502, "stripe_error", 1 },
   }
   for _, row in ipairs(rows) do
     local name, answers, args, want_status, want_reason, want_calls = table.unpack(row)
