@@ -218,6 +218,12 @@ function TestStore.test_sqlite_refuses_nul()
   local dir = tmpdir()
   local s = assert(store.open("sqlite:" .. dir .. "/t.db"))
   lu.assertErrorMsgContains("NUL", function() s:get_account("a\0b") end)
+  -- A NUL inside an account's value (from Stripe's answer) is a runtime
+  -- failure the flow turns into a page, not a raise inside the callback.
+  local ok, err = s:put_account({ id = "acct_nul", scope = "read\0write" })
+  lu.assertNil(ok)
+  lu.assertStrContains(err, "scope contains a NUL byte")
+  lu.assertNil(s:get_account("acct_nul"))
   s:close()
   files.rmdir(dir)
 end

@@ -8,7 +8,8 @@
 --   BEGIN IMMEDIATE so concurrent openers migrate once.
 -- * LuaSQL's sqlite3 driver has no bind API, so every string goes through
 --   conn:escape and is single-quoted, and every integer is formatted with %d.
---   Strings containing NUL bytes are refused (sqlite's %q stops at NUL).
+--   Strings containing NUL bytes are refused (sqlite's %q stops at NUL):
+--   put_account answers nil, message; other calls raise (ids are the caller's).
 -- * claim_flow is one INSERT OR IGNORE: atomic across processes.
 -- * Calls block the calling thread (LuaSQL is synchronous); each is short.
 local luasql = require "luasql.sqlite3"
@@ -162,6 +163,13 @@ function Sqlite:put_account(a)
   local extra = {}
   for k, v in pairs(a) do
     if not IS_COLUMN[k] then extra[k] = v end
+  end
+  -- Values come from Stripe's answers: a NUL byte is bad data (nil, message),
+  -- not misuse; escaping would cut the string there.
+  for _, c in ipairs(COLUMNS) do
+    if type(a[c]) == "string" and a[c]:find("\0", 1, true) then
+      return nil, "sqlite: account field " .. c .. " contains a NUL byte"
+    end
   end
   local values = {}
   for i, c in ipairs(COLUMNS) do
