@@ -25,6 +25,63 @@ end
 -- so each run tests the modules it is meant to.
 package.path = "spec/?.lua;" .. package.path
 
+-- luaunit 3.4 (Debian 12's) crashes the whole run when a setupClass or
+-- teardownClass raises ("attempt to index a nil value (local 'node')"),
+-- losing every later result and the summary line.  So the runner catches
+-- those errors itself: after a failed setupClass each test of the class
+-- fails with that error (or is skipped, when it was lu.skip), without
+-- running setUp; a failed teardownClass counts as one failure.
+local class_failures = 0
+
+local function keep_skip_or_trace(e)
+  if type(e) == "string" and not e:find(lu.SKIP_PREFIX, 1, true) then
+    return debug.traceback(e, 2)
+  end
+  return e
+end
+
+local function guard_class(name, class)
+  local setup_error
+  local setup, teardown = rawget(class, "setupClass"), rawget(class, "teardownClass")
+  if type(setup) == "function" then
+    class.setupClass = function(self)
+      local ok, err = xpcall(function() setup(self) end, keep_skip_or_trace)
+      setup_error = nil
+      if not ok then
+        setup_error = (type(err) == "string" and not err:find(lu.SKIP_PREFIX, 1, true))
+          and (name .. ".setupClass failed: " .. err) or err
+      end
+    end
+  end
+  if type(teardown) == "function" then
+    class.teardownClass = function(self)
+      local ok, err = xpcall(function() teardown(self) end, keep_skip_or_trace)
+      if not ok then
+        class_failures = class_failures + 1
+        io.stderr:write(string.format("%s: %s.teardownClass failed: %s\n", label, name, tostring(err)))
+      end
+    end
+  end
+  local wrapped = {}
+  for key, fn in pairs(class) do
+    if type(key) == "string" and type(fn) == "function" then
+      local lower = key:lower()
+      if lower:sub(1, 4) == "test" then
+        wrapped[key] = function(...)
+          if setup_error then error(setup_error, 0) end
+          return fn(...)
+        end
+      elseif lower == "setup" then
+        wrapped[key] = function(...)
+          if setup_error then return end
+          return fn(...)
+        end
+      end
+    end
+  end
+  for key, fn in pairs(wrapped) do class[key] = fn end
+end
+
 local load_failures = 0
 for _, file in ipairs(files) do
   local ok, suite = pcall(dofile, file)
@@ -38,6 +95,7 @@ for _, file in ipairs(files) do
     for name, class in pairs(suite) do
       assert(type(name) == "string" and name:match("^Test"), file .. ": class names start with Test")
       assert(rawget(_G, name) == nil, file .. ": duplicate test class " .. name)
+      guard_class(name, class)
       _G[name] = class
     end
   end
@@ -50,7 +108,7 @@ if pattern then run_args[#run_args + 1] = "--pattern"; run_args[#run_args + 1] =
 local unpack_ = table.unpack or unpack
 runner:runSuite(unpack_(run_args))
 local r = runner.result
-local failed = r.notSuccessCount + load_failures
+local failed = r.notSuccessCount + load_failures + class_failures
 -- luaunit already leaves skipped tests out of runCount.
 local passed = r.runCount - r.notSuccessCount
 local skipped = r.skippedCount > 0 and string.format(", %d skipped", r.skippedCount) or ""
