@@ -1,6 +1,6 @@
--- The official Stripe Node library (npm `stripe`, installed with
--- `npm install --prefix build/node stripe` when build/node/node_modules/stripe
--- is missing) against the fake Connect: configured with host/port/protocol
+-- The official Stripe Node library (npm `stripe`, installed with `npm install
+-- --prefix build/node stripe@22` when missing; support.stripe_node pins the
+-- major) against the fake Connect: configured with host/port/protocol
 -- 'http', its oauth.token resolves with stripe_user_id, a reused code rejects
 -- with StripeInvalidGrantError, and oauth.deauthorize resolves with
 -- stripe_user_id (spec/support/stripe_node_oauth.js runs the calls).

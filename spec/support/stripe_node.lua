@@ -9,8 +9,9 @@
 --
 -- ensure(packages) installs the missing ones of `packages` (default
 -- { "stripe" }) once with `npm install --prefix build/node NAME…` when
--- build/node/node_modules/NAME is missing (build/ is ignored), and answers
--- false with a message only when node or npm is absent.
+-- build/node/node_modules/NAME is missing or not at its pinned major
+-- (M.MAJOR; build/ is ignored), and answers false with a message only when
+-- node or npm is absent.
 local M = {}
 
 M.NODE_DIR = os.getenv("STRIPE_NODE_DIR") or "build/node" -- make test sets it for BUILD=…
@@ -28,8 +29,23 @@ function M.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- Pinned majors.  stripe 22 is the newest whose `engines` include Debian
+-- 12's node 18 (stripe 23 wants node >= 20); a pin keeps the interop specs
+-- from changing under us with each npm release.
+M.MAJOR = { stripe = "22" }
+
 local have_node, no_node_why
 local installed = {}
+
+-- installed_ok(name) -> true when NODE_DIR holds name (at its pinned major).
+local function installed_ok(name)
+  local f = io.open(M.NODE_DIR .. "/node_modules/" .. name .. "/package.json", "r")
+  if not f then return false end
+  local text = f:read("a")
+  f:close()
+  local major = M.MAJOR[name]
+  return major == nil or text:match('"version"%s*:%s*"(%d+)%.') == major
+end
 
 -- ensure(packages) -> true | false, why (node or npm absent).  Raises when
 -- npm install fails (a broken install is a failure, not a skip).
@@ -45,15 +61,16 @@ function M.ensure(packages)
   if not have_node then return false, no_node_why end
   local missing = {}
   for _, name in ipairs(packages) do
-    local f = not installed[name] and io.open(M.NODE_DIR .. "/node_modules/" .. name .. "/package.json", "r")
-    if f then f:close(); installed[name] = true end
-    if not installed[name] then missing[#missing + 1] = name end
+    installed[name] = installed[name] or installed_ok(name)
+    if not installed[name] then
+      missing[#missing + 1] = M.MAJOR[name] and (name .. "@" .. M.MAJOR[name]) or name
+    end
   end
   if #missing > 0 then
     local cmd = "npm install --prefix " .. M.NODE_DIR .. " " .. table.concat(missing, " ")
     local out, code = M.sh(cmd)
     assert(code == 0, cmd .. " failed:\n" .. out)
-    for _, name in ipairs(missing) do installed[name] = true end
+    for _, name in ipairs(packages) do installed[name] = true end
   end
   return true
 end
