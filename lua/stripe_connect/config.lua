@@ -19,6 +19,11 @@
 --   STRIPE_WEBHOOK_SECRETS optional  whsec_…[,whsec_…]; enables POST /webhooks
 --   STRIPE_TIMEOUT         optional  seconds for one call to Stripe, default 30
 --   POLICY                 optional  path of a Lua policy file (see policy.lua)
+--
+-- Each secret (STRIPE_SECRET_KEY, STATE_SECRETS, ADMIN_TOKEN,
+-- STRIPE_WEBHOOK_SECRETS) may instead come from a file named by NAME_FILE
+-- (its contents, surrounding white space trimmed), e.g. a 0600 file or a
+-- container secret, so the value stays out of the process environment.
 local state = require "stripe_connect.state"
 
 local M = {}
@@ -30,6 +35,9 @@ M.DEFAULTS = {
   DATABASE = "sqlite:data/connect.db",
   STRIPE_TIMEOUT = "30",
 }
+
+-- The settings that may come from NAME_FILE instead.
+M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true }
 
 local function trim(s)
   if s == nil then return nil end
@@ -68,15 +76,31 @@ end
 -- getenv: function(name) -> string|nil (default os.getenv).
 function M.load(getenv)
   getenv = getenv or os.getenv
-  local function get(name) return trim(getenv(name)) or M.DEFAULTS[name] end
   local problems = {}
   local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
+  local function get(name)
+    local v = trim(getenv(name))
+    local path = M.SECRET_FILES[name] and trim(getenv(name .. "_FILE"))
+    if path then
+      if v then
+        problem("%s and %s_FILE are both set: keep one of them", name, name)
+      else
+        local f = io.open(path, "rb")
+        v = f and trim(f:read("a"))
+        if f then f:close() end
+        if not v then
+          problem("%s_FILE: cannot read %q, or it is empty (check the path and its permissions)", name, path)
+        end
+      end
+    end
+    return v or M.DEFAULTS[name]
+  end
   local c = {}
 
   c.secret_key = get("STRIPE_SECRET_KEY")
   if not c.secret_key then
     problem("STRIPE_SECRET_KEY is not set: export the platform's secret key (sk_test_… or sk_live_…, " ..
-      "Stripe Dashboard → Developers → API keys)")
+      "Stripe Dashboard → Developers → API keys), or name a file holding it in STRIPE_SECRET_KEY_FILE")
   elseif not c.secret_key:match("^[sr]k_[%w]+_[%w_]+$") then
     problem("STRIPE_SECRET_KEY does not look like a Stripe secret key: it must start with sk_test_, " ..
       "sk_live_ (or rk_…) and contain no spaces")
@@ -137,7 +161,8 @@ function M.load(getenv)
   local secrets = get("STATE_SECRETS")
   if not secrets then
     problem("STATE_SECRETS is not set: export kid:secret pairs, e.g. " ..
-      "STATE_SECRETS=k1:$(head -c 32 /dev/urandom | base64 | tr -d =) (first mints, all verify)")
+      "STATE_SECRETS=k1:$(head -c 32 /dev/urandom | base64 | tr -d =) (first mints, all verify), " ..
+      "or name a file holding them in STATE_SECRETS_FILE")
   else
     local kr, err = state.keyring(secrets)
     if not kr then
@@ -156,12 +181,12 @@ function M.load(getenv)
     problem("DATABASE must be sqlite:PATH (e.g. sqlite:data/connect.db) or memory:")
   end
 
-  c.admin_token = trim(getenv("ADMIN_TOKEN"))
+  c.admin_token = get("ADMIN_TOKEN")
   if c.admin_token and #c.admin_token < 16 then
     problem("ADMIN_TOKEN must be at least 16 characters (e.g. $(head -c 24 /dev/urandom | base64)); unset it to disable the admin routes")
   end
 
-  local whsecs = trim(getenv("STRIPE_WEBHOOK_SECRETS"))
+  local whsecs = get("STRIPE_WEBHOOK_SECRETS")
   if whsecs then
     c.webhook_secrets = split_list(whsecs)
     if #c.webhook_secrets == 0 then problem("STRIPE_WEBHOOK_SECRETS is set but lists no secret") end

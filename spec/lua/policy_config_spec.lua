@@ -158,4 +158,43 @@ function TestConfig.test_public_url_with_a_path_is_refused()
   lu.assertEquals(assert(config.load(env({ PUBLIC_URL = "https://p.example/" }))).public_url, "https://p.example")
 end
 
+-- Secrets from NAME_FILE (DESIGN: "Secrets come from the environment or
+-- files"): read and trimmed; unreadable, empty or doubly-set ones are named.
+function TestConfig.test_secrets_from_files()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p '" .. dir .. "'")
+  local function file(name, text)
+    local f = assert(io.open(dir .. "/" .. name, "w")); f:write(text); f:close()
+    return dir .. "/" .. name
+  end
+  local c = assert(config.load(env({ STRIPE_SECRET_KEY = false, STATE_SECRETS = false,
+    STRIPE_SECRET_KEY_FILE = file("key", "sk_test_fromfile1\n"),
+    STATE_SECRETS_FILE = file("state", "k9:" .. ("z"):rep(40) .. "\n"),
+    ADMIN_TOKEN_FILE = file("admin", ("a"):rep(20)),
+    STRIPE_WEBHOOK_SECRETS_FILE = file("whsec", "whsec_one,whsec_two\n") })))
+  lu.assertEquals(c.secret_key, "sk_test_fromfile1")
+  lu.assertEquals(c.keyring.keys[1].kid, "k9")
+  lu.assertEquals(c.admin_token, ("a"):rep(20))
+  lu.assertEquals(c.webhook_secrets, { "whsec_one", "whsec_two" })
+  local rows = {
+    { "missing file", env({ STATE_SECRETS = false, STATE_SECRETS_FILE = dir .. "/nope" }), "STATE_SECRETS_FILE: cannot read" },
+    { "empty file", env({ STRIPE_SECRET_KEY = false, STRIPE_SECRET_KEY_FILE = file("empty", " \n") }),
+      "STRIPE_SECRET_KEY_FILE: cannot read" },
+    { "both set", env({ ADMIN_TOKEN = ("b"):rep(20), ADMIN_TOKEN_FILE = file("admin2", ("c"):rep(20)) }),
+      "ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set" },
+  }
+  for _, row in ipairs(rows) do
+    local bad, problems = config.load(row[2])
+    lu.assertNil(bad, row[1])
+    local text = config.format_problems(problems)
+    lu.assertStrContains(text, row[3], false, row[1])
+    lu.assertNotStrContains(text, "ccccc", false, row[1])
+  end
+  -- only secrets have a _FILE form
+  lu.assertEquals(assert(config.load(env({ PUBLIC_URL_FILE = file("pub", "https://x.example") }))).public_url,
+    "http://127.0.0.1:8080")
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
 return { TestPolicy = TestPolicy, TestConfig = TestConfig }
