@@ -8,8 +8,11 @@ description = {
    summary = "Stripe Connect OAuth (Standard accounts) for Lua: C core, Lua policy, host binary",
    license = "MIT",
 }
+-- lua-cjson: the oauth, fake and webhook modules decode JSON with it.  The
+-- SQLite store also needs LuaSQL (luasql-sqlite3), only when it is used.
 dependencies = {
    "lua >= 5.1",
+   "lua-cjson",
 }
 external_dependencies = {
    OPENSSL = { header = "openssl/hmac.h" },

@@ -1,0 +1,83 @@
+-- The rockspec (and `make install`) against the tree: every Lua module under
+-- lua/stripe_connect/ is listed under its module name, every host/core/*.c
+-- is a source of stripe_connect.core, and nothing listed is missing.  Fails
+-- when a module or a C file is added without updating the rockspec.
+local lu = require "luaunit"
+
+local ROCKSPEC = "stripe-connect-scm-1.rockspec"
+
+local function lines_of(cmd)
+  local p = assert(io.popen(cmd))
+  local out = {}
+  for line in p:lines() do out[#out + 1] = line end
+  p:close()
+  table.sort(out)
+  return out
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The rockspec's assignments, evaluated in an empty environment.
+local function rockspec()
+  local env = {}
+  local chunk = assert(load(read(ROCKSPEC), "=" .. ROCKSPEC, "t", env))
+  chunk()
+  return env
+end
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+local TestRockspec = {}
+
+function TestRockspec.test_lists_every_lua_module_under_its_name()
+  local want = {}
+  for _, path in ipairs(lines_of("find lua/stripe_connect -name '*.lua'")) do
+    local name = path:gsub("^lua/", ""):gsub("/init%.lua$", ""):gsub("%.lua$", ""):gsub("/", ".")
+    want[name] = path
+  end
+  local got = {}
+  for name, v in pairs(rockspec().build.modules) do
+    if type(v) == "string" then got[name] = v end
+  end
+  lu.assertEquals(sorted_keys(got), sorted_keys(want))
+  lu.assertEquals(got, want)
+end
+
+function TestRockspec.test_core_sources_are_every_host_core_c_file()
+  local core = rockspec().build.modules["stripe_connect.core"]
+  lu.assertEquals(type(core), "table")
+  local sources = {}
+  for i, s in ipairs(core.sources) do sources[i] = s end
+  table.sort(sources)
+  lu.assertEquals(sources, lines_of("ls host/core/*.c"))
+end
+
+function TestRockspec.test_core_opens_every_area()
+  -- each host/core/<area>.c but core.c has its sc_open_<area> called by core.c
+  local core_c = read("host/core/core.c")
+  for _, path in ipairs(lines_of("ls host/core/*.c")) do
+    local area = path:match("host/core/(%w+)%.c$")
+    if area ~= "core" then
+      lu.assertStrContains(core_c, "sc_open_" .. area .. "(L);", false, path)
+    end
+  end
+end
+
+function TestRockspec.test_make_install_copies_every_module_folder()
+  local makefile = read("Makefile")
+  for _, dir in ipairs(lines_of("find lua/stripe_connect -name '*.lua' -exec dirname {} \\; | sort -u")) do
+    lu.assertStrContains(makefile, dir .. "/*.lua", false, dir)
+  end
+end
+
+return { TestRockspec = TestRockspec }
