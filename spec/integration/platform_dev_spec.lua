@@ -64,10 +64,14 @@ function TestPlatformDev.test_make_run_flow_and_ctrl_c()
     return http.get("http://127.0.0.1:" .. port .. "/healthz") == nil
   end, 10)
   if not stopped then os.execute("kill -KILL -" .. pid .. " 2>/dev/null") end
+  local out = files.read(dir .. "/out") or ""
   files.rmdir(dir)
   if not ok then error(err, 0) end
   lu.assertTrue(stopped, "dev.lua exited on SIGINT")
   lu.assertTrue(port_free, "the platform stopped")
+  -- Ctrl-C is a normal stop, not "a server exited" (the servers see SIGINT too)
+  lu.assertStrMatches(out, ".*make run: stopp[a-z]+\n$")
+  lu.assertNotStrContains(out, "a server exited")
 end
 
 function TestPlatformDev.test_policy_file()
