@@ -8,9 +8,10 @@ local M = {
   version = core.version,
 }
 
+-- The public submodules (M.oauth, M.flow, …); any other key is nil.
 local submodules = {
   oauth = true, flow = true, policy = true, store = true, webhook = true,
-  transport = true, app = true, fake = true, state = true, config = true,
+  app = true, fake = true, state = true, config = true, pages = true,
 }
 
 setmetatable(M, {
