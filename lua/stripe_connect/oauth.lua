@@ -347,8 +347,11 @@ local CALL_OPTIONS = {
 }
 
 -- Raises on misuse: unknown keys, wrong types, missing required strings.
+local POSITIVE = { timeout = true, connect_timeout = true }
+local NON_NEGATIVE = { backoff = true, max_backoff = true }
+
 local function check_call_options(name, opts, extra, required)
-  assert(type(opts) == "table", name .. ": options table expected")
+  if type(opts) ~= "table" then error(name .. ": options table expected", 3) end
   for k, v in pairs(opts) do
     local want = CALL_OPTIONS[k] or extra[k]
     if not want then error(name .. ": unknown option '" .. tostring(k) .. "'", 3) end
@@ -358,8 +361,15 @@ local function check_call_options(name, opts, extra, required)
     if opts[k] == nil or opts[k] == "" then error(name .. ": option '" .. k .. "' is required", 3) end
   end
   if opts.secret_key:find(":", 1, true) then error(name .. ": secret_key must not contain ':'", 3) end
-  if opts.attempts and (opts.attempts < 1 or opts.attempts ~= math.floor(opts.attempts)) then
+  if opts.attempts and not (opts.attempts >= 1 and opts.attempts == math.floor(opts.attempts)) then
     error(name .. ": attempts must be a positive integer", 3)
+  end
+  for k, v in pairs(opts) do
+    -- `not (x > 0)` also catches NaN; math.huge is no timeout at all
+    if (POSITIVE[k] and not (v > 0 and v < math.huge)) or (NON_NEGATIVE[k] and not (v >= 0 and v < math.huge)) then
+      error(name .. ": option '" .. k .. "' must be a " .. (POSITIVE[k] and "positive" or "non-negative") ..
+        " finite number of seconds", 3)
+    end
   end
 end
 
@@ -469,8 +479,14 @@ function M.token(opts)
   check_call_options("token", opts, { code = "string", assert_capabilities = "table" },
     { "secret_key", "code" })
   local fields = { { "grant_type", "authorization_code" }, { "code", opts.code } }
-  for i, capability in ipairs(opts.assert_capabilities or {}) do
-    fields[#fields + 1] = { "assert_capabilities[" .. (i - 1) .. "]", capability }
+  local capabilities = opts.assert_capabilities or {}
+  local n = 0
+  for _ in pairs(capabilities) do n = n + 1 end
+  for i = 1, n do
+    if type(capabilities[i]) ~= "string" or capabilities[i] == "" then
+      error("token: assert_capabilities must be an array of capability names", 2)
+    end
+    fields[#fields + 1] = { "assert_capabilities[" .. (i - 1) .. "]", capabilities[i] }
   end
   return oauth_call(opts, "/oauth/token", fields, "stripe_user_id",
     { opts.secret_key, opts.code }, false)

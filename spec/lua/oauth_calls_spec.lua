@@ -250,9 +250,21 @@ function TestOAuthCalls.test_misuse_raises()
     { "refresh needs token", oauth.refresh, { secret_key = SK, transport = t }, "option 'refresh_token' is required" },
     { "deauthorize needs client_id", oauth.deauthorize, { secret_key = SK, stripe_user_id = "acct_1", transport = t }, "option 'client_id' is required" },
     { "not a table", oauth.deauthorize, nil, "options table expected" },
+    { "zero timeout", oauth.token, { secret_key = SK, code = "c", timeout = 0, transport = t }, "option 'timeout' must be a positive" },
+    { "nan connect_timeout", oauth.refresh, { secret_key = SK, refresh_token = "r", connect_timeout = 0 / 0, transport = t }, "option 'connect_timeout' must be a positive" },
+    { "infinite timeout", oauth.token, { secret_key = SK, code = "c", timeout = math.huge, transport = t }, "finite" },
+    { "negative backoff", oauth.refresh, { secret_key = SK, refresh_token = "r", backoff = -1, transport = t }, "option 'backoff' must be a non-negative" },
+    { "nan max_backoff", oauth.deauthorize, { secret_key = SK, client_id = "ca_1", stripe_user_id = "acct_1", max_backoff = 0 / 0, transport = t }, "option 'max_backoff'" },
+    { "nan attempts", oauth.refresh, { secret_key = SK, refresh_token = "r", attempts = 0 / 0, transport = t }, "attempts must be a positive integer" },
+    { "capability not a string", oauth.token, { secret_key = SK, code = "c", assert_capabilities = { "card_payments", 7 }, transport = t }, "assert_capabilities must be an array" },
+    { "capabilities not an array", oauth.token, { secret_key = SK, code = "c", assert_capabilities = { x = "card_payments" }, transport = t }, "assert_capabilities must be an array" },
   }
   for _, row in ipairs(rows) do
     lu.assertErrorMsgContains(row[4], row[2], row[3])
+    -- raised at the caller's line, not inside oauth.lua
+    local ok, err = pcall(row[2], row[3])
+    lu.assertFalse(ok, row[1])
+    lu.assertNil(err:find("oauth.lua", 1, true), row[1] .. ": " .. err)
   end
 end
 
