@@ -146,7 +146,7 @@ local function json_response(status, t)
 end
 
 local function default_log(msg)
-  io.stderr:write("webhook: ", msg, "\n")
+  io.stderr:write(msg, "\n")
 end
 
 -- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} when the
@@ -294,7 +294,7 @@ function M.handler(opts)
   end
   local verify_opts = { tolerance = o.tolerance }
   local log = o.log
-  o.log = function(msg) log(masked(msg, o.secrets)) end
+  o.log = function(msg) log("webhook: " .. masked(msg, o.secrets)) end
 
   local function reject(status, code)
     count(o, "rejected", code)
