@@ -326,6 +326,35 @@ function TestOAuthFake.test_disconnect_delivers_a_signed_event()
   assert_oauth_error(err, "invalid_client", 401, "deauthorize after the user disconnected")
 end
 
+-- Neither server's log (the access log and anything a handler writes to
+-- stderr) nor our error messages hold a key, a code or a token, whatever
+-- the outcome: success, reuse, unknown code, wrong key, refresh.
+function TestOAuthFake.test_logs_and_errors_hold_no_secret()
+  local wrong_key = "sk_test_wrong_key_for_the_log_check"
+  local t = connect()
+  local code = new_code()
+  local errors = {}
+  for _, o in ipairs{ { code = code }, { code = code }, { code = "ac_unknown_for_the_log_check" },
+                      { code = new_code(), secret_key = wrong_key } } do
+    local _, err = call(oauth.token, o)
+    errors[#errors + 1] = err and tostring(err) or ""
+  end
+  local r, err = call(oauth.refresh, { refresh_token = t.refresh_token })
+  lu.assertNil(err)
+  local _, rerr = call(oauth.refresh, { refresh_token = "rt_unknown_for_the_log_check" })
+  errors[#errors + 1] = tostring(rerr)
+  local secrets = { SK, wrong_key, code, "ac_unknown_for_the_log_check", "rt_unknown_for_the_log_check",
+                    t.access_token, t.refresh_token, r.access_token, r.refresh_token }
+  local logs = { fake = fake:log_text(), sink = sink:log_text(), errors = table.concat(errors, "\n") }
+  lu.assertStrContains(logs.fake, 'path="/oauth/token"')
+  lu.assertStrContains(logs.errors, "[redacted]")
+  for name, text in pairs(logs) do
+    for _, secret in ipairs(secrets) do
+      lu.assertNil(text:find(secret, 1, true), name .. " holds " .. secret)
+    end
+  end
+end
+
 -- The seed page's curl lines (docs.stripe.com/connect/oauth-standard-accounts),
 -- verbatim but for the host and the `<>` key placeholder.
 local SEED_TOKEN = [[curl https://connect.stripe.com/oauth/token \
