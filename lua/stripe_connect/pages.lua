@@ -23,6 +23,10 @@ border-collapse:collapse;font-size:.9rem}th,td{text-align:left;padding:.4rem;bor
 main>:last-child{margin-bottom:0}.badge{display:inline-flex;align-items:center;justify-content:center;
 width:2.5rem;height:2.5rem;border-radius:50%;font-size:1.3rem;font-weight:700;margin-bottom:.75rem}
 .badge.ok{background:#d7f7e3;color:#0a7d3e}.badge.warn{background:#fff1d6;color:#9a5b00}
+form>p:last-child{margin-bottom:0}label{display:block;font-weight:600}input[type=password]{display:block;
+width:100%;max-width:24rem;margin-top:.35rem;padding:.55rem .7rem;border:1px solid #cbd2d9;border-radius:6px;
+font:inherit}input:focus{outline:2px solid #635bff;outline-offset:1px}td.time{white-space:nowrap}
+.btn.small{padding:.35rem .8rem;font-size:.875rem}main.wide{max-width:64rem;overflow-x:auto}
 ]]
 
 -- The headers every page carries: a CSP that allows nothing but the inline
@@ -44,13 +48,14 @@ function M.headers(extra)
   return hd
 end
 
--- layout(title, body_html) -> the full HTML document.
-function M.layout(title, body)
+-- layout(title, body_html, wide) -> the full HTML document (wide: the
+-- admin table's wider card).
+function M.layout(title, body, wide)
   return table.concat({
     '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
     '<meta name="viewport" content="width=device-width,initial-scale=1">',
     '<meta name="referrer" content="no-referrer">',
-    "<title>", h(title), "</title><style>", CSS, "</style></head><body><main>",
+    "<title>", h(title), "</title><style>", CSS, "</style></head><body>", wide and '<main class="wide">' or "<main>",
     body, "</main></body></html>\n",
   })
 end
@@ -101,11 +106,11 @@ function M.admin(accounts, csrf)
     if a.status == "connected" and csrf then
       action = '<form method="post" action="/admin/accounts/' .. h(a.id) .. '/deauthorize">' ..
         '<input type="hidden" name="csrf" value="' .. h(csrf) .. '">' ..
-        '<button class="btn secondary" type="submit">Disconnect</button></form>'
+        '<button class="btn secondary small" type="submit">Disconnect</button></form>'
     end
     rows[#rows + 1] = table.concat({
       "<tr><td><code>", h(a.id), "</code></td><td class=\"status-", h(a.status), "\">", h(a.status),
-      "</td><td>", h(a.scope), "</td><td>", a.livemode and "live" or "test", "</td><td>",
+      "</td><td>", h(a.scope), "</td><td>", a.livemode and "live" or "test", "</td><td class=\"time\">",
       h(fmt_time(a.connected_at)), "</td><td>", action, "</td></tr>",
     })
   end
@@ -114,7 +119,7 @@ function M.admin(accounts, csrf)
     "<h1>Connected accounts</h1><table><thead><tr><th>Account</th><th>Status</th><th>Scope</th>",
     "<th>Mode</th><th>Connected</th><th></th></tr></thead><tbody>", table.concat(rows),
     "</tbody></table>",
-  }))
+  }), true)
 end
 
 return M
