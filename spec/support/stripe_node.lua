@@ -29,22 +29,24 @@ function M.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- Pinned majors.  stripe 22 is the newest whose `engines` include Debian
--- 12's node 18 (stripe 23 wants node >= 20); a pin keeps the interop specs
--- from changing under us with each npm release.
-M.MAJOR = { stripe = "22" }
+-- Pinned versions (a major, or major.minor).  stripe 22 is the newest whose
+-- `engines` include Debian 12's node 18 (stripe 23 wants node >= 20), and
+-- playwright-core 1.61 likewise (1.62 wants node >= 20); a pin keeps the
+-- specs from changing under us with each npm release.
+M.MAJOR = { stripe = "22", ["playwright-core"] = "1.61" }
 
 local have_node, no_node_why
 local installed = {}
 
--- installed_ok(name) -> true when NODE_DIR holds name (at its pinned major).
+-- installed_ok(name) -> true when NODE_DIR holds name (at its pinned version).
 local function installed_ok(name)
   local f = io.open(M.NODE_DIR .. "/node_modules/" .. name .. "/package.json", "r")
   if not f then return false end
   local text = f:read("a")
   f:close()
-  local major = M.MAJOR[name]
-  return major == nil or text:match('"version"%s*:%s*"(%d+)%.') == major
+  local pin = M.MAJOR[name]
+  local version = text:match('"version"%s*:%s*"([^"]+)"') or ""
+  return pin == nil or (version .. "."):sub(1, #pin + 1) == pin .. "."
 end
 
 -- ensure(packages) -> true | false, why (node or npm absent).  Raises when
