@@ -288,7 +288,8 @@ end
 -- Every call takes one options table:
 --   secret_key       the platform's sk_… key, sent as the HTTP Basic user
 --                    (`Authorization: Basic base64("sk_…:")`); never logged
---   connect_base     default M.DEFAULT_CONNECT_BASE
+--   connect_base     default M.DEFAULT_CONNECT_BASE; absolute http(s), may
+--                    carry a path prefix, no query or fragment (else raises)
 --   timeout          seconds for one attempt in all (default 30);
 --   connect_timeout  seconds to connect (default 10)
 --   transport        function(request) -> response | nil, message, code, where
@@ -304,7 +305,8 @@ end
 -- Success answers the decoded JSON object (JSON nulls left out).  Failure
 -- answers nil, err where err is an M.Error value (tostring gives a message):
 --   err.type "oauth"      Stripe's {"error": "<code>", "error_description": …}:
---                         err.error, err.description, err.status
+--                         err.error, err.description (nil unless a string),
+--                         err.status
 --   err.type "transport"  no HTTP answer: err.code (timeout, connect, resolve,
 --                         tls, reset, too_large, failed), err.message
 --   err.type "api"        any other answer (not JSON, an API-style error
@@ -364,6 +366,13 @@ local function check_call_options(name, opts, extra, required)
   if opts.attempts and not (opts.attempts >= 1 and opts.attempts == math.floor(opts.attempts)) then
     error(name .. ": attempts must be a positive integer", 3)
   end
+  if opts.connect_base ~= nil then
+    local problem = http_url_problem(opts.connect_base, "connect_base")
+    if not problem and opts.connect_base:find("[?#]") then
+      problem = "connect_base must not have a query or fragment"
+    end
+    if problem then error(name .. ": " .. problem, 3) end
+  end
   for k, v in pairs(opts) do
     -- `not (x > 0)` also catches NaN; math.huge is no timeout at all
     if (POSITIVE[k] and not (v > 0 and v < math.huge)) or (NON_NEGATIVE[k] and not (v >= 0 and v < math.huge)) then
@@ -410,7 +419,10 @@ local function interpret(res, expect, secrets)
   local data = cjson.decode(body)
   if type(data) == "table" then
     if type(data.error) == "string" then
-      local description = redact(data.error_description ~= cjson.null and data.error_description or nil, secrets)
+      -- only a string is a description (the body is the network's: a number
+      -- or an object there must not become err.message)
+      local description = type(data.error_description) == "string"
+        and redact(data.error_description, secrets) or nil
       return nil, new_error{ type = "oauth", status = status, error = data.error,
                              description = description, message = description or data.error }
     end
@@ -492,11 +504,15 @@ function M.token(opts)
     { opts.secret_key, opts.code }, false)
 end
 
--- refresh{ secret_key=, refresh_token=, scope=? (equal or narrower), … } —
+-- refresh{ secret_key=, refresh_token=, scope=? ("read_write" or "read_only",
+-- equal to or narrower than the refresh token's), … } —
 -- grant_type refresh_token.  Answers the same fields as token.
 function M.refresh(opts)
   check_call_options("refresh", opts, { refresh_token = "string", scope = "string" },
     { "secret_key", "refresh_token" })
+  if opts.scope ~= nil and opts.scope ~= "read_write" and opts.scope ~= "read_only" then
+    error('refresh: option \'scope\' must be "read_write" or "read_only"', 2)
+  end
   local fields = { { "grant_type", "refresh_token" }, { "refresh_token", opts.refresh_token } }
   if opts.scope then fields[#fields + 1] = { "scope", opts.scope } end
   return oauth_call(opts, "/oauth/token", fields, "stripe_user_id",

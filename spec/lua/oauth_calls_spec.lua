@@ -151,6 +151,22 @@ function TestOAuthCalls.test_error_typing()
   end
 end
 
+-- A description that is not a string (a number, an object: the body is the
+-- network's) used to become err.description and err.message as-is, so
+-- tostring(err) printed "table: 0x…" and err.message was not a string.
+function TestOAuthCalls.test_non_string_description_is_ignored()
+  for _, d in ipairs{ '{"x":1}', "5", "[\"a\"]", "true" } do
+    local r = recorder{ json(400, '{"error":"invalid_grant","error_description":' .. d .. '}') }
+    local res, err = oauth.token(with(r, { secret_key = SK, code = "ac_1" }))
+    lu.assertNil(res, d)
+    lu.assertEquals(err.type, "oauth", d)
+    lu.assertEquals(err.error, "invalid_grant", d)
+    lu.assertNil(err.description, d)
+    lu.assertEquals(err.message, "invalid_grant", d)
+    lu.assertEquals(tostring(err), "stripe oauth error invalid_grant (HTTP 400): invalid_grant", d)
+  end
+end
+
 function TestOAuthCalls.test_secrets_redacted_from_errors()
   local code, rt = "ac_SECRETCODE1234", "rt_SECRETREFRESH"
   local rows = {
@@ -257,6 +273,11 @@ function TestOAuthCalls.test_misuse_raises()
     { "nan max_backoff", oauth.deauthorize, { secret_key = SK, client_id = "ca_1", stripe_user_id = "acct_1", max_backoff = 0 / 0, transport = t }, "option 'max_backoff'" },
     { "nan attempts", oauth.refresh, { secret_key = SK, refresh_token = "r", attempts = 0 / 0, transport = t }, "attempts must be a positive integer" },
     { "capability not a string", oauth.token, { secret_key = SK, code = "c", assert_capabilities = { "card_payments", 7 }, transport = t }, "assert_capabilities must be an array" },
+    { "connect_base not a URL", oauth.token, { secret_key = SK, code = "c", connect_base = "connect.stripe.com", transport = t }, "connect_base must be an absolute http or https URL" },
+    { "connect_base ftp", oauth.refresh, { secret_key = SK, refresh_token = "r", connect_base = "ftp://127.0.0.1", transport = t }, "connect_base must be an absolute http or https URL" },
+    { "connect_base with query", oauth.deauthorize, { secret_key = SK, client_id = "ca_1", stripe_user_id = "acct_1", connect_base = "http://127.0.0.1:1/?x=1", transport = t }, "connect_base must not have a query" },
+    { "connect_base with space", oauth.token, { secret_key = SK, code = "c", connect_base = "http://a b", transport = t }, "connect_base must not contain spaces" },
+    { "refresh scope unknown", oauth.refresh, { secret_key = SK, refresh_token = "r", scope = "admin", transport = t }, "option 'scope' must be \"read_write\" or \"read_only\"" },
     { "capabilities not an array", oauth.token, { secret_key = SK, code = "c", assert_capabilities = { x = "card_payments" }, transport = t }, "assert_capabilities must be an array" },
   }
   for _, row in ipairs(rows) do
