@@ -319,6 +319,79 @@ function TestFake.test_deauthorize()
   lu.assertEquals(decode(token(env, "grant_type=refresh_token&refresh_token=" .. t.refresh_token)).error, "invalid_grant")
 end
 
+-- PROTOCOL.md §1–3 row by row: status, error code and the description text
+-- wherever PROTOCOL quotes one (Stripe's docs or the SDK fixtures).
+function TestFake.test_protocol_rows_verbatim()
+  local env = setup()
+  local t = decode(token(env, "grant_type=authorization_code&code=" .. approve(env)))
+  local rt = "grant_type=refresh_token&refresh_token=" .. t.refresh_token
+  local function authorize(q) return call(env, "GET", "/oauth/authorize", { query = q }) end
+  local function deauth(body) return call(env, "POST", "/oauth/deauthorize",
+    { headers = { Authorization = basic(SK) }, body = body }) end
+  local rows = {
+    -- §1 authorize (JSON, never a redirect)
+    { "§1 invalid_request", authorize("client_id=" .. CLIENT), 400, "invalid_request",
+      "Missing response_type parameter." },
+    { "§1 unsupported_response_type", authorize("client_id=" .. CLIENT .. "&response_type=unsupported_response_type"),
+      400, "unsupported_response_type",
+      "Only 'code' response_type is supported, but 'unsupported_response_type' was provided" },
+    { "§1 invalid_scope", authorize("response_type=code&client_id=" .. CLIENT .. "&scope=invalid_scope"),
+      400, "invalid_scope", "Invalid scope provided: invalid_scope." },
+    { "§1 invalid_redirect_uri", authorize("response_type=code&client_id=" .. CLIENT ..
+      "&redirect_uri=https%3A%2F%2Fevil.example%2F"), 400, "invalid_redirect_uri" },
+    -- §2 token
+    { "§2 invalid_client (no key)", call(env, "POST", "/oauth/token", { body = "grant_type=authorization_code&code=x" }),
+      401, "invalid_client", "No authentication was provided. Send your secret API key using the " ..
+      "Authorization header, or as a client_secret POST parameter." },
+    { "§2 invalid_request (no grant_type)", token(env, "code=ac_123456789"), 400, "invalid_request",
+      "No grant type specified" },
+    { "§2 invalid_grant (unknown code)", token(env, "code=ac_123456789&grant_type=authorization_code"),
+      400, "invalid_grant", "Authorization code does not exist: ac_123456789" },
+    { "§2 unsupported_grant_type", token(env, "grant_type=client_credentials"), 400, "unsupported_grant_type",
+      "Unsupported grant type: client_credentials. The only currently supported types are " ..
+      "authorization_code and refresh_token." },
+    { "§2 invalid_scope (refresh)", token(env, rt .. "&scope=invalid_scope"), 400, "invalid_scope",
+      "Invalid scope provided: invalid_scope." },
+    -- §3 deauthorize
+    { "§3 invalid_request", deauth("client_id=" .. CLIENT), 400, "invalid_request",
+      "No client_id or stripe_user_id parameter provided" },
+    { "§3 invalid_client (not connected)", deauth("client_id=" .. CLIENT .. "&stripe_user_id=acct_19tLK7DSlTMT26Mk"),
+      401, "invalid_client", "This application is not connected to stripe account acct_19tLK7DSlTMT26Mk, " ..
+      "or that account does not exist." },
+  }
+  for _, row in ipairs(rows) do
+    local res = row[2]
+    lu.assertEquals(res.status, row[3], row[1])
+    lu.assertEquals(res.headers["Content-Type"], "application/json", row[1])
+    lu.assertNil(res.headers.Location, row[1])
+    local body = decode(res)
+    lu.assertEquals(body.error, row[4], row[1])
+    lu.assertEquals(type(body.error_description), "string", row[1])
+    if row[5] then lu.assertEquals(body.error_description, row[5], row[1]) end
+  end
+end
+
+-- §2: scope "has no effect when requesting an access token from an
+-- authorization code"; a refresh revokes the previous access token of the
+-- same scope and mode (seen through /v1/account).
+function TestFake.test_scope_ignored_on_code_exchange_and_refresh_revokes_old_token()
+  local env = setup()
+  local t = decode(token(env, "grant_type=authorization_code&scope=read_only&code=" .. approve(env)))
+  lu.assertEquals(t.scope, "read_write")
+  local function account_with(access)
+    return call(env, "GET", "/v1/account", { headers = { Authorization = "Bearer " .. access } }).status
+  end
+  lu.assertEquals(account_with(t.access_token), 200)
+  local r = decode(token(env, "grant_type=refresh_token&refresh_token=" .. t.refresh_token))
+  lu.assertEquals(account_with(r.access_token), 200)
+  lu.assertEquals(account_with(t.access_token), 401)
+  -- a narrower token leaves the read_write one alone
+  local narrow = decode(token(env, "grant_type=refresh_token&scope=read_only&refresh_token=" .. t.refresh_token))
+  lu.assertEquals(narrow.scope, "read_only")
+  lu.assertEquals(account_with(r.access_token), 200)
+  lu.assertEquals(account_with(narrow.access_token), 200)
+end
+
 function TestFake.test_requests_log_never_holds_the_secret()
   local env = setup()
   local code = approve(env)
