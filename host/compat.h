@@ -20,10 +20,19 @@
 #define LUA_OK 0
 #endif
 #define lua_rawlen(L, i) lua_objlen((L), (i))
-/* 5.1 has no integer subtype: integers travel as lua_Number (exact to 2^53). */
+/* 5.1 has no integer subtype: integers travel as lua_Number (exact to 2^53).
+ * A number counts as an integer when it is whole and within +-2^53; the range
+ * is checked before the cast, since casting an out-of-range, infinite or NaN
+ * double to long long is undefined behaviour. */
+static inline int sc_number_is_integer(lua_Number x)
+{
+    return x >= -9007199254740992.0 && x <= 9007199254740992.0
+        && x == (lua_Number)(long long)x;
+}
 #define sc_pushinteger(L, n) lua_pushnumber((L), (lua_Number)(n))
 #define sc_isinteger(L, i) (lua_type((L), (i)) == LUA_TNUMBER && \
-    (lua_Number)(long long)lua_tonumber((L), (i)) == lua_tonumber((L), (i)))
+    sc_number_is_integer(lua_tonumber((L), (i))))
+/* Only for a value sc_isinteger accepted. */
 #define sc_tointeger(L, i) ((long long)lua_tonumber((L), (i)))
 
 /* Sized buffers: a userdata of the final size sits on the stack until the
