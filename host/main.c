@@ -26,7 +26,7 @@ static const char usage_text[] =
     "usage: stripe-connect COMMAND [ARGS…]\n"
     "\n"
     "commands:\n"
-    "  run SCRIPT.lua [ARGS…]     run a Lua script with the core preloaded\n"
+    "  run SCRIPT.lua [ARGS…]     run a Lua script with the core preloaded (- : stdin)\n"
     "  serve APP.lua [OPTIONS]    serve a Lua app over HTTP (see `serve --help`)\n"
     "  version                    print the version\n"
     "  help                       print this help\n";
@@ -126,7 +126,8 @@ static void create_arg_table(lua_State *L, int argc, char **argv, int script)
     lua_setglobal(L, "arg");
 }
 
-/* Protected body of `run`: argv[2] is the script.  Stack: [-0, +1] (status). */
+/* Protected body of `run`: argv[2] is the script, "-" for standard input
+ * (as lua.c).  Stack: [-0, +1] (status). */
 static int pmain_run(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);
@@ -134,7 +135,7 @@ static int pmain_run(lua_State *L)
     host_openlibs(L);
     create_arg_table(L, argc, argv, 2);
     const char *script = argv[2];
-    int status = luaL_loadfile(L, script);
+    int status = luaL_loadfile(L, strcmp(script, "-") == 0 ? NULL : script);
     if (status == LUA_OK) {
         int nargs = argc - 3;
         luaL_checkstack(L, nargs, "too many arguments to script");

@@ -97,6 +97,18 @@ io.write(arg[-1], "|", arg[0], "|", #arg, "|", n, "|", table.concat(arg, ","), "
   lu.assertEquals(out, "run|" .. s .. "|0|0||\n")
 end
 
+-- "-" reads the script from standard input, as lua.c does (it was opened
+-- as a file named "-").
+function TestHostRun.test_script_from_stdin()
+  local code, out, err = sh("printf 'io.write(arg[0], \"|\", ..., \"|\", require(\"stripe_connect.core\").version)' | " ..
+    q(ABS_BIN) .. " run - x")
+  lu.assertEquals(code, 0, err)
+  lu.assertEquals(out, "-|x|" .. require("stripe_connect.core").version)
+  code, out, err = sh("printf 'error(\"from stdin\")' | " .. q(ABS_BIN) .. " run -")
+  lu.assertEquals(code, 1)
+  lu.assertStrContains(err, "stripe-connect: stdin:1: from stdin")
+end
+
 function TestHostRun.test_exit_status_from_os_exit()
   local rows = { { "os.exit(3)", 3 }, { "os.exit(true)", 0 }, { "os.exit(false)", 1 }, { "", 0 } }
   for _, r in ipairs(rows) do
