@@ -1,30 +1,24 @@
 /*
- * app.c — a worker's lua_State: loading APP.lua, the router, and running
- * each request as a coroutine.
+ * app.c — a worker's lua_State: loading APP.lua and the router.
  *
- * APP.lua returns a handler function or a routes table (see ROUTER below);
- * the router and the request/response conversion are Lua (policy), the
- * coroutine bookkeeping is C.  A request's coroutine is anchored in the
- * registry while it lives and found again through the registry (never a
- * kept lua_State*); its extra space points at its request_ctx so that the
- * yielding http_request/sleep (upstream.c) and the instruction-budget hook
- * find their request.  A handler that raises, returns garbage, yields on its
- * own or exceeds its instruction budget answers a generic 500; the
- * traceback goes to stderr, never to the client.
+ * APP.lua returns a handler function or a routes table; the router and the
+ * request/response conversion are Lua (policy, router_lua below), run by
+ * handler.c as each request's coroutine.  What the runner raises on (a
+ * response that is not a table, a bad status, a header name that is not a
+ * token, CR/LF/NUL in a header value) answers a generic 500 like any
+ * handler error; the traceback goes to stderr, never to the client.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "worker.h"
 
-#define HOOK_STEP 1000
-
 /* (app, core) -> run(req) -> status, header lines, body.  Runs inside the
  * request coroutine, so its errors are the handler's errors. */
 static const char router_lua[] =
 "local app, core = ...\n"
 "local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error\n"
-"local find, lower, concat, unpack, mtype = string.find, string.lower, table.concat, table.unpack, math.type\n"
+"local find, lower, concat, unpack, tointeger = string.find, string.lower, table.concat, table.unpack, math.tointeger\n"
 "local parse_query, parse_cookies = core.parse_query, core.parse_cookies\n"
 "local TEXT = 'text/plain; charset=utf-8'\n"
 "local dispatch\n"
@@ -89,7 +83,8 @@ static const char router_lua[] =
 "  local res = dispatch(req)\n"
 "  if type(res) ~= 'table' then error('handler returned ' .. type(res) .. ', not a response table', 0) end\n"
 "  local status, body, headers = res.status or 200, res.body or '', res.headers\n"
-"  if mtype(status) ~= 'integer' or status < 200 or status > 599 then\n"
+"  local code = type(status) == 'number' and tointeger(status)\n"
+"  if not code or code < 200 or code > 599 then\n"
 "    error('invalid response status ' .. tostring(status), 0)\n"
 "  end\n"
 "  if type(body) ~= 'string' then error('response body must be a string', 0) end\n"
@@ -109,11 +104,8 @@ static const char router_lua[] =
 "      end\n"
 "    end\n"
 "  end\n"
-"  return status, concat(out), body\n"
+"  return code, concat(out), body\n"
 "end\n";
-
-static const char error_head[] = "Content-Type: text/plain; charset=utf-8\r\n";
-static const char error_body[] = "500 Internal Server Error\n";
 
 /* Protected part of app_load.  Stack: [-0, +1] (the runner). */
 static int app_pload(lua_State *L)
@@ -124,6 +116,7 @@ static int app_pload(lua_State *L)
     lua_pushliteral(L, "stripe_connect.core");
     lua_call(L, 1, 1);
     upstream_install(L, w);                       /* core table stays at -1 */
+    handler_install(L, w);                        /* before APP.lua makes coroutines */
     if (luaL_loadfile(L, w->opts->app) != LUA_OK)
         return lua_error(L);
     lua_call(L, 0, 1);
@@ -157,164 +150,6 @@ int app_load(worker *w, char **errmsg)
     }
     w->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
-}
-
-static request_ctx *ctx_of(lua_State *co)
-{
-    return *(request_ctx **)lua_getextraspace(co);
-}
-
-/* Count hook: charge the request; over budget, raise on every instruction
- * from now on so that a pcall loop cannot swallow it. */
-static void budget_hook(lua_State *co, lua_Debug *ar)
-{
-    (void)ar;
-    request_ctx *ctx = ctx_of(co);
-    if (ctx == NULL)
-        return;
-    ctx->budget -= HOOK_STEP;
-    if (ctx->budget <= 0) {
-        lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
-        lua_pushliteral(co, "request exceeded its instruction budget");
-        lua_error(co);
-    }
-}
-
-/* Push the request table onto co.  Stack(co): [-0, +1]. */
-static void push_request(lua_State *co, const http_request *r)
-{
-    lua_createtable(co, 0, 10);
-    lua_pushlstring(co, r->method, r->mlen);
-    lua_setfield(co, -2, "method");
-    lua_pushlstring(co, r->path, r->plen);
-    lua_setfield(co, -2, "path");
-    lua_pushlstring(co, r->query, r->qlen);
-    lua_setfield(co, -2, "query");
-    lua_pushlstring(co, r->body ? r->body : "", r->blen);
-    lua_setfield(co, -2, "body");
-    lua_pushstring(co, r->remote ? r->remote : "");
-    lua_setfield(co, -2, "remote_addr");
-    lua_pushinteger(co, r->remote_port);
-    lua_setfield(co, -2, "remote_port");
-    lua_createtable(co, 0, r->nheaders);
-    for (int i = 0; i < r->nheaders; i++) {
-        const http_header *h = &r->headers[i];
-        luaL_Buffer b;
-        luaL_buffinit(co, &b);
-        for (size_t j = 0; j < h->nlen; j++) {
-            char ch = h->name[j];
-            luaL_addchar(&b, ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch);
-        }
-        luaL_pushresult(&b);
-        lua_pushvalue(co, -1);
-        lua_rawget(co, -3);
-        if (lua_isnil(co, -1)) {
-            lua_pop(co, 1);
-            lua_pushlstring(co, h->value, h->vlen);
-        } else {
-            int cookie = strcmp(lua_tostring(co, -2), "cookie") == 0;
-            lua_pushstring(co, cookie ? "; " : ", ");
-            lua_pushlstring(co, h->value, h->vlen);
-            lua_concat(co, 3);
-        }
-        lua_rawset(co, -3);
-    }
-    lua_setfield(co, -2, "headers");
-}
-
-static void ctx_unlink(request_ctx *ctx)
-{
-    worker *w = ctx->w;
-    if (ctx->prev)
-        ctx->prev->next = ctx->next;
-    else
-        w->ctxs = ctx->next;
-    if (ctx->next)
-        ctx->next->prev = ctx->prev;
-}
-
-/* Drop a request's coroutine and context (the connection is not touched). */
-static void ctx_free(request_ctx *ctx, lua_State *co)
-{
-    *(request_ctx **)lua_getextraspace(co) = NULL;
-    lua_sethook(co, NULL, 0, 0);
-    luaL_unref(ctx->w->L, LUA_REGISTRYINDEX, ctx->co_ref);
-    ctx_unlink(ctx);
-    free(ctx);
-}
-
-void app_handle(worker *w, conn *c, const http_request *r)
-{
-    lua_State *L = w->L;
-    request_ctx *ctx = calloc(1, sizeof *ctx);
-    if (ctx == NULL) {
-        server_respond(c, 500, error_head, sizeof error_head - 1, error_body,
-                       sizeof error_body - 1);
-        return;
-    }
-    ctx->w = w;
-    ctx->c = c;
-    ctx->xfer_ref = LUA_NOREF;
-    ctx->budget = w->opts->max_instructions;
-    ctx->next = w->ctxs;
-    if (w->ctxs)
-        w->ctxs->prev = ctx;
-    w->ctxs = ctx;
-    lua_State *co = lua_newthread(L);
-    ctx->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    *(request_ctx **)lua_getextraspace(co) = ctx;
-    lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, w->runner_ref);
-    push_request(co, r);
-    app_resume(ctx, 1);
-}
-
-/* Resume the request's coroutine with nargs values already pushed on it;
- * when it finishes, answer and free the context. */
-void app_resume(request_ctx *ctx, int nargs)
-{
-    worker *w = ctx->w;
-    lua_State *L = w->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->co_ref);
-    lua_State *co = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    int nres = 0;
-    int status = lua_resume(co, L, nargs, &nres);
-    if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL))
-        return;                                   /* resumed by upstream.c */
-    conn *c = ctx->c;
-    const http_request *r = server_request(c);
-    if (status == LUA_OK && nres == 3) {
-        size_t hl, bl;
-        int code = (int)lua_tointeger(co, -3);
-        const char *head = lua_tolstring(co, -2, &hl);
-        const char *body = lua_tolstring(co, -1, &bl);
-        server_respond(c, code, head, hl, body, bl);
-        ctx_free(ctx, co);
-        return;
-    }
-    if (status == LUA_YIELD)
-        lua_pushliteral(co, "handler yielded outside http_request/sleep");
-    const char *msg = lua_tostring(co, -1);
-    luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-    log_error("handler error: %.*s %.*s: %s", (int)r->mlen, r->method,
-              (int)r->plen, r->path, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    server_respond(c, 500, error_head, sizeof error_head - 1, error_body, sizeof error_body - 1);
-    ctx_free(ctx, co);
-}
-
-/* Abort every request still running (shutdown deadline passed). */
-void app_abort_all(worker *w)
-{
-    while (w->ctxs != NULL) {
-        request_ctx *ctx = w->ctxs;
-        upstream_cancel(ctx);
-        lua_rawgeti(w->L, LUA_REGISTRYINDEX, ctx->co_ref);
-        lua_State *co = lua_tothread(w->L, -1);
-        lua_pop(w->L, 1);
-        ctx_free(ctx, co);
-    }
 }
 
 void app_close(worker *w)

@@ -218,7 +218,7 @@ static void *worker_main(void *arg)
 static void worker_free(worker *w)
 {
     if (w->L != NULL)
-        app_abort_all(w);
+        handler_abort_all(w);
     server_free_all(w);
     if (w->listener)
         evconnlistener_free(w->listener);

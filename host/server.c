@@ -252,7 +252,7 @@ static void process(conn *c)
     bufferevent_disable(c->bev, EV_READ);
     c->rq.req.remote = c->remote;
     c->rq.req.remote_port = c->remote_port;
-    app_handle(c->w, c, &c->rq.req);
+    handler_start(c->w, c, &c->rq.req);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

@@ -111,24 +111,35 @@ static void pool_put(worker *w, CURL *e)
     }
 }
 
-/* Hand a finished transfer's result to its coroutine and resume it. */
+struct result {
+    sc_http_xfer *x;
+    CURL *easy;
+    CURLcode rc;
+};
+
+/* Protected (handler_push): a finished transfer's res | nil, message, code. */
+static int push_result(lua_State *L)
+{
+    struct result *r = lua_touserdata(L, 1);
+    return sc_http_push_result(L, r->x, r->easy, r->rc);
+}
+
+/* Hand a finished transfer's result to its coroutine and resume it.  The
+ * transfer stays anchored (on L) until its result is made. */
 static void finish(request_ctx *ctx, CURLcode rc)
 {
     worker *w = ctx->w;
     lua_State *L = w->L;
-    CURL *easy = ctx->easy;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->co_ref);
-    lua_State *co = lua_tothread(L, -1);
+    struct result r = { NULL, ctx->easy, rc };
     lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->xfer_ref);
-    sc_http_xfer *x = lua_touserdata(L, -1);
-    lua_checkstack(co, LUA_MINSTACK);
-    int n = sc_http_push_result(co, x, easy, rc);
-    lua_pop(L, 2);
+    r.x = lua_touserdata(L, -1);
+    int n = handler_push(ctx, push_result, &r);
+    lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, ctx->xfer_ref);
     ctx->xfer_ref = LUA_NOREF;
     ctx->easy = NULL;
-    pool_put(w, easy);
-    app_resume(ctx, n);
+    pool_put(w, r.easy);
+    handler_resume(ctx, n);
 }
 
 static void check_done(worker *w)
@@ -191,7 +202,7 @@ static void on_sleep_done(evutil_socket_t fd, short kind, void *arg)
     request_ctx *ctx = arg;
     event_free(ctx->timer);
     ctx->timer = NULL;
-    app_resume(ctx, 0);
+    handler_resume(ctx, 0);
 }
 
 /* sleep(seconds) under serve: an evtimer, then resume with no results. */

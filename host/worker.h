@@ -2,8 +2,10 @@
  * worker.h — what the files of `stripe-connect serve` share.
  *
  *   serve.c     options, listening sockets, worker threads, signals
- *   server.c    HTTP/1.1 connections on bufferevents: parsing, limits, keep-alive
- *   app.c       the worker's lua_State: APP.lua, the router, request coroutines
+ *   server.c    HTTP/1.1 connections on bufferevents: deadlines, framing, keep-alive
+ *   request.c   parsing one request: request line, headers, body, limits
+ *   app.c       the worker's lua_State: APP.lua and the router
+ *   handler.c   each request as a coroutine: start, resume, budget, 500s
  *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
  *   log.c       access log and error lines on stderr
  *
@@ -87,6 +89,7 @@ typedef struct worker {
     CURL *pool[64];             /* idle easy handles */
     int npool;
     request_ctx *ctxs;          /* all running requests */
+    request_ctx *running;       /* the one being resumed, or NULL */
     conn *conns;                /* all open connections */
     int nconns;
     int stopping;
@@ -123,10 +126,18 @@ void server_free_all(worker *w);
 
 /* app.c */
 int app_load(worker *w, char **errmsg);
-void app_handle(worker *w, conn *c, const http_request *r);
-void app_resume(request_ctx *ctx, int nargs);
-void app_abort_all(worker *w);
 void app_close(worker *w);
+
+/* handler.c */
+/* Register the worker and set the budget hook on a new state.  Stack: [-0, +0]. */
+void handler_install(lua_State *L, worker *w);
+/* Run the app for a parsed request; the connection waits for server_respond. */
+void handler_start(worker *w, conn *c, const http_request *r);
+/* Call push(arg) protected on the main thread and move what it returns onto
+ * the request's coroutine: the count, or -1 (logged) on a memory error. */
+int handler_push(request_ctx *ctx, lua_CFunction push, void *arg);
+void handler_resume(request_ctx *ctx, int nargs);
+void handler_abort_all(worker *w);
 
 /* upstream.c */
 int upstream_init(worker *w);

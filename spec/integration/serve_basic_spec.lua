@@ -2,10 +2,28 @@
 -- the runaway-handler budget, the command line.  Real server on 127.0.0.1.
 local lu = require "luaunit"
 local cjson = require "cjson"
+local socket = require "socket"
 local server = require "support.server"
 local http = require "support.http"
 
 local APP = "spec/support/apps/serve_basic.lua"
+local BIN = server.bin
+
+-- One response from a raw socket: status, headers (lower-cased name -> array), body.
+local function read_response(c)
+  local status = tonumber(assert(c:receive("*l")):match("^HTTP/1%.1 (%d%d%d) "))
+  local headers = {}
+  while true do
+    local h = assert(c:receive("*l"))
+    if h == "" then break end
+    local name, value = h:match("^([^:]+):%s*(.*)$")
+    name = name:lower()
+    headers[name] = headers[name] or {}
+    table.insert(headers[name], value)
+  end
+  local n = tonumber(headers["content-length"] and headers["content-length"][1] or "0")
+  return status, headers, n > 0 and assert(c:receive(n)) or ""
+end
 
 local function run(cmd)
   local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
@@ -91,6 +109,62 @@ local function suite(workers)
     lu.assertStrContains(log, "instruction budget")
   end
 
+  -- bug: a runaway loop in a coroutine the handler made itself escaped the
+  -- budget (new coroutines carry no request) and hung the worker for good
+  function T.test_runaway_in_the_handlers_own_coroutine_answers_500()
+    for _, path in ipairs{ "/co-loop", "/co-resume-loop" } do
+      local res = assert(http.request{ url = s.url .. path, timeout = 20 })
+      lu.assertEquals(res.status, 500, path)
+      lu.assertEquals(res.body, "500 Internal Server Error\n", path)
+      lu.assertEquals(assert(http.get(s.url .. "/hello")).status, 200, path)
+    end
+  end
+
+  -- A header value with CR/LF must never split the response (no injected
+  -- header reaches the client): it answers 500, as do other bad responses.
+  function T.test_responses_that_break_the_contract_answer_500()
+    for _, name in ipairs{ "header-crlf", "header-lf", "header-nul", "cookie-crlf", "header-name",
+                           "header-bool", "headers-string", "status-99", "status-600", "status-string",
+                           "status-fraction", "status-nan", "body-number", "string", "nothing" } do
+      local res = assert(http.get(s.url .. "/odd/" .. name))
+      lu.assertEquals(res.status, 500, name)
+      lu.assertEquals(res.body, "500 Internal Server Error\n", name)
+      lu.assertNil(res.headers["x-injected"], name)
+      lu.assertNil(res.headers["x-a"], name)
+    end
+    lu.assertStrContains(s:log_text(), "response header X-A contains CR, LF or NUL")
+  end
+
+  function T.test_responses_the_server_frames_itself()
+    local res = assert(http.get(s.url .. "/odd/status-float"))
+    lu.assertEquals({ res.status, res.body }, { 201, "float" })
+    res = assert(http.get(s.url .. "/odd/header-number"))
+    lu.assertEquals(res.headers["x-n"], "5")
+    res = assert(http.get(s.url .. "/odd/huge"))
+    lu.assertEquals(#res.body, 5000000)
+    lu.assertEquals(res.body:sub(-10), "0123456789")
+    -- the handler's framing headers are dropped; a 204 carries no body: the
+    -- next request on the same connection is read right
+    local c = assert(socket.connect("127.0.0.1", s.port))
+    c:settimeout(5)
+    c:send("GET /odd/framing HTTP/1.1\r\nHost: x\r\n\r\nGET /odd/no-content HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    local status, headers, body = read_response(c)
+    lu.assertEquals(status, 200)
+    lu.assertEquals(headers["content-length"], { "6" })
+    lu.assertNil(headers["transfer-encoding"])
+    lu.assertNil(headers.connection)
+    lu.assertEquals(#headers.date, 1)
+    lu.assertEquals(body, "framed")
+    status, headers, body = read_response(c)
+    lu.assertEquals(status, 204)
+    lu.assertNil(headers["content-length"])
+    lu.assertEquals(body, "")
+    status, _, body = read_response(c)
+    lu.assertEquals({ status, body }, { 200, "hello world" })
+    c:close()
+  end
+
   function T.test_access_log_has_no_query_string()
     assert(http.get(s.url .. "/hello?code=ac_secret_code&state=xyz"))
     local log = server.poll(function()
@@ -108,7 +182,7 @@ end
 local TestServeCli = {}
 
 function TestServeCli.test_help()
-  local out, rc = run("build/stripe-connect serve --help")
+  local out, rc = run(BIN .. " serve --help")
   lu.assertEquals(rc, "0")
   lu.assertStrContains(out, "usage: stripe-connect serve APP.lua")
 end
@@ -116,7 +190,7 @@ end
 function TestServeCli.test_bad_options_exit_2()
   for _, args in ipairs{ "", APP .. " --bogus", APP .. " --workers 0", APP .. " --listen nope",
                          APP .. " --workers" } do
-    local out, rc = run("build/stripe-connect serve " .. args)
+    local out, rc = run(BIN .. " serve " .. args)
     lu.assertEquals(rc, "2", args)
     lu.assertStrContains(out, "usage:", args)
   end
@@ -127,13 +201,13 @@ function TestServeCli.test_app_load_error_exit_1()
   local f = assert(io.open(path, "w"))
   f:write("error('broken app')\n")
   f:close()
-  local out, rc = run("build/stripe-connect serve " .. path .. " --listen 127.0.0.1:0")
+  local out, rc = run(BIN .. " serve " .. path .. " --listen 127.0.0.1:0")
   lu.assertEquals(rc, "1")
   lu.assertStrMatches(out, "^stripe%-connect: .*broken app.*")
   f = assert(io.open(path, "w"))
   f:write("return 42\n")
   f:close()
-  out, rc = run("build/stripe-connect serve " .. path .. " --listen 127.0.0.1:0")
+  out, rc = run(BIN .. " serve " .. path .. " --listen 127.0.0.1:0")
   os.remove(path)
   lu.assertEquals(rc, "1")
   lu.assertStrContains(out, "must return a handler function or a routes table")

@@ -7,6 +7,7 @@
 --   s:stop()   -- SIGTERM, wait for exit; returns the exit code
 --   s:kill()   -- SIGKILL, wait; returns the exit code (137)
 --   s:log_text()  -- what the server wrote to stderr so far
+--   server.bin    -- the host binary ($STRIPE_CONNECT_BIN or build/stripe-connect)
 --
 -- The server listens on 127.0.0.1 with an ephemeral port (`--listen
 -- 127.0.0.1:0`) and start() polls its log for the ready line with a
@@ -18,6 +19,7 @@ local core = require "stripe_connect.core"
 local M = {}
 
 local BIN = os.getenv("STRIPE_CONNECT_BIN") or "build/stripe-connect"
+M.bin = BIN       -- the host binary the specs run
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

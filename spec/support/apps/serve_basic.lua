@@ -3,6 +3,34 @@
 local core = require "stripe_connect.core"
 local cjson = require "cjson"
 
+-- Responses a careless handler might return: each answers 500 unless noted.
+local ODD = {
+  ["header-crlf"] = function() return { headers = { ["X-A"] = "a\r\nX-Injected: 1" }, body = "x" } end,
+  ["header-lf"] = function() return { headers = { ["X-A"] = "a\nX-Injected: 1" }, body = "x" } end,
+  ["header-nul"] = function() return { headers = { ["X-A"] = "a\0b" }, body = "x" } end,
+  ["cookie-crlf"] = function() return { headers = { ["Set-Cookie"] = { "a=1", "b=2\r\nX-Injected: 1" } } } end,
+  ["header-name"] = function() return { headers = { ["X A"] = "v" } } end,
+  ["header-bool"] = function() return { headers = { ["X-A"] = true } } end,
+  ["headers-string"] = function() return { headers = "X-A: 1" } end,
+  ["status-99"] = function() return { status = 99 } end,
+  ["status-600"] = function() return { status = 600 } end,
+  ["status-string"] = function() return { status = "200" } end,
+  ["status-fraction"] = function() return { status = 200.5 } end,
+  ["status-nan"] = function() return { status = 0 / 0 } end,
+  ["body-number"] = function() return { body = 42 } end,
+  ["string"] = function() return "hello" end,
+  ["nothing"] = function() end,
+  -- these are fine:
+  ["status-float"] = function() return { status = 201.0, body = "float" } end,   -- as cjson decodes
+  ["header-number"] = function() return { headers = { ["X-N"] = 5 }, body = "n" } end,
+  ["framing"] = function()     -- the server's framing wins over the handler's
+    return { headers = { ["Content-Length"] = "1", ["Transfer-Encoding"] = "chunked",
+                         Connection = "close", Date = "yesterday" }, body = "framed" }
+  end,
+  ["no-content"] = function() return { status = 204, body = "dropped" } end,
+  ["huge"] = function() return { body = string.rep("0123456789", 500000) } end,   -- 5 MB
+}
+
 local function json(t, status)
   return { status = status or 200, headers = { ["Content-Type"] = "application/json" },
            body = cjson.encode(t) }
@@ -46,6 +74,17 @@ return {
   { "GET", "/loop", function() while true do end end },
   { "GET", "/pcall-loop", function() while true do pcall(function() while true do end end) end end },
   { "GET", "/bad-response", function() return { status = "x" } end },
+  -- runaways in coroutines of the handler's own (they do not carry the request)
+  { "GET", "/co-loop", function()
+      coroutine.wrap(function() while true do end end)()
+      return { body = "unreachable" }
+    end },
+  { "GET", "/co-resume-loop", function()
+      local ok, err = coroutine.resume(coroutine.create(function() while true do end end))
+      return { body = "caught: " .. tostring(ok) .. " " .. tostring(err) }
+    end },
+  -- odd responses, by name (see ODD below)
+  { "GET", "^/odd/([%w-]+)$", function(req) return ODD[req.params[1]]() end },
   { "GET", "/env", function() return { body = os.getenv("SERVE_SPEC_VALUE") or "" } end },
   { "GET", "/proxy", function(req)
       local res, err, code = core.http_request{ url = req.args.url, timeout = tonumber(req.args.timeout) }

@@ -1,0 +1,288 @@
+/*
+ * handler.c — each request as a coroutine of the worker's lua_State.
+ *
+ * The coroutine runs the router's runner (app.c) on the request table.  It
+ * is anchored in the registry while it lives and found again through the
+ * registry (never a kept lua_State*); its extra space points at its
+ * request_ctx so that the yielding http_request/sleep (upstream.c) find
+ * their request.  Every entry into Lua from here is protected: the
+ * coroutine itself through lua_resume, the rest (creating it, handing it a
+ * transfer's results, formatting a traceback) through lua_pcall on the main
+ * thread, so that even a memory error answers 500 instead of a panic inside
+ * a libevent or libcurl callback.
+ *
+ * Runaway handlers: a count hook, set on the main thread before APP.lua
+ * loads and so inherited by every coroutine, charges each HOOK_STEP
+ * instructions to the request being resumed (w->running: coroutines a
+ * handler makes itself copy the main thread's empty extra space).  Over
+ * budget it raises on every instruction, so a pcall loop cannot swallow it,
+ * and a handler that caught it anyway still answers 500.  Time spent inside
+ * one C function (a pathological string pattern) is not counted.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+#define HOOK_STEP 1000
+
+static const char worker_key = 'w';     /* registry: the worker (light userdata) */
+static const char error_head[] = "Content-Type: text/plain; charset=utf-8\r\n";
+static const char error_body[] = "500 Internal Server Error\n";
+static const char over_budget[] = "request exceeded its instruction budget";
+
+static request_ctx *ctx_of(lua_State *co)
+{
+    return *(request_ctx **)lua_getextraspace(co);
+}
+
+/* Count hook: charge the request being resumed; over budget, raise on
+ * every instruction from now on. */
+static void budget_hook(lua_State *co, lua_Debug *ar)
+{
+    (void)ar;
+    request_ctx *ctx = ctx_of(co);
+    if (ctx == NULL) {                   /* the main thread or a handler's own coroutine */
+        lua_rawgetp(co, LUA_REGISTRYINDEX, &worker_key);
+        worker *w = lua_touserdata(co, -1);
+        lua_pop(co, 1);
+        ctx = w != NULL ? w->running : NULL;
+        if (ctx == NULL)
+            return;
+    }
+    ctx->budget -= HOOK_STEP;
+    if (ctx->budget <= 0) {
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
+        lua_pushstring(co, over_budget);
+        lua_error(co);
+    }
+}
+
+void handler_install(lua_State *L, worker *w)
+{
+    lua_pushlightuserdata(L, w);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+/* Call f(arg) protected on the worker's main thread, leaving nres results
+ * (LUA_MULTRET: all).  On error (memory only) log it and push nothing. */
+static int pcall_main(worker *w, lua_CFunction f, void *arg, int nres)
+{
+    lua_State *L = w->L;
+    lua_pushcfunction(L, f);
+    lua_pushlightuserdata(L, arg);
+    int status = lua_pcall(L, 1, nres, 0);
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        log_error("worker %d: %s", w->id, msg ? msg : "error in the host");
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+/* Push the request table.  Stack: [-0, +1]. */
+static void push_request(lua_State *L, const http_request *r)
+{
+    lua_createtable(L, 0, 10);
+    lua_pushlstring(L, r->method, r->mlen);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, r->path, r->plen);
+    lua_setfield(L, -2, "path");
+    lua_pushlstring(L, r->query, r->qlen);
+    lua_setfield(L, -2, "query");
+    lua_pushlstring(L, r->body ? r->body : "", r->blen);
+    lua_setfield(L, -2, "body");
+    lua_pushstring(L, r->remote ? r->remote : "");
+    lua_setfield(L, -2, "remote_addr");
+    lua_pushinteger(L, r->remote_port);
+    lua_setfield(L, -2, "remote_port");
+    lua_createtable(L, 0, r->nheaders);
+    for (int i = 0; i < r->nheaders; i++) {
+        const http_header *h = &r->headers[i];
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t j = 0; j < h->nlen; j++) {
+            char ch = h->name[j];
+            luaL_addchar(&b, ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch);
+        }
+        luaL_pushresult(&b);            /* repeats joined: "; " for cookie, else ", " */
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (!lua_isnil(L, -1)) {
+            lua_pushstring(L, strcmp(lua_tostring(L, -2), "cookie") == 0 ? "; " : ", ");
+            lua_pushlstring(L, h->value, h->vlen);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, h->value, h->vlen);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+}
+
+struct start_args {
+    request_ctx *ctx;
+    const http_request *r;
+};
+
+/* Protected: create the request's coroutine, anchored, with the runner and
+ * the request table on it. */
+static int start_p(lua_State *L)
+{
+    struct start_args *a = lua_touserdata(L, 1);
+    lua_State *co = lua_newthread(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->ctx->w->runner_ref);
+    push_request(L, a->r);
+    lua_xmove(L, co, 2);
+    a->ctx->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    *(request_ctx **)lua_getextraspace(co) = a->ctx;
+    return 0;
+}
+
+/* The request's coroutine, or NULL before it exists. */
+static lua_State *ctx_thread(request_ctx *ctx)
+{
+    lua_State *L = ctx->w->L;
+    if (ctx->co_ref == LUA_NOREF)
+        return NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->co_ref);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    return co;
+}
+
+/* Drop a request's coroutine and context (the connection is not touched).
+ * A coroutine the handler stashed somewhere no longer points at ctx. */
+static void ctx_free(request_ctx *ctx)
+{
+    worker *w = ctx->w;
+    lua_State *co = ctx_thread(ctx);
+    if (co != NULL) {
+        *(request_ctx **)lua_getextraspace(co) = NULL;
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+        luaL_unref(w->L, LUA_REGISTRYINDEX, ctx->co_ref);
+    }
+    if (ctx->prev)
+        ctx->prev->next = ctx->next;
+    else
+        w->ctxs = ctx->next;
+    if (ctx->next)
+        ctx->next->prev = ctx->prev;
+    free(ctx);
+}
+
+static void answer_500(request_ctx *ctx)
+{
+    server_respond(ctx->c, 500, error_head, sizeof error_head - 1, error_body,
+                   sizeof error_body - 1);
+    ctx_free(ctx);
+}
+
+void handler_start(worker *w, conn *c, const http_request *r)
+{
+    request_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+        server_respond(c, 500, error_head, sizeof error_head - 1, error_body,
+                       sizeof error_body - 1);
+        return;
+    }
+    ctx->w = w;
+    ctx->c = c;
+    ctx->co_ref = ctx->xfer_ref = LUA_NOREF;
+    ctx->budget = w->opts->max_instructions;
+    ctx->next = w->ctxs;
+    if (w->ctxs)
+        w->ctxs->prev = ctx;
+    w->ctxs = ctx;
+    struct start_args a = { ctx, r };
+    if (pcall_main(w, start_p, &a, 0) != LUA_OK) {
+        answer_500(ctx);
+        return;
+    }
+    handler_resume(ctx, 1);
+}
+
+int handler_push(request_ctx *ctx, lua_CFunction push, void *arg)
+{
+    lua_State *L = ctx->w->L, *co = ctx_thread(ctx);
+    int top = lua_gettop(L);
+    if (pcall_main(ctx->w, push, arg, LUA_MULTRET) != LUA_OK)
+        return -1;
+    int n = lua_gettop(L) - top;
+    if (!lua_checkstack(co, n)) {
+        lua_settop(L, top);
+        log_error("worker %d: coroutine stack overflow", ctx->w->id);
+        return -1;
+    }
+    lua_xmove(L, co, n);
+    return n;
+}
+
+struct report_args {
+    request_ctx *ctx;
+    lua_State *co;
+    const char *msg;        /* or NULL: the error object on co */
+};
+
+/* Protected: log a failed handler with the coroutine's traceback. */
+static int report_p(lua_State *L)
+{
+    struct report_args *a = lua_touserdata(L, 1);
+    const char *msg = a->msg;
+    if (msg == NULL && lua_gettop(a->co) > 0) {
+        lua_xmove(a->co, L, 1);
+        msg = lua_tostring(L, -1);
+    }
+    luaL_traceback(L, a->co, msg ? msg : "(error object is not a string)", 0);
+    const http_request *r = server_request(a->ctx->c);
+    log_error("handler error: %.*s %.*s: %s", (int)r->mlen, r->method, (int)r->plen, r->path,
+              lua_tostring(L, -1));
+    return 0;
+}
+
+/* Resume the coroutine with nargs values already on it (nargs < 0: they
+ * could not be made; answer 500); when it finishes, answer and free ctx. */
+void handler_resume(request_ctx *ctx, int nargs)
+{
+    worker *w = ctx->w;
+    lua_State *co = ctx_thread(ctx);
+    if (nargs < 0) {
+        answer_500(ctx);
+        return;
+    }
+    request_ctx *outer = w->running;
+    w->running = ctx;
+    int nres = 0;
+    int status = lua_resume(co, w->L, nargs, &nres);
+    w->running = outer;
+    if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL))
+        return;                                   /* resumed by upstream.c */
+    struct report_args a = { ctx, co, NULL };
+    if (status == LUA_OK && nres == 3 && ctx->budget > 0) {
+        size_t hl, bl;
+        int code = (int)lua_tointeger(co, -3);
+        const char *head = lua_tolstring(co, -2, &hl);
+        const char *body = lua_tolstring(co, -1, &bl);
+        server_respond(ctx->c, code, head, hl, body, bl);
+        ctx_free(ctx);
+        return;
+    }
+    if (status == LUA_YIELD)
+        a.msg = "handler yielded outside http_request/sleep";
+    else if (status == LUA_OK)
+        a.msg = ctx->budget > 0 ? "handler returned no response" : over_budget;
+    pcall_main(w, report_p, &a, 0);
+    answer_500(ctx);
+}
+
+/* Abort every request still running (shutdown deadline passed). */
+void handler_abort_all(worker *w)
+{
+    while (w->ctxs != NULL) {
+        request_ctx *ctx = w->ctxs;
+        upstream_cancel(ctx);
+        ctx_free(ctx);
+    }
+}
