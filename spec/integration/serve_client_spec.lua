@@ -13,7 +13,7 @@ local upstream, front, raw_port, raw_pid, tls_port, tls_pid, tls_dir
 local function start_raw()
   local portfile = os.tmpname()
   os.remove(portfile)
-  local p = io.popen("build/stripe-connect run spec/support/raw_upstream.lua " .. portfile
+  local p = io.popen(server.bin .. " run spec/support/raw_upstream.lua " .. portfile
                      .. " >/dev/null 2>&1 & echo $!")
   raw_pid = p:read("l")
   p:close()

@@ -131,6 +131,12 @@ function TestServeLimits.test_keep_alive_and_pipelining()
   c:send("GET /hello?name=a HTTP/1.1\r\nHost: x\r\n\r\nGET /hello?name=b HTTP/1.1\r\nHost: x\r\n\r\n")
   lu.assertEquals(select(3, read_response(c)), "hello a")
   lu.assertEquals(select(3, read_response(c)), "hello b")
+  -- the second waits in the input while the first's handler is suspended
+  c:send("GET /sleep?s=0.05 HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\n"
+    .. "Content-Length: 3\r\n\r\nabcGET /hello?name=c HTTP/1.1\r\nHost: x\r\n\r\n")
+  lu.assertEquals(select(3, read_response(c)), "slept")
+  lu.assertEquals(cjson.decode(select(3, read_response(c))).body, "abc")
+  lu.assertEquals(select(3, read_response(c)), "hello c")
   -- stray CRLFs before a request are skipped
   c:send("\r\n\r\nGET /hello?name=crlf HTTP/1.1\r\nHost: x\r\n\r\n")
   lu.assertEquals(select(3, read_response(c)), "hello crlf")

@@ -2,9 +2,10 @@
 # spec/support/valgrind_serve.sh BIN — `make valgrind`: run `BIN serve` under
 # valgrind for a short while with a few thousand requests (routes, errors,
 # the instruction budget, outbound calls that yield, sleeps, malformed
-# requests), then SIGTERM while a sleep and an outbound call are still in
-# flight past a short shutdown deadline (the abort paths).  Fails when
-# valgrind reports errors or definitely lost bytes, or serve exits non-zero.
+# requests, bad responses, clients that leave while their handler waits),
+# then SIGTERM while a sleep and an outbound call are still in flight past a
+# short shutdown deadline (the abort paths).  Fails when valgrind reports
+# errors or definitely lost bytes, or serve exits non-zero.
 set -u
 BIN=${1:-build/stripe-connect}
 N=${VALGRIND_REQUESTS:-3000}
@@ -42,8 +43,12 @@ enc() { printf '%s' "$1" | sed 's/:/%3A/g; s/\//%2F/g; s/?/%3F/g; s/=/%3D/g; s/&
       4) echo "url = \"$base/sleep?s=0.01\"" ;;
       5) echo "url = \"$base/nope\"" ;;
       6) echo "url = \"$base/proxy?url=$(enc "http://127.0.0.1:1/")\"" ;;
-      7) [ $((i % 100)) = 7 ] && echo "url = \"$base/loop\"" || echo "url = \"$base/hello\"" ;;
-      8) echo "url = \"$base/bad-response\"" ;;
+      7) case $((i % 100)) in
+           7) echo "url = \"$base/loop\"" ;;
+           17) echo "url = \"$base/co-loop\"" ;;
+           *) echo "url = \"$base/hello\"" ;;
+         esac ;;
+      8) [ $((i % 20)) = 8 ] && echo "url = \"$base/odd/header-crlf\"" || echo "url = \"$base/bad-response\"" ;;
       9) echo "url = \"$base/hello?name=$i\"" ;;
     esac
     echo "output = \"/dev/null\""
@@ -56,6 +61,19 @@ echo "valgrind: $(wc -l <"$dir/codes") requests, status counts:" $(sort "$dir/co
 for bad in "GARBAGE\r\n\r\n" "GET / HTTP/1.1\r\n\r\n" "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n"; do
   printf "$bad" | curl -s --max-time 5 telnet://127.0.0.1:$port >/dev/null 2>&1
 done
+
+# Clients that leave while their handlers wait on a held upstream: the
+# handlers resume after the release and answer clients that are gone.
+held() { curl -s "http://127.0.0.1:$up/held?g=gone"; }
+for i in 1 2 3 4 5; do
+  curl -s -o /dev/null --max-time 2 "$base/proxy?url=$(enc "http://127.0.0.1:$up/hold?g=gone&i=$i")" &
+  gone_pids="${gone_pids:-} $!"
+done
+for _ in $(seq 1 300); do [ "$(held)" = 5 ] && break; sleep 0.1; done
+echo "valgrind: $(held) handlers waiting; their clients leave"
+wait $gone_pids
+curl -s -o /dev/null -X POST "http://127.0.0.1:$up/release?g=gone"
+for _ in $(seq 1 300); do [ "$(held)" = 0 ] && break; sleep 0.1; done
 
 # In flight at SIGTERM, beyond the 1 s deadline: a sleep and an outbound call.
 curl -s -o /dev/null --max-time 30 "$base/sleep?s=30" &
