@@ -81,7 +81,7 @@ function M.new(opts)
   assert(cfg and store and policy, "app.new: config, store and policy are required")
   local ok, serr = require("stripe_connect.store").check(store)
   if not ok then error("app.new: " .. serr, 2) end
-  local log = opts.log or function(msg) io.stderr:write(msg, "\n") end
+  local log = util.redacting_log(opts.log, require("stripe_connect.config").secret_values(cfg))
   local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
     replay_wait = opts.replay_wait }
   local last_expire = 0
@@ -170,7 +170,9 @@ function M.from_env(getenv)
     hooks, perr = policy_mod.load(cfg.policy_path)
     if not hooks then refuse("POLICY: " .. perr) end
   end
-  return { config = cfg, store = store, policy = policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris }) }
+  local log = util.redacting_log(nil, config.secret_values(cfg))
+  return { config = cfg, store = store,
+    policy = policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris, log = log }) }
 end
 
 -- account_script(name, op) — the body of scripts/deauthorize.lua and

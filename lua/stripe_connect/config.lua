@@ -228,4 +228,17 @@ function M.load_or_exit(getenv)
   os.exit(2)
 end
 
+-- secret_values(cfg) -> the configured secrets (secret key, state secrets,
+-- admin token, webhook secrets) as a list, for util.redact.  Tolerates a
+-- hand-made config that lacks some of them.
+function M.secret_values(cfg)
+  local out = {}
+  local function add(v) if type(v) == "string" and v ~= "" then out[#out + 1] = v end end
+  add(cfg.secret_key)
+  add(cfg.admin_token)
+  for _, w in ipairs(cfg.webhook_secrets or {}) do add(w) end
+  for _, k in ipairs(cfg.keyring and cfg.keyring.keys or {}) do add(k.secret) end
+  return out
+end
+
 return M

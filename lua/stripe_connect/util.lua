@@ -51,6 +51,33 @@ function M.copy(v)
   return t
 end
 
+local SECRET_PREFIXES = { "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_" }
+
+-- redact(s, secrets) -> s with Stripe keys (sk_/rk_), webhook secrets
+-- (whsec_), each configured secret in `secrets` (plain text, 8 bytes or
+-- more), and long ac_/rt_ codes and tokens replaced by "[redacted]".
+-- Log lines carry error text from hooks, stores and Stripe, which could hold
+-- any of them; the host's own redactor only sees the host's lines.
+function M.redact(s, secrets)
+  s = tostring(s)
+  for _, secret in ipairs(secrets or {}) do
+    if #secret >= 8 then s = s:gsub(secret:gsub("%p", "%%%0"), "[redacted]") end
+  end
+  for _, prefix in ipairs(SECRET_PREFIXES) do
+    s = s:gsub("%f[%w_]" .. prefix .. "[%w_]+", prefix .. "[redacted]")
+  end
+  return (s:gsub("%f[%w_]([ar][ct]_)(%w+)", function(prefix, rest)
+    if (prefix == "ac_" or prefix == "rt_") and #rest >= 16 then return prefix .. "[redacted]" end
+  end))
+end
+
+-- redacting_log(log, secrets) -> a log function that passes every line
+-- through redact first (log defaults to a line on stderr).
+function M.redacting_log(log, secrets)
+  log = log or function(msg) io.stderr:write(msg, "\n") end
+  return function(msg) log(M.redact(msg, secrets)) end
+end
+
 -- json_data_list(list) -> '{"data":[…]}' (lua-cjson 2.1.0 encodes an empty
 -- table as {}, so the empty list is written by hand).
 function M.json_data_list(list)

@@ -161,25 +161,6 @@ end
 
 local function mode_name(livemode) return livemode and "live" or "test" end
 
-local SECRET_PREFIXES = { "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_" }
-
--- masked(s, secrets) -> s with Stripe keys, webhook secrets, the configured
--- secrets, and long ac_/rt_ codes and tokens replaced by "[redacted]".
--- Log lines carry error text from hooks and stores, which could hold any of
--- them; the host's redactor only sees its own error lines, not these.
-local function masked(s, secrets)
-  s = tostring(s)
-  for _, secret in ipairs(secrets) do
-    if #secret >= 8 then s = s:gsub(secret:gsub("%p", "%%%0"), "[redacted]") end
-  end
-  for _, prefix in ipairs(SECRET_PREFIXES) do
-    s = s:gsub("%f[%w_]" .. prefix .. "[%w_]+", prefix .. "[redacted]")
-  end
-  return (s:gsub("%f[%w_]([ar][ct]_)(%w+)", function(prefix, rest)
-    if (prefix == "ac_" or prefix == "rt_") and #rest >= 16 then return prefix .. "[redacted]" end
-  end))
-end
-
 -- The event as a table when it has a string id and type; nil otherwise.
 local function parse_event(body)
   local ev = cjson.decode(body)
@@ -294,7 +275,7 @@ function M.handler(opts)
   end
   local verify_opts = { tolerance = o.tolerance }
   local log = o.log
-  o.log = function(msg) log("webhook: " .. masked(msg, o.secrets)) end
+  o.log = function(msg) log("webhook: " .. util.redact(msg, o.secrets)) end
 
   local function reject(status, code)
     count(o, "rejected", code)
