@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,7 @@
 #define DEFAULT_TIMEOUT         30.0
 #define DEFAULT_CONNECT_TIMEOUT 10.0
 #define DEFAULT_MAX_SIZE        (8L * 1024 * 1024)
+#define MAX_MAX_SIZE            (1L << 40)   /* a bigger max_size means "no cap" */
 
 static const char handle_key = 'h';   /* registry key of this state's easy handle */
 
@@ -209,7 +211,8 @@ static const char *opt_string(lua_State *L, int t, const char *name, size_t *len
     return s;
 }
 
-static double opt_seconds(lua_State *L, int t, const char *name, double dflt)
+/* Field `name` of the options table as a positive number, or dflt. */
+static double opt_positive(lua_State *L, int t, const char *name, double dflt)
 {
     lua_getfield(L, t, name);
     double v = dflt;
@@ -228,8 +231,86 @@ static long to_ms(double s)
     return ms > 2e9 ? 2000000000L : (long)ms;
 }
 
+/* The options of one call, checked (strings point into the options table). */
+typedef struct request_opts {
+    const char *url, *body, *method, *ca_file;
+    size_t blen;
+    double timeout, connect_timeout;
+    int verify;
+} request_opts;
+
+/* Check the options table at t into ro and x (max_size, header list);
+ * raises on misuse. */
+static void read_options(lua_State *L, int t, request_opts *ro, sc_http_xfer *x)
+{
+    check_option_keys(L, t);
+    ro->url = opt_string(L, t, "url", NULL);
+    if (ro->url == NULL)
+        luaL_error(L, "http_request: option 'url' is required");
+    ro->body = opt_string(L, t, "body", &ro->blen);
+    ro->method = opt_string(L, t, "method", NULL);
+    if (ro->method != NULL && !valid_token(ro->method, strlen(ro->method)))
+        luaL_error(L, "http_request: invalid method '%s'", ro->method);
+    ro->ca_file = opt_string(L, t, "ca_file", NULL);
+    ro->timeout = opt_positive(L, t, "timeout", DEFAULT_TIMEOUT);
+    ro->connect_timeout = opt_positive(L, t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
+    double max = opt_positive(L, t, "max_size", (double)DEFAULT_MAX_SIZE);
+    x->max_size = max < (double)MAX_MAX_SIZE ? (size_t)max : (size_t)MAX_MAX_SIZE;
+    lua_getfield(L, t, "verify");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "http_request: option 'verify' must be a boolean");
+    ro->verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "headers");
+    if (!lua_isnil(L, -1)) {
+        luaL_argcheck(L, lua_istable(L, -1), t, "option 'headers' must be a table");
+        read_headers(L, x, lua_gettop(L));
+    }
+    lua_pop(L, 1);
+    /* curl would wait for "100 Continue" on large bodies; no server here needs it. */
+    struct curl_slist *l = curl_slist_append(x->headers, "Expect:");
+    if (l == NULL)
+        luaL_error(L, "http_request: out of memory");
+    x->headers = l;
+}
+
 #define SETOPT(easy, opt, val) \
     do { if (x->setup == CURLE_OK) x->setup = curl_easy_setopt((easy), (opt), (val)); } while (0)
+
+/* Configure easy for one transfer in one go (nothing here raises); a
+ * refused option is kept in x->setup. */
+static void configure(CURL *easy, const request_opts *ro, sc_http_xfer *x)
+{
+    curl_easy_reset(easy);
+    SETOPT(easy, CURLOPT_URL, ro->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+    SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(easy, CURLOPT_TIMEOUT_MS, to_ms(ro->timeout));
+    SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, to_ms(ro->connect_timeout));
+    SETOPT(easy, CURLOPT_SSL_VERIFYPEER, ro->verify ? 1L : 0L);
+    SETOPT(easy, CURLOPT_SSL_VERIFYHOST, ro->verify ? 2L : 0L);
+    if (ro->ca_file != NULL)
+        SETOPT(easy, CURLOPT_CAINFO, ro->ca_file);
+    SETOPT(easy, CURLOPT_HTTPHEADER, x->headers);
+    SETOPT(easy, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(easy, CURLOPT_WRITEDATA, (void *)x);
+    SETOPT(easy, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(easy, CURLOPT_HEADERDATA, (void *)x);
+    SETOPT(easy, CURLOPT_ERRORBUFFER, x->errbuf);
+    SETOPT(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_size);
+    if (ro->body != NULL) {
+        SETOPT(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)ro->blen);
+        SETOPT(easy, CURLOPT_COPYPOSTFIELDS, ro->body);
+    }
+    const char *m = ro->method;
+    if (m != NULL && strcmp(m, "HEAD") == 0)
+        SETOPT(easy, CURLOPT_NOBODY, 1L);
+    else if (m != NULL && !(strcmp(m, "GET") == 0 && ro->body == NULL)
+             && !(strcmp(m, "POST") == 0 && ro->body != NULL))
+        SETOPT(easy, CURLOPT_CUSTOMREQUEST, m);
+}
 
 sc_http_xfer *sc_http_prepare(lua_State *L, int opts, CURL *easy)
 {
@@ -240,66 +321,9 @@ sc_http_xfer *sc_http_prepare(lua_State *L, int opts, CURL *easy)
     memset(x, 0, sizeof *x);
     luaL_getmetatable(L, XFER_MT);
     lua_setmetatable(L, -2);
-    check_option_keys(L, opts);
-
-    size_t ulen, blen = 0;
-    const char *url = opt_string(L, opts, "url", &ulen);
-    if (url == NULL)
-        luaL_error(L, "http_request: option 'url' is required");
-    const char *body = opt_string(L, opts, "body", &blen);
-    const char *method = opt_string(L, opts, "method", NULL);
-    if (method != NULL && !valid_token(method, strlen(method)))
-        luaL_error(L, "http_request: invalid method '%s'", method);
-    const char *ca_file = opt_string(L, opts, "ca_file", NULL);
-    double timeout = opt_seconds(L, opts, "timeout", DEFAULT_TIMEOUT);
-    double ctimeout = opt_seconds(L, opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
-    x->max_size = (size_t)opt_seconds(L, opts, "max_size", (double)DEFAULT_MAX_SIZE);
-    lua_getfield(L, opts, "verify");
-    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-        luaL_error(L, "http_request: option 'verify' must be a boolean");
-    int verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, opts, "headers");
-    if (!lua_isnil(L, -1)) {
-        luaL_argcheck(L, lua_istable(L, -1), opts, "option 'headers' must be a table");
-        read_headers(L, x, lua_gettop(L));
-    }
-    lua_pop(L, 1);
-    /* curl would wait for "100 Continue" on large bodies; no server here needs it. */
-    struct curl_slist *l = curl_slist_append(x->headers, "Expect:");
-    if (l == NULL)
-        luaL_error(L, "http_request: out of memory");
-    x->headers = l;
-
-    /* Nothing below raises: the easy handle is configured in one go. */
-    curl_easy_reset(easy);
-    SETOPT(easy, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
-    SETOPT(easy, CURLOPT_TIMEOUT_MS, to_ms(timeout));
-    SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, to_ms(ctimeout));
-    SETOPT(easy, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-    SETOPT(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-    if (ca_file != NULL)
-        SETOPT(easy, CURLOPT_CAINFO, ca_file);
-    SETOPT(easy, CURLOPT_HTTPHEADER, x->headers);
-    SETOPT(easy, CURLOPT_WRITEFUNCTION, on_body);
-    SETOPT(easy, CURLOPT_WRITEDATA, (void *)x);
-    SETOPT(easy, CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(easy, CURLOPT_HEADERDATA, (void *)x);
-    SETOPT(easy, CURLOPT_ERRORBUFFER, x->errbuf);
-    SETOPT(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_size);
-    if (body != NULL) {
-        SETOPT(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-        SETOPT(easy, CURLOPT_COPYPOSTFIELDS, body);
-    }
-    if (method != NULL && strcmp(method, "HEAD") == 0)
-        SETOPT(easy, CURLOPT_NOBODY, 1L);
-    else if (method != NULL && !(strcmp(method, "GET") == 0 && body == NULL)
-             && !(strcmp(method, "POST") == 0 && body != NULL))
-        SETOPT(easy, CURLOPT_CUSTOMREQUEST, method);
+    request_opts ro;
+    read_options(L, opts, &ro, x);
+    configure(easy, &ro, x);
     return x->setup == CURLE_OK ? x : NULL;
 }
 
@@ -345,8 +369,44 @@ static const char *error_code(CURLcode rc)
     }
 }
 
-/* Lower-cased name -> value; repeats joined with ", ", set-cookie an array.
- * Stack: [-0, +1]. */
+/* Add one response header (name lower-cased) to the table at t: repeats
+ * joined with ", ", set-cookie an array.  Stack: [-0, +0]. */
+static void add_response_header(lua_State *L, int t, const char *name, size_t nlen,
+                                const char *v, size_t vlen)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < nlen; i++)
+        luaL_addchar(&b, (char)tolower((unsigned char)name[i]));
+    luaL_pushresult(&b);
+    int is_cookie = strcmp(lua_tostring(L, -1), "set-cookie") == 0;
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);                                  /* name, old */
+    if (is_cookie) {
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, t);
+        }
+        lua_pushlstring(L, v, vlen);
+        lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+        lua_pop(L, 2);
+        return;
+    }
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, vlen);
+    } else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, vlen);
+        lua_concat(L, 3);
+    }
+    lua_rawset(L, t);
+}
+
+/* The header lines of the final response as a table.  Stack: [-0, +1]. */
 static void push_headers(lua_State *L, const membuf *h)
 {
     lua_newtable(L);
@@ -357,44 +417,13 @@ static void push_headers(lua_State *L, const membuf *h)
         const char *next = eol ? eol + 1 : end;
         const char *colon = memchr(p, ':', (size_t)((eol ? eol : end) - p));
         int status_line = next - p >= 5 && memcmp(p, "HTTP/", 5) == 0;
-        if (colon == NULL || colon == p || status_line) {
-            p = next;
-            continue;
-        }
-        const char *v = colon + 1, *ve = eol ? eol : end;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (const char *c = p; c < colon; c++)
-            luaL_addchar(&b, (char)tolower((unsigned char)*c));
-        luaL_pushresult(&b);
-        int is_cookie = strcmp(lua_tostring(L, -1), "set-cookie") == 0;
-        lua_pushvalue(L, -1);
-        lua_rawget(L, t);
-        if (is_cookie) {
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_newtable(L);
-                lua_pushvalue(L, -2);
-                lua_pushvalue(L, -2);
-                lua_rawset(L, t);
-            }
-            lua_pushlstring(L, v, (size_t)(ve - v));
-            lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
-            lua_pop(L, 2);
-        } else {
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushlstring(L, v, (size_t)(ve - v));
-            } else {
-                lua_pushliteral(L, ", ");
-                lua_pushlstring(L, v, (size_t)(ve - v));
-                lua_concat(L, 3);
-            }
-            lua_rawset(L, t);
+        if (colon != NULL && colon != p && !status_line) {
+            const char *v = colon + 1, *ve = eol ? eol : end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            add_response_header(L, t, p, (size_t)(colon - p), v, (size_t)(ve - v));
         }
         p = next;
     }
@@ -407,10 +436,13 @@ int sc_http_push_result(lua_State *L, sc_http_xfer *x, CURL *easy, CURLcode rc)
     if (rc != CURLE_OK) {
         const char *code = error_code(rc);
         lua_pushnil(L);
-        if (rc == CURLE_FILESIZE_EXCEEDED)
-            lua_pushfstring(L, "too_large: response exceeds %d bytes", (int)x->max_size);
-        else
+        if (rc == CURLE_FILESIZE_EXCEEDED) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "too_large: response exceeds %zu bytes", x->max_size);
+            lua_pushstring(L, msg);
+        } else {
             lua_pushfstring(L, "%s: %s", code, x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+        }
         lua_pushstring(L, code);
         xfer_release(x);
         return 3;

@@ -20,6 +20,8 @@ function TestHttpCore.test_misuse_raises()
     { "timeout zero", { url = "http://127.0.0.1:1/", timeout = 0 }, "positive number" },
     { "verify not boolean", { url = "http://127.0.0.1:1/", verify = 0 }, "boolean" },
     { "body not a string", { url = "http://127.0.0.1:1/", body = {} }, "'body' must be a string" },
+    { "max_size zero", { url = "http://127.0.0.1:1/", max_size = 0 }, "positive number" },
+    { "max_size NaN", { url = "http://127.0.0.1:1/", max_size = 0 / 0 }, "positive number" },
   }
   for _, r in ipairs(rows) do
     local ok, err = pcall(core.http_request, r[2])
@@ -35,6 +37,9 @@ function TestHttpCore.test_transport_failures_return_nil_message_code()
     { "connection refused", { url = "http://127.0.0.1:1/" }, "connect" },
     { "not http", { url = "ftp://127.0.0.1:1/" }, "failed" },
     { "not a url", { url = "::nonsense" }, "failed" },
+    -- bug: a max_size past size_t was cast unchecked (undefined behaviour)
+    { "max_size beyond size_t", { url = "http://127.0.0.1:1/", max_size = 1e30 }, "connect" },
+    { "max_size infinite", { url = "http://127.0.0.1:1/", max_size = math.huge }, "connect" },
   }
   for _, r in ipairs(rows) do
     local res, msg, code = core.http_request(r[2])

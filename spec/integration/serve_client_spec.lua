@@ -130,6 +130,8 @@ local function suite(mode)
       lu.assertEquals(out[1].code, r[3], r[1] .. ": " .. tostring(out[1].err))
       lu.assertStrMatches(out[1].err, r[3] .. ": .+", nil, nil, r[1])
     end
+    local out = call{ url = upstream.url .. "/big?n=5000", max_size = 1000 }
+    lu.assertEquals(out[1].err, "too_large: response exceeds 1000 bytes")
   end
 
   function T.test_tls_verification_is_on_by_default()
