@@ -59,7 +59,9 @@ deps:
 	fi
 	@mkdir -p $(BUILD) && touch $(BUILD)/.deps
 
-$(BUILD)/.deps: Makefile
+# Re-checked when the Makefile changes and when the set of installed Debian
+# packages changes (dpkg's status file), so a removed package is reinstalled.
+$(BUILD)/.deps: Makefile $(wildcard /var/lib/dpkg/status)
 	@$(MAKE) --no-print-directory deps
 
 $(BUILD)/obj/lua54/%.o: host/core/%.c $(HEADERS) | $(BUILD)/.deps
