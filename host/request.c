@@ -11,7 +11,6 @@
  * whitespace before the colon, bare CR or LF in a value all answer 400; a
  * transfer coding other than chunked 501; HTTP/1.1 without exactly one Host 400.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -214,35 +213,65 @@ int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *i
     return err ? -err : 1;
 }
 
+/* A chunk-size line: 1-16 hex digits, then the end, ';' or whitespace
+ * (extensions are ignored).  strtoull's leniency ("0x", "-", "+", leading
+ * space) would read sizes another parser reads differently.  0 or -1. */
+static int parse_chunk_size(const char *line, unsigned long long *size)
+{
+    unsigned long long v = 0;
+    size_t i = 0;
+    for (;; i++) {
+        char ch = line[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+        if (d < 0)
+            break;
+        if (i == 16)
+            return -1;
+        v = v * 16 + (unsigned long long)d;
+    }
+    if (i == 0 || (line[i] != '\0' && line[i] != ';' && line[i] != ' ' && line[i] != '\t'))
+        return -1;
+    *size = v;
+    return 0;
+}
+
+/* One chunk-size or trailer line.  1: the body is complete; 0: go on, or
+ * with *more set: need more input; <0: -status. */
+static int chunk_line(request_parse *rq, const serve_opts *o, struct evbuffer *in, int *more)
+{
+    size_t n;
+    char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
+    if (line == NULL) {
+        *more = 1;
+        return evbuffer_get_length(in) > 4096 ? -400 : 0;
+    }
+    if (rq->chunk_left == CHUNK_TRAILER) {
+        free(line);
+        rq->trailer_bytes += n + 2;
+        if (rq->trailer_bytes > o->max_header_size)
+            return -431;
+        return n == 0 ? 1 : 0;
+    }
+    unsigned long long size;
+    int bad = parse_chunk_size(line, &size) != 0;
+    free(line);
+    if (bad)
+        return -400;
+    if (size > o->max_body_size || evbuffer_get_length(rq->body) + size > o->max_body_size)
+        return -413;
+    rq->chunk_left = size == 0 ? CHUNK_TRAILER : (long long)size;
+    return 0;
+}
+
 /* Decode chunked body bytes from `in`.  1: complete, 0: need more, <0: -status. */
 static int read_chunked(request_parse *rq, const serve_opts *o, struct evbuffer *in)
 {
-    size_t max = o->max_body_size;
     for (;;) {
         if (rq->chunk_left == CHUNK_SIZE || rq->chunk_left == CHUNK_TRAILER) {
-            size_t n;
-            char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
-            if (line == NULL)
-                return evbuffer_get_length(in) > 4096 ? -400 : 0;
-            if (rq->chunk_left == CHUNK_TRAILER) {
-                free(line);
-                rq->trailer_bytes += n + 2;
-                if (rq->trailer_bytes > o->max_header_size)
-                    return -431;
-                if (n == 0)
-                    return 1;
-                continue;
-            }
-            char *end;
-            errno = 0;
-            unsigned long long size = strtoull(line, &end, 16);
-            int bad = end == line || errno != 0 || (*end != '\0' && *end != ';' && *end != ' ');
-            free(line);
-            if (bad)
-                return -400;
-            if (size > max || evbuffer_get_length(rq->body) + size > max)
-                return -413;
-            rq->chunk_left = size == 0 ? CHUNK_TRAILER : (long long)size;
+            int more = 0, r = chunk_line(rq, o, in, &more);
+            if (r != 0 || more)
+                return r;
         } else if (rq->chunk_left == CHUNK_CRLF) {
             unsigned char crlf[2];
             if (evbuffer_get_length(in) < 2)

@@ -81,8 +81,9 @@ static int parse_listen(const char *s, serve_opts *o)
     return 0;
 }
 
-/* Parse argv[2..] into opts.  0, or an exit code (0 for --help) in *code. */
-static int parse_options(int argc, char **argv, serve_opts *o, int *code)
+/* A numeric option NAME VALUE into opts: 0, 1 (not a numeric option) or
+ * -1 (bad value). */
+static int numeric_option(const char *name, const char *v, serve_opts *o)
 {
     static const struct { const char *name; double min, max; } num[] = {
         { "--workers", 1, 1024 },            { "--max-header-size", 256, 1 << 24 },
@@ -90,6 +91,47 @@ static int parse_options(int argc, char **argv, serve_opts *o, int *code)
         { "--read-timeout", 0.01, 86400 },   { "--max-connections", 1, 1000000 },
         { "--max-instructions", 1000, 1e15 }, { "--shutdown-timeout", 0, 86400 },
     };
+    size_t k = 0, n = sizeof num / sizeof num[0];
+    while (k < n && strcmp(num[k].name, name) != 0)
+        k++;
+    double d;
+    if (k == n)
+        return 1;
+    if (parse_number(v, num[k].min, num[k].max, &d) != 0)
+        return -1;
+    switch (k) {
+    case 0: o->workers = (int)d; break;
+    case 1: o->max_header_size = (size_t)d; break;
+    case 2: o->max_headers = (int)d; break;
+    case 3: o->max_body_size = (size_t)d; break;
+    case 4: o->read_timeout = d; break;
+    case 5: o->max_connections = (int)d; break;
+    case 6: o->max_instructions = (long)d; break;
+    default: o->shutdown_timeout = d; break;
+    }
+    return 0;
+}
+
+/* An option taking a value (argv[i], argv[i + 1]) into opts.  0, or an
+ * exit code (usage error) in *code. */
+static int valued_option(const char *a, const char *v, serve_opts *o, int *code)
+{
+    int r;
+    if (strcmp(a, "--listen") == 0) {
+        if (parse_listen(v, o) == 0)
+            return 0;
+        *code = usage_error("bad --listen '%s' (want HOST:PORT)", v);
+    } else if ((r = numeric_option(a, v, o)) == 0) {
+        return 0;
+    } else {
+        *code = r > 0 ? usage_error("unknown option '%s'", a) : usage_error("bad value '%s'", v);
+    }
+    return -1;
+}
+
+/* Parse argv[2..] into opts.  0, or an exit code (0 for --help) in *code. */
+static int parse_options(int argc, char **argv, serve_opts *o, int *code)
+{
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -99,49 +141,17 @@ static int parse_options(int argc, char **argv, serve_opts *o, int *code)
         }
         if (strcmp(a, "--quiet") == 0) {
             o->quiet = 1;
-            continue;
-        }
-        if (a[0] != '-') {
+        } else if (a[0] != '-') {
             if (o->app != NULL) {
                 *code = usage_error("unexpected argument '%s'", a);
                 return -1;
             }
             o->app = a;
-            continue;
-        }
-        if (i + 1 >= argc) {
+        } else if (i + 1 >= argc) {
             *code = usage_error("option '%s' needs a value", a);
             return -1;
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--listen") == 0) {
-            if (parse_listen(v, o) != 0) {
-                *code = usage_error("bad --listen '%s' (want HOST:PORT)", v);
-                return -1;
-            }
-            continue;
-        }
-        size_t k = 0, n = sizeof num / sizeof num[0];
-        while (k < n && strcmp(num[k].name, a) != 0)
-            k++;
-        double d;
-        if (k == n) {
-            *code = usage_error("unknown option '%s'", a);
+        } else if (valued_option(a, argv[++i], o, code) != 0) {
             return -1;
-        }
-        if (parse_number(v, num[k].min, num[k].max, &d) != 0) {
-            *code = usage_error("bad value '%s'", v);
-            return -1;
-        }
-        switch (k) {
-        case 0: o->workers = (int)d; break;
-        case 1: o->max_header_size = (size_t)d; break;
-        case 2: o->max_headers = (int)d; break;
-        case 3: o->max_body_size = (size_t)d; break;
-        case 4: o->read_timeout = d; break;
-        case 5: o->max_connections = (int)d; break;
-        case 6: o->max_instructions = (long)d; break;
-        default: o->shutdown_timeout = d; break;
         }
     }
     if (o->app == NULL) {
@@ -295,30 +305,31 @@ static void wait_for_shutdown(worker *ws, int n, const sigset_t *set)
     }
 }
 
-int host_serve_main(int argc, char **argv)
+static void default_options(serve_opts *o)
 {
-    serve_opts o;
-    memset(&o, 0, sizeof o);
-    strcpy(o.host, "127.0.0.1");
-    o.port = 8080;
+    memset(o, 0, sizeof *o);
+    strcpy(o->host, "127.0.0.1");
+    o->port = 8080;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    o.workers = ncpu > 0 ? (int)ncpu : 1;
-    o.max_header_size = 16384;
-    o.max_headers = 100;
-    o.max_body_size = 1024 * 1024;
-    o.read_timeout = 30;
-    o.max_connections = 1024;
-    o.max_instructions = 100000000L;
-    o.shutdown_timeout = 10;
-    int code = 0;
-    if (parse_options(argc, argv, &o, &code) != 0)
-        return code;
+    o->workers = ncpu > 0 ? (int)ncpu : 1;
+    o->max_header_size = 16384;
+    o->max_headers = 100;
+    o->max_body_size = 1024 * 1024;
+    o->read_timeout = 30;
+    o->max_connections = 1024;
+    o->max_instructions = 100000000L;
+    o->shutdown_timeout = 10;
+}
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+/* Process-wide setup: SIGTERM/SIGINT blocked (into *set, for
+ * sigtimedwait), SIGPIPE ignored, the open-files limit raised, libevent
+ * locking, curl. */
+static void process_setup(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* Connections and upstream sockets are file descriptors: allow what the
      * hard limit allows (as nginx's worker_rlimit_nofile would). */
@@ -329,34 +340,54 @@ int host_serve_main(int argc, char **argv)
     }
     evthread_use_pthreads();
     curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
-    worker *ws = calloc((size_t)o.workers, sizeof *ws);
-    int ok = ws != NULL, started = 0;
-    for (int i = 0; ok && i < o.workers; i++) {
+/* Set up and start every worker, print the ready line, serve until the
+ * workers have drained after a signal.  0, or 1 when setup failed. */
+static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
+{
+    int ok = 1, started = 0;
+    for (int i = 0; ok && i < o->workers; i++) {
         ws[i].id = i + 1;
-        ws[i].opts = &o;
-        ok = worker_setup(&ws[i], &o) == 0;
+        ws[i].opts = o;
+        ok = worker_setup(&ws[i], o) == 0;
     }
-    for (int i = 0; ok && i < o.workers; i++) {
+    for (int i = 0; ok && i < o->workers; i++) {
         ok = pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) == 0;
         started += ok;
     }
-    if (ok) {
-        int v6 = strchr(o.host, ':') != NULL;
-        fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
-                o.port);
-        fflush(stderr);
-        wait_for_shutdown(ws, o.workers, &set);
-    } else {
+    if (!ok) {
         for (int i = 0; i < started; i++)
             event_active(ws[i].stop_ev, EV_READ, 0);
         for (int i = 0; i < started; i++)
             pthread_join(ws[i].thread, NULL);
+        return 1;
     }
+    int v6 = strchr(o->host, ':') != NULL;
+    fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o->host, v6 ? "]" : "",
+            o->port);
+    fflush(stderr);
+    wait_for_shutdown(ws, o->workers, set);
+    return 0;
+}
+
+int host_serve_main(int argc, char **argv)
+{
+    serve_opts o;
+    default_options(&o);
+    int code = 0;
+    if (parse_options(argc, argv, &o, &code) != 0)
+        return code;
+    sigset_t set;
+    process_setup(&set);
+    worker *ws = calloc((size_t)o.workers, sizeof *ws);
+    if (ws == NULL)
+        log_error("cannot allocate %d workers", o.workers);
+    code = ws != NULL ? run_workers(ws, &o, &set) : 1;
     for (int i = 0; ws != NULL && i < o.workers; i++)
         worker_free(&ws[i]);
     free(ws);
     curl_global_cleanup();
     libevent_global_shutdown();
-    return ok ? 0 : 1;
+    return code;
 }

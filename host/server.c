@@ -295,6 +295,61 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         conn_free(c);
 }
 
+/* Over the connection limit: a best-effort 503 and close, without a conn.
+ * What the client already sent is read first: closing with unread input
+ * would reset the connection and could destroy the 503. */
+static void refuse_busy(evutil_socket_t fd)
+{
+    char discard[4096];
+    ssize_t got = recv(fd, discard, sizeof discard, MSG_DONTWAIT);
+    (void)got;
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                               "Content-Type: text/plain\r\nContent-Length: 24\r\n\r\n"
+                               "503 Service Unavailable\n";
+    ssize_t ignored = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)ignored;
+    close(fd);
+}
+
+/* A new connection for fd (closed on failure), or NULL. */
+static conn *conn_new(worker *w, evutil_socket_t fd)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->deadline = evtimer_new(w->base, on_deadline, c);
+    c->rq.body = evbuffer_new();
+    if (c->bev != NULL && c->deadline != NULL && c->rq.body != NULL)
+        return c;
+    if (c->bev)
+        bufferevent_free(c->bev);
+    else
+        close(fd);
+    if (c->deadline)
+        event_free(c->deadline);
+    if (c->rq.body)
+        evbuffer_free(c->rq.body);
+    free(c);
+    return NULL;
+}
+
+static void set_remote(conn *c, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, c->remote, sizeof c->remote);
+        c->remote_port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->remote, sizeof c->remote);
+        c->remote_port = ntohs(in6->sin6_port);
+    }
+}
+
 void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                    int socklen, void *arg)
 {
@@ -306,42 +361,13 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
         return;
     }
     if (w->nconns >= w->opts->max_connections) {
-        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                                   "Content-Type: text/plain\r\nContent-Length: 20\r\n\r\n"
-                                   "503 Service Unavailable\n";
-        ssize_t ignored = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)ignored;
-        close(fd);
+        refuse_busy(fd);
         return;
     }
-    conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        close(fd);
+    conn *c = conn_new(w, fd);
+    if (c == NULL)
         return;
-    }
-    c->w = w;
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    c->deadline = evtimer_new(w->base, on_deadline, c);
-    c->rq.body = evbuffer_new();
-    if (c->bev == NULL || c->deadline == NULL || c->rq.body == NULL) {
-        if (c->bev)
-            bufferevent_free(c->bev);
-        else
-            close(fd);
-        if (c->deadline)
-            event_free(c->deadline);
-        if (c->rq.body)
-            evbuffer_free(c->rq.body);
-        free(c);
-        return;
-    }
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->remote, sizeof c->remote);
-        c->remote_port = ntohs(((struct sockaddr_in *)sa)->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->remote, sizeof c->remote);
-        c->remote_port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
-    }
+    set_remote(c, sa);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
