@@ -1,7 +1,8 @@
 /*
  * worker.h — what the files of `stripe-connect serve` share.
  *
- *   serve.c     options, listening sockets, worker threads, signals
+ *   options.c   the command line: defaults, usage, parsing
+ *   serve.c     listening sockets, worker threads, signals
  *   server.c    HTTP/1.1 connections on bufferevents: deadlines, framing, keep-alive
  *   request.c   parsing one request: request line, headers, body, limits
  *   app.c       the worker's lua_State: APP.lua and the router
@@ -107,6 +108,10 @@ struct request_ctx {
     long budget;                /* instructions left */
     request_ctx *prev, *next;
 };
+
+/* options.c: defaults, then argv[2..]; 0, or -1 with the exit code in *code
+ * (0 after --help, 2 after a usage error, which is printed). */
+int options_parse(int argc, char **argv, serve_opts *o, int *code);
 
 /* request.c: read_head/read_body answer 1 (complete), 0 (need more input)
  * or -status (answer that status and close). */

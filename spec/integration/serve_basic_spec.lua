@@ -189,7 +189,10 @@ end
 
 function TestServeCli.test_bad_options_exit_2()
   for _, args in ipairs{ "", APP .. " --bogus", APP .. " --workers 0", APP .. " --listen nope",
-                         APP .. " --workers" } do
+                         APP .. " --workers",
+                         -- bug: fractions were truncated (1.5 workers ran 1, port 80.5 was 80)
+                         APP .. " --workers 1.5", APP .. " --listen 127.0.0.1:80.5",
+                         APP .. " --max-connections 2.5", APP .. " --read-timeout nan" } do
     local out, rc = run(BIN .. " serve " .. args)
     lu.assertEquals(rc, "2", args)
     lu.assertStrContains(out, "usage:", args)
