@@ -1,6 +1,7 @@
 -- stripe_connect.oauth — Stripe Connect OAuth (Standard accounts):
 -- the authorize URL builder, and the token / refresh / deauthorize calls with
 -- typed errors.  Facts: PROTOCOL.md §1–4.
+local cjson = require "cjson.safe"
 local core = require "stripe_connect.core"
 
 local M = {}
@@ -322,7 +323,6 @@ end
 -- nothing else: once the code may have reached Stripe, a second try would
 -- spend it twice, and Stripe revokes the connection on reuse (§2).
 -- Timeouts and resets are never retried.
-local cjson = require "cjson.safe"
 
 local OAuthError = {}
 OAuthError.__index = OAuthError
