@@ -175,10 +175,12 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
                     const char *body, size_t bodylen)
 {
     worker *w = c->w;
+    int no_body = status == 204 || status == 304 || status < 200;
+    int send_body = !no_body && !c->rq.is_head && !c->dead;
     const char *path = c->rq.req.path ? c->rq.req.path : "-";
     size_t plen = c->rq.req.path ? c->rq.req.plen : 1;
     log_access(w, c->rq.req.method ? c->rq.req.method : "-", path, plen, status,
-               log_now_ms() - c->start_ms, bodylen);
+               log_now_ms() - c->start_ms, send_body ? bodylen : 0);
     if (c->dead) {
         conn_free(c);
         return;
@@ -193,7 +195,6 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status), date);
     evbuffer_add(out, head, headlen);
-    int no_body = status == 204 || status == 304 || status < 200;
     if (!no_body)
         evbuffer_add_printf(out, "Content-Length: %zu\r\n", bodylen);
     if (!c->rq.keep_alive)
@@ -201,7 +202,7 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
     else if (c->rq.minor == 0)
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
     evbuffer_add(out, "\r\n", 2);
-    if (!no_body && !c->rq.is_head)
+    if (send_body)
         evbuffer_add(out, body, bodylen);
     c->state = C_WRITE;
     bufferevent_enable(c->bev, EV_WRITE);

@@ -174,6 +174,17 @@ local function suite(workers)
     lu.assertNotNil(log)
     lu.assertNil(log:find("ac_secret_code", 1, true))
     lu.assertStrMatches(log, '.*method=GET path="/hello" status=200 ms=[%d.]+ bytes=%d+.*')
+    -- bytes counts the body sent: none for HEAD or 204 (it counted the handler's body)
+    assert(http.request{ method = "HEAD", url = s.url .. "/hello?name=head" })
+    assert(http.get(s.url .. "/odd/no-content"))
+    log = server.poll(function()
+      local t = s:log_text()
+      return t:find('path="/odd/no-content" status=204', 1, true) and t
+    end, 5)
+    lu.assertStrContains(log, 'method=HEAD path="/hello" status=200 ms=')
+    lu.assertStrMatches(log, '.*method=HEAD path="/hello" status=200 ms=[%d.]+ bytes=0\n.*')
+    lu.assertStrMatches(log, '.*path="/odd/no%-content" status=204 ms=[%d.]+ bytes=0\n.*')
+    lu.assertStrMatches(log, '.*method=GET path="/hello" status=200 ms=[%d.]+ bytes=11\n.*')
   end
 
   return T
