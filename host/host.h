@@ -24,6 +24,10 @@ void host_report(lua_State *L, int status);
 /* Message handler that appends a traceback (for lua_pcall). */
 int host_msghandler(lua_State *L);
 
+/* `prog: message` on stderr in one write, with Stripe keys, webhook secrets
+ * and long ac_/rt_ codes masked (log.c). */
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* `stripe-connect serve …`; returns the process exit code. */
 int host_serve_main(int argc, char **argv);
 

@@ -94,7 +94,7 @@ static void redact(char *s, size_t n)
             if (i + pl > n || memcmp(s + i, secrets[k].prefix, pl) != 0)
                 continue;
             size_t j = i + pl;
-            while (j < n && is_alnum(s[j]))
+            while (j < n && (is_alnum(s[j]) || s[j] == '_'))
                 j++;
             if (j - i - pl >= secrets[k].min)
                 memset(s + i + pl, '*', j - i - pl);

@@ -53,12 +53,14 @@ int host_docall(lua_State *L, int narg, int nres)
     return status;
 }
 
+/* Print the error on top as `prog: message` through the log's redactor, so
+ * a script that fails with a key, secret or code in its message (Stripe's
+ * answer, a config dump) does not print it.  Pops the message. */
 void host_report(lua_State *L, int status)
 {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        fprintf(stderr, "%s: %s\n", host_progname, msg ? msg : "(error object is not a string)");
-        fflush(stderr);
+        log_error("%s", msg ? msg : "(error object is not a string)");
         lua_pop(L, 1);
     }
 }

@@ -153,7 +153,6 @@ void upstream_close(worker *w);
 /* log.c */
 void log_access(const worker *w, const char *method, const char *path, size_t pathlen,
                 int status, double ms, size_t bytes);
-void log_error(const char *fmt, ...);
 double log_now_ms(void);
 
 #endif /* SC_WORKER_H */

@@ -83,6 +83,21 @@ function TestHostRun.test_failures_exit_1_with_a_message()
   end
 end
 
+-- Named after the bug: `run` printed a failing script's message verbatim,
+-- Stripe keys, webhook secrets and codes included.
+function TestHostRun.test_failure_message_is_redacted()
+  local leak = script("leak.lua", 'error("key sk_test_51Habc123 secret whsec_platform_spec_secret " ..\n' ..
+    '  "code ac_0123456789abcdef0123 account acct_1Fg9jUA3kq9o1aTc")\n')
+  local code, _, err = sh(q(ABS_BIN) .. " run " .. q(leak))
+  lu.assertEquals(code, 1)
+  lu.assertStrContains(err, "stripe-connect: " .. leak .. ":1: key sk_test_")
+  lu.assertStrContains(err, "stack traceback:")
+  lu.assertStrContains(err, "acct_1Fg9jUA3kq9o1aTc", false, "account ids are not secrets")
+  for _, secret in ipairs({ "51Habc123", "platform_spec_secret", "spec_secret", "0123456789abcdef0123" }) do
+    lu.assertNil(err:find(secret, 1, true), "leaked: " .. secret)
+  end
+end
+
 function TestHostRun.test_arg_and_varargs_like_lua_c()
   local s = script("args.lua", [[
 local n = select("#", ...)
