@@ -36,7 +36,7 @@ struct conn {
     int remote_port;
     int state, dead;
     request_parse rq;
-    double start_ms;
+    double start_ms;            /* first byte of the current request; < 0: none yet */
 };
 
 static void process(conn *c);
@@ -179,8 +179,9 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
     int send_body = !no_body && !c->rq.is_head && !c->dead;
     const char *path = c->rq.req.path ? c->rq.req.path : "-";
     size_t plen = c->rq.req.path ? c->rq.req.plen : 1;
-    log_access(w, c->rq.req.method ? c->rq.req.method : "-", path, plen, status,
-               log_now_ms() - c->start_ms, send_body ? bodylen : 0);
+    double ms = c->start_ms < 0 ? 0 : log_now_ms() - c->start_ms;
+    log_access(w, c->rq.req.method ? c->rq.req.method : "-", path, plen, status, ms,
+               send_body ? bodylen : 0);
     if (c->dead) {
         conn_free(c);
         return;
@@ -230,7 +231,8 @@ static void process(conn *c)
     if (c->rq.head == NULL) {
         if (evbuffer_get_length(in) == 0)
             return;
-        c->start_ms = log_now_ms();
+        if (c->start_ms < 0)
+            c->start_ms = log_now_ms();
         int r = request_read_head(&c->rq, c->w->opts, in);
         if (r < 0) {
             respond_plain(c, -r);
@@ -280,6 +282,7 @@ static void on_write(struct bufferevent *bev, void *arg)
     }
     request_reset(&c->rq);
     c->state = C_READ;
+    c->start_ms = -1;
     arm_deadline(c);
     bufferevent_enable(c->bev, EV_READ);
     process(c);
@@ -376,6 +379,7 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
     w->nconns++;
     request_reset(&c->rq);
     c->state = C_READ;
+    c->start_ms = -1;
     double t = w->opts->read_timeout;
     struct timeval wtv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
     bufferevent_set_timeouts(c->bev, NULL, &wtv);
