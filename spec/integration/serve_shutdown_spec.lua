@@ -5,6 +5,7 @@ local lu = require "luaunit"
 local socket = require "socket"
 local core = require "stripe_connect.core"
 local server = require "support.server"
+local http = require "support.http"
 
 local APP = "spec/support/apps/serve_basic.lua"
 
@@ -50,6 +51,29 @@ function TestServeShutdown.test_in_flight_request_completes_then_exit_0()
     os.remove(marker)
     os.execute("rm -f " .. out .. ".*")
   end
+end
+
+-- The deploy case: a callback waiting on Stripe when SIGTERM comes finishes
+-- its outbound call and answers before the server exits.
+function TestServeShutdown.test_in_flight_outbound_call_completes_then_exit_0()
+  local up = server.start{ app = "spec/support/apps/serve_upstream.lua", args = { "--workers", "1" } }
+  local s = server.start{ app = APP, args = { "--workers", "2" } }
+  local inner = up.url .. "/hold?g=shutdown&i=1"
+  local out = background_get(s.url .. "/proxy?url=" .. core.url_encode(inner))
+  lu.assertNotNil(server.poll(function()
+    local res = http.get(up.url .. "/held?g=shutdown")
+    return res and res.body == "1"
+  end, 10), "the handler never reached the upstream")
+  s:signal("TERM")
+  lu.assertNotNil(server.poll(function() return refused(s.port) end, 5), "still accepting")
+  lu.assertNil(s:exit_code(), "exited with a request in flight")
+  assert(http.request{ method = "POST", url = up.url .. "/release?g=shutdown" })
+  lu.assertNotNil(server.poll(function() return read(out .. ".done") end, 10))
+  lu.assertEquals(read(out .. ".code"), "200")
+  lu.assertStrContains(read(out .. ".body"), '"body":"released 1"')
+  lu.assertEquals(s:stop(), 0)
+  lu.assertEquals(up:stop(), 0)
+  os.execute("rm -f " .. out .. ".*")
 end
 
 function TestServeShutdown.test_idle_keep_alive_connections_do_not_delay_exit()
