@@ -2,7 +2,7 @@
  * http.c — the core's HTTP client on libcurl, and `core.sleep`.
  *
  *   core.http_request{ method=, url=, headers=, body=, timeout=, connect_timeout=,
- *                      verify=, max_size=, ca_file= }
+ *                      verify=, max_size=, ca_file=, fresh_connect= }
  *     -> { status=, headers={ lower-cased name = value, ["set-cookie"] = {…} }, body= }
  *     |  nil, message, code  (timeout connect resolve tls reset too_large failed)
  *
@@ -12,6 +12,13 @@
  * yield the handler's coroutine (host/upstream.c) and share everything below
  * through http.h.  Redirects are never followed; TLS verification is on
  * unless `verify = false`.  Only http and https URLs are accepted by libcurl.
+ *
+ * `fresh_connect = true` opens a new connection for the call.  libcurl
+ * resends a request, on a new connection, when a reused keep-alive
+ * connection closes before any byte of the answer (curl < 8.16 has no way to
+ * forbid that); a request that must reach the server at most once (the OAuth
+ * code exchange: Stripe revokes the connection when a code is used twice)
+ * sets it, so the call fails instead of being sent again.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -177,8 +184,8 @@ static void read_headers(lua_State *L, sc_http_xfer *x, int t)
 }
 
 static const char *const option_names[] = {
-    "body", "ca_file", "connect_timeout", "headers", "max_size", "method", "timeout",
-    "url", "verify", NULL
+    "body", "ca_file", "connect_timeout", "fresh_connect", "headers", "max_size", "method",
+    "timeout", "url", "verify", NULL
 };
 
 /* Raise on any key of the options table that is not a known option. */
@@ -231,12 +238,23 @@ static long to_ms(double s)
     return ms > 2e9 ? 2000000000L : (long)ms;
 }
 
+/* Boolean option `name` of the table at t (def when absent); raises otherwise. */
+static int opt_boolean(lua_State *L, int t, const char *name, int def)
+{
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "http_request: option '%s' must be a boolean", name);
+    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
 /* The options of one call, checked (strings point into the options table). */
 typedef struct request_opts {
     const char *url, *body, *method, *ca_file;
     size_t blen;
     double timeout, connect_timeout;
-    int verify;
+    int verify, fresh_connect;
 } request_opts;
 
 /* Check the options table at t into ro and x (max_size, header list);
@@ -256,11 +274,8 @@ static void read_options(lua_State *L, int t, request_opts *ro, sc_http_xfer *x)
     ro->connect_timeout = opt_positive(L, t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
     double max = opt_positive(L, t, "max_size", (double)DEFAULT_MAX_SIZE);
     x->max_size = max < (double)MAX_MAX_SIZE ? (size_t)max : (size_t)MAX_MAX_SIZE;
-    lua_getfield(L, t, "verify");
-    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-        luaL_error(L, "http_request: option 'verify' must be a boolean");
-    ro->verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    ro->verify = opt_boolean(L, t, "verify", 1);
+    ro->fresh_connect = opt_boolean(L, t, "fresh_connect", 0);
     lua_getfield(L, t, "headers");
     if (!lua_isnil(L, -1)) {
         luaL_argcheck(L, lua_istable(L, -1), t, "option 'headers' must be a table");
@@ -291,6 +306,8 @@ static void configure(CURL *easy, const request_opts *ro, sc_http_xfer *x)
     SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, to_ms(ro->connect_timeout));
     SETOPT(easy, CURLOPT_SSL_VERIFYPEER, ro->verify ? 1L : 0L);
     SETOPT(easy, CURLOPT_SSL_VERIFYHOST, ro->verify ? 2L : 0L);
+    if (ro->fresh_connect)
+        SETOPT(easy, CURLOPT_FRESH_CONNECT, 1L);
     if (ro->ca_file != NULL)
         SETOPT(easy, CURLOPT_CAINFO, ro->ca_file);
     SETOPT(easy, CURLOPT_HTTPHEADER, x->headers);

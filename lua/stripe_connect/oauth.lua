@@ -295,7 +295,8 @@ end
 --   connect_timeout  seconds to connect (default 10)
 --   transport        function(request) -> response | nil, message, code, where
 --                    request = { method, url, headers, body, timeout,
---                    connect_timeout } (core.http_request's options) and
+--                    connect_timeout, fresh_connect } (core.http_request's
+--                    options; fresh_connect is true for the code exchange) and
 --                    response = { status, headers, body }; default
 --                    core.http_request (non-blocking under `serve`)
 --   attempts         tries in all, default 3 (see the retry policy)
@@ -444,8 +445,10 @@ local function pre_send_failure(code)
 end
 
 -- Sends fields to path with the call's retry policy (retry_answers: whether
--- 429/5xx answers are retried).  Returns the result or nil, err.
-local function oauth_call(opts, path, fields, expect, secrets, retry_answers)
+-- 429/5xx answers are retried; once: the request must reach Stripe at most
+-- once, so it goes on a fresh connection, which the HTTP client never resends
+-- on another).  Returns the result or nil, err.
+local function oauth_call(opts, path, fields, expect, secrets, retry_answers, once)
   local base = (opts.connect_base or M.DEFAULT_CONNECT_BASE):gsub("/+$", "")
   local transport = opts.transport or core.http_request
   local sleep = opts.sleep or core.sleep
@@ -465,6 +468,7 @@ local function oauth_call(opts, path, fields, expect, secrets, retry_answers)
       body = body,
       timeout = opts.timeout or 30,
       connect_timeout = opts.connect_timeout or 10,
+      fresh_connect = once or nil,
     }
     local result, err, retry
     if res == nil then
@@ -501,7 +505,7 @@ function M.token(opts)
     fields[#fields + 1] = { "assert_capabilities[" .. (i - 1) .. "]", capabilities[i] }
   end
   return oauth_call(opts, "/oauth/token", fields, "stripe_user_id",
-    { opts.secret_key, opts.code }, false)
+    { opts.secret_key, opts.code }, false, true)
 end
 
 -- refresh{ secret_key=, refresh_token=, scope=? ("read_write" or "read_only",

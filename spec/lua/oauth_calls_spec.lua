@@ -53,12 +53,25 @@ end
 
 function TestOAuthCalls.test_request_uses_only_http_request_options()
   local allowed = { method = true, url = true, headers = true, body = true, timeout = true,
-                    connect_timeout = true }
+                    connect_timeout = true, fresh_connect = true }
   local r = recorder{ json(200, FIXTURE) }
   oauth.token(with(r, { secret_key = SK, code = "ac_1", timeout = 5, connect_timeout = 2 }))
   for k in pairs(r.requests[1]) do lu.assertTrue(allowed[k], k) end
   lu.assertEquals(r.requests[1].timeout, 5)
   lu.assertEquals(r.requests[1].connect_timeout, 2)
+end
+
+-- The code exchange goes on a fresh connection (the HTTP client never resends
+-- it after a kept-alive connection dies); refresh and deauthorize, which may
+-- be retried anyway, reuse connections.
+function TestOAuthCalls.test_only_the_code_exchange_asks_for_a_fresh_connection()
+  local r = recorder{ json(200, FIXTURE), json(200, FIXTURE), json(200, { stripe_user_id = "acct_1" }) }
+  oauth.token(with(r, { secret_key = SK, code = "ac_1" }))
+  oauth.refresh(with(r, { secret_key = SK, refresh_token = "rt_1" }))
+  oauth.deauthorize(with(r, { secret_key = SK, client_id = "ca_1", stripe_user_id = "acct_1" }))
+  lu.assertIs(r.requests[1].fresh_connect, true)
+  lu.assertNil(r.requests[2].fresh_connect)
+  lu.assertNil(r.requests[3].fresh_connect)
 end
 
 function TestOAuthCalls.test_bodies()
