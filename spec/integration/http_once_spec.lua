@@ -22,22 +22,8 @@ end
 local TestHttpOnce = {}
 
 function TestHttpOnce.setUp()
-  local portfile = os.tmpname()
-  os.remove(portfile)
   logfile = os.tmpname()
-  local p = io.popen(server.bin .. " run spec/support/dying_upstream.lua " .. portfile .. " "
-                     .. logfile .. " >/dev/null 2>&1 & echo $!")
-  pid = p:read("l")
-  p:close()
-  port = server.poll(function()
-    local f = io.open(portfile)
-    if not f then return nil end
-    local n = tonumber(f:read("l"))
-    f:close()
-    return n
-  end, 10)
-  os.remove(portfile)
-  assert(port, "dying upstream did not start")
+  pid, port = server.run_listener("spec/support/dying_upstream.lua", logfile)
 end
 
 function TestHttpOnce.tearDown()

@@ -11,21 +11,7 @@ local server = require "support.server"
 local upstream, front, raw_port, raw_pid, tls_port, tls_pid, tls_dir
 
 local function start_raw()
-  local portfile = os.tmpname()
-  os.remove(portfile)
-  local p = io.popen(server.bin .. " run spec/support/raw_upstream.lua " .. portfile
-                     .. " >/dev/null 2>&1 & echo $!")
-  raw_pid = p:read("l")
-  p:close()
-  raw_port = server.poll(function()
-    local f = io.open(portfile)
-    if not f then return nil end
-    local n = tonumber(f:read("l"))
-    f:close()
-    return n
-  end, 10)
-  os.remove(portfile)
-  assert(raw_port, "raw upstream did not start")
+  raw_pid, raw_port = server.run_listener("spec/support/raw_upstream.lua")
 end
 
 local function closed_port()

@@ -6,17 +6,11 @@
 -- without an answer, as a server that crashed after acting on it would.
 -- Appends each request's path to LOGFILE.  Writes its port to PORTFILE once
 -- listening; exits after 60 s without a connection.
-local socket = require "socket"
+package.path = "spec/?.lua;" .. package.path
+local listen = require "support.listen"
 
-local portfile = assert(arg[1], "usage: dying_upstream.lua PORTFILE LOGFILE")
+local srv = listen(arg[1])
 local logfile = assert(arg[2], "usage: dying_upstream.lua PORTFILE LOGFILE")
-local srv = assert(socket.bind("127.0.0.1", 0))
-local _, port = srv:getsockname()
-local f = assert(io.open(portfile .. ".tmp", "w"))
-f:write(port, "\n")
-f:close()
-os.rename(portfile .. ".tmp", portfile)
-srv:settimeout(60)
 
 local function log(path)
   local out = assert(io.open(logfile, "a"))

@@ -6,16 +6,10 @@
 --   /nothing  closes without answering
 -- Writes its port to PORTFILE once listening; exits after 60 s without a
 -- connection (so a failed spec leaves nothing behind).
-local socket = require "socket"
+package.path = "spec/?.lua;" .. package.path
+local listen = require "support.listen"
 
-local portfile = assert(arg[1], "usage: raw_upstream.lua PORTFILE")
-local srv = assert(socket.bind("127.0.0.1", 0))
-local _, port = srv:getsockname()
-local f = assert(io.open(portfile .. ".tmp", "w"))
-f:write(port, "\n")
-f:close()
-os.rename(portfile .. ".tmp", portfile)
-srv:settimeout(60)
+local srv = listen(arg[1])
 
 while true do
   local c = srv:accept()

@@ -58,6 +58,27 @@ function M.poll(fn, timeout, step)
   end
 end
 
+-- run_listener(script, ...) -> pid, port.  Starts `stripe-connect run SCRIPT
+-- PORTFILE ...` in the background (a raw-socket test peer that writes its
+-- port to PORTFILE once listening, see support.listen) and waits for the port.
+function M.run_listener(script, ...)
+  local portfile = os.tmpname()
+  os.remove(portfile)
+  local args = {}
+  for i, a in ipairs({ ... }) do args[i] = quote(a) end
+  local p = io.popen(M.bin .. " run " .. quote(script) .. " " .. quote(portfile) .. " "
+                     .. table.concat(args, " ") .. " >/dev/null 2>&1 & echo $!")
+  local pid = p:read("l")
+  p:close()
+  local port = M.poll(function()
+    local text = read_file(portfile)
+    return text and tonumber(text:match("%d+"))
+  end, 10)
+  os.remove(portfile)
+  assert(port, script .. " did not start listening")
+  return pid, port
+end
+
 local Server = {}
 Server.__index = Server
 
