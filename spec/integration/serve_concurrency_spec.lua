@@ -9,16 +9,9 @@ local core = require "stripe_connect.core"
 local server = require "support.server"
 local http = require "support.http"
 local socket = require "socket"
+local files = require "support.files"
 
 local N = 200
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local function suite(workers)
   local T = {}
@@ -62,15 +55,15 @@ local function suite(workers)
       lu.assertEquals(res.status, 200)
       lu.assertEquals(res.body, "hello meanwhile")
     end
-    lu.assertNil(read(dir .. "/done"), "requests completed before the release")
+    lu.assertNil(files.read(dir .. "/done"), "requests completed before the release")
 
     assert(http.request{ method = "POST", url = upstream.url .. "/release?g=" .. group })
-    lu.assertNotNil(server.poll(function() return read(dir .. "/done") end, 30), "curl did not finish")
-    local codes = read(dir .. "/codes")
+    lu.assertNotNil(server.poll(function() return files.read(dir .. "/done") end, 30), "curl did not finish")
+    local codes = files.read(dir .. "/codes")
     local ok = select(2, codes:gsub("200\n", ""))
     lu.assertEquals(ok, N, codes)
     for i = 1, N do
-      local body = read(dir .. "/" .. i) or ""
+      local body = files.read(dir .. "/" .. i) or ""
       lu.assertStrContains(body, '"body":"released ' .. i .. '"')
     end
     os.execute("rm -rf " .. dir)

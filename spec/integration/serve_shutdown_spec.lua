@@ -6,16 +6,9 @@ local socket = require "socket"
 local core = require "stripe_connect.core"
 local server = require "support.server"
 local http = require "support.http"
+local files = require "support.files"
 
 local APP = "spec/support/apps/serve_basic.lua"
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- Start a background curl for url; returns the paths of its outputs.
 local function background_get(url)
@@ -40,12 +33,12 @@ function TestServeShutdown.test_in_flight_request_completes_then_exit_0()
     local marker = os.tmpname()
     os.remove(marker)
     local out = background_get(s.url .. "/slow-marker?s=1&file=" .. core.url_encode(marker))
-    lu.assertNotNil(server.poll(function() return read(marker) end, 10), "request never started")
+    lu.assertNotNil(server.poll(function() return files.read(marker) end, 10), "request never started")
     s:signal(sig)
     lu.assertNotNil(server.poll(function() return refused(s.port) end, 5), sig .. ": still accepting")
-    lu.assertNotNil(server.poll(function() return read(out .. ".done") end, 10))
-    lu.assertEquals(read(out .. ".code"), "200", sig)
-    lu.assertEquals(read(out .. ".body"), "slept", sig)
+    lu.assertNotNil(server.poll(function() return files.read(out .. ".done") end, 10))
+    lu.assertEquals(files.read(out .. ".code"), "200", sig)
+    lu.assertEquals(files.read(out .. ".body"), "slept", sig)
     lu.assertEquals(s:stop(), 0, sig)
     lu.assertStrContains(s:log_text(), 'path="/slow-marker" status=200')
     os.remove(marker)
@@ -68,9 +61,9 @@ function TestServeShutdown.test_in_flight_outbound_call_completes_then_exit_0()
   lu.assertNotNil(server.poll(function() return refused(s.port) end, 5), "still accepting")
   lu.assertNil(s:exit_code(), "exited with a request in flight")
   assert(http.request{ method = "POST", url = up.url .. "/release?g=shutdown" })
-  lu.assertNotNil(server.poll(function() return read(out .. ".done") end, 10))
-  lu.assertEquals(read(out .. ".code"), "200")
-  lu.assertStrContains(read(out .. ".body"), '"body":"released 1"')
+  lu.assertNotNil(server.poll(function() return files.read(out .. ".done") end, 10))
+  lu.assertEquals(files.read(out .. ".code"), "200")
+  lu.assertStrContains(files.read(out .. ".body"), '"body":"released 1"')
   lu.assertEquals(s:stop(), 0)
   lu.assertEquals(up:stop(), 0)
   os.execute("rm -f " .. out .. ".*")
@@ -93,13 +86,13 @@ function TestServeShutdown.test_deadline_cuts_a_stuck_request()
   local marker = os.tmpname()
   os.remove(marker)
   local out = background_get(s.url .. "/slow-marker?s=60&file=" .. core.url_encode(marker))
-  lu.assertNotNil(server.poll(function() return read(marker) end, 10))
+  lu.assertNotNil(server.poll(function() return files.read(marker) end, 10))
   s:signal("TERM")
   lu.assertNotNil(server.poll(function() return s:exit_code() end, 10), "server did not exit")
   lu.assertEquals(s:stop(), 0)
   lu.assertStrContains(s:log_text(), "shutdown deadline passed")
-  lu.assertNotNil(server.poll(function() return read(out .. ".done") end, 10))
-  lu.assertEquals(read(out .. ".code"), "000")               -- the client saw the connection close
+  lu.assertNotNil(server.poll(function() return files.read(out .. ".done") end, 10))
+  lu.assertEquals(files.read(out .. ".code"), "000")               -- the client saw the connection close
   os.remove(marker)
   os.execute("rm -f " .. out .. ".*")
 end

@@ -15,6 +15,7 @@
 -- it.  Runs from the repository root (where `make test` runs the specs);
 -- the binary is $STRIPE_CONNECT_BIN or build/stripe-connect.
 local core = require "stripe_connect.core"
+local files = require "support.files"
 
 local M = {}
 
@@ -23,14 +24,6 @@ M.bin = BIN       -- the host binary the specs run
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 -- The pid of this Lua process (the parent of a popen'd shell).
@@ -71,7 +64,7 @@ function M.run_listener(script, ...)
   local pid = p:read("l")
   p:close()
   local port = M.poll(function()
-    local text = read_file(portfile)
+    local text = files.read(portfile)
     return text and tonumber(text:match("%d+"))
   end, 10)
   os.remove(portfile)
@@ -115,15 +108,15 @@ function M.start(opts)
   }, "\n")
   os.execute("sh -c " .. quote(script) .. " >/dev/null 2>&1 &")
   self.pid = M.poll(function()
-    local s = read_file(self.pidfile)
+    local s = files.read(self.pidfile)
     return s and tonumber(s:match("%d+"))
   end, 5)
   assert(self.pid, "server.start: the server process did not start")
   local port = M.poll(function()
-    local log = read_file(self.log) or ""
+    local log = files.read(self.log) or ""
     local p = log:match("listening on http://127%.0%.0%.1:(%d+)")
     if p then return tonumber(p) end
-    if read_file(self.rcfile) then return false end
+    if files.read(self.rcfile) then return false end
   end, opts.ready_timeout or 10)
   if not port then
     local rc = self:kill()
@@ -136,12 +129,12 @@ function M.start(opts)
 end
 
 function Server:log_text()
-  return read_file(self.log) or ""
+  return files.read(self.log) or ""
 end
 
 -- Exit code once the server has exited, else nil.
 function Server:exit_code()
-  local s = read_file(self.rcfile)
+  local s = files.read(self.rcfile)
   return s and tonumber(s:match("%d+"))
 end
 
