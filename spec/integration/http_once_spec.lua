@@ -4,6 +4,7 @@
 -- byte of the answer, even when the server had read and acted on it; named
 -- after that bug, this spec drives an upstream that does exactly that.
 local lu = require "luaunit"
+local cjson = require "cjson"
 local core = require "stripe_connect.core"
 local oauth = require "stripe_connect.oauth"
 local server = require "support.server"
@@ -64,6 +65,31 @@ function TestHttpOnce.test_code_exchange_reaches_stripe_once()
   lu.assertEquals(err.type, "transport")
   lu.assertEquals(err.attempts, 1)
   lu.assertEquals(paths_seen("/oauth/token"), 1)
+end
+
+-- The same inside a `serve` handler, where the call yields and curl's multi
+-- handle keeps the connection cache (the front app's /call runs
+-- core.http_request with the options it is given).
+function TestHttpOnce.test_under_serve_fresh_connect_sends_once()
+  local front = server.start{ app = "spec/support/apps/serve_basic.lua", args = { "--workers", "1" } }
+  local function call(opts)
+    local res = assert(core.http_request{ method = "POST", url = front.url .. "/call",
+      headers = { ["Content-Type"] = "application/json" }, body = cjson.encode{ opts = opts } })
+    lu.assertEquals(res.status, 200, res.body)
+    return cjson.decode(res.body)[1]
+  end
+  local ok, err = pcall(function()
+    lu.assertEquals(call{ url = base() .. "/ok" }.res.status, 200)
+    local once = call{ method = "POST", url = base() .. "/spend", body = "x=1", fresh_connect = true }
+    lu.assertEquals(once.code, "reset")
+    lu.assertEquals(paths_seen("/spend"), 1)
+    lu.assertEquals(call{ url = base() .. "/ok" }.res.status, 200)
+    local twice = call{ method = "POST", url = base() .. "/spend", body = "x=1" }
+    lu.assertNotNil(twice.code)
+    lu.assertEquals(paths_seen("/spend"), 3, "without fresh_connect the request was resent")
+  end)
+  front:stop()
+  if not ok then error(err, 0) end
 end
 
 function TestHttpOnce.test_fresh_connect_must_be_a_boolean()
