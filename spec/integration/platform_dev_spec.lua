@@ -10,20 +10,13 @@ local platform = require "support.platform"
 
 local TestPlatformDev = {}
 
-local function free_port()
-  local s = server.start{ app = "scripts/fake_connect.lua", args = { "--workers", "1" } }
-  local port = s.port
-  s:stop()
-  return port
-end
-
 local function alive(pid)
   return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
 end
 
 function TestPlatformDev.test_make_run_flow_and_ctrl_c()
   local dir = files.tmpdir()
-  local port, fake_port = free_port(), free_port()
+  local port, fake_port = server.free_port(), server.free_port()
   -- setsid: the dev script leads its own process group, as in a terminal.
   os.execute(string.format("env -u STRIPE_SECRET_KEY -u STRIPE_CLIENT_ID -u DATABASE PORT=%d FAKE_PORT=%d DATA_DIR=%s " ..
     "setsid build/stripe-connect run scripts/dev.lua > %s/out 2>&1 < /dev/null & echo $! > %s/pid",

@@ -14,13 +14,6 @@ local function start_raw()
   raw_pid, raw_port = server.run_listener("spec/support/raw_upstream.lua")
 end
 
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
 -- A self-signed TLS server for 127.0.0.1 (`openssl s_server -www`).
 local function start_tls()
   tls_dir = os.tmpname()
@@ -28,7 +21,7 @@ local function start_tls()
   assert(os.execute("mkdir -p " .. tls_dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -days 1"
     .. " -keyout " .. tls_dir .. "/key.pem -out " .. tls_dir .. "/cert.pem -subj /CN=127.0.0.1"
     .. " -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1"))
-  tls_port = closed_port()
+  tls_port = server.free_port()
   local p = io.popen(("openssl s_server -quiet -www -accept 127.0.0.1:%d -cert %s/cert.pem -key %s/key.pem"
     .. " >/dev/null 2>&1 & echo $!"):format(tls_port, tls_dir, tls_dir))
   tls_pid = p:read("l")
@@ -103,7 +96,7 @@ local function suite(mode)
     local rows = {
       -- name, options, code, message prefix
       { "timeout", { url = upstream.url .. "/slow?s=2", timeout = 0.2 }, "timeout" },
-      { "connection refused", { url = "http://127.0.0.1:" .. closed_port() .. "/" }, "connect" },
+      { "connection refused", { url = "http://127.0.0.1:" .. server.free_port() .. "/" }, "connect" },
       { "closed mid-response", { url = "http://127.0.0.1:" .. raw_port .. "/partial" }, "reset" },
       { "reset mid-response", { url = "http://127.0.0.1:" .. raw_port .. "/rst" }, "reset" },
       { "closed without answer", { url = "http://127.0.0.1:" .. raw_port .. "/nothing" }, "reset" },

@@ -27,14 +27,6 @@ M.WEBHOOK_SECRET = "whsec_platform_spec_secret"
 M.ADMIN_TOKEN = "admin-token-for-the-platform-specs"
 M.STATE_SECRETS = "k1:" .. ("s"):rep(40)
 
--- A free loopback port: a throwaway server on :0 reports one, then stops.
-local function free_port()
-  local s = server.start{ app = "scripts/fake_connect.lua", args = { "--workers", "1" } }
-  local port = s.port
-  s:stop()
-  return port
-end
-
 local P = {}
 P.__index = P
 
@@ -43,7 +35,7 @@ P.__index = P
 function M.start(opts)
   opts = opts or {}
   local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1 }, P)
-  self.port = free_port()
+  self.port = server.free_port()
   self.url = "http://127.0.0.1:" .. self.port
   self.fake = server.start{ app = "scripts/fake_connect.lua", args = { "--workers", "1" }, env = {
     FAKE_CLIENT_ID = M.CLIENT_ID, FAKE_SECRET_KEY = M.SECRET_KEY,

@@ -51,6 +51,16 @@ function M.poll(fn, timeout, step)
   end
 end
 
+-- free_port() -> a loopback port nothing listens on now (bound on :0, then
+-- closed): for servers that must know each other's port before starting, and
+-- for "connection refused" rows.
+function M.free_port()
+  local s = assert(require("socket").bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
 -- run_listener(script, ...) -> pid, port.  Starts `stripe-connect run SCRIPT
 -- PORTFILE ...` in the background (a raw-socket test peer that writes its
 -- port to PORTFILE once listening, see support.listen) and waits for the port.
