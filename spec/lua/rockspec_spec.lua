@@ -3,6 +3,7 @@
 -- is a source of stripe_connect.core, and nothing listed is missing.  Fails
 -- when a module or a C file is added without updating the rockspec.
 local lu = require "luaunit"
+local files = require "support.files"
 
 local ROCKSPEC = "stripe-connect-scm-1.rockspec"
 
@@ -16,10 +17,7 @@ local function lines_of(cmd)
 end
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
+  return assert(files.read(path), "cannot read " .. path)
 end
 
 -- The rockspec's assignments, evaluated in an empty environment.
