@@ -11,12 +11,12 @@ BUILD       ?= build
 
 LUA_PC      ?= lua5.4
 LUAJIT_PC   ?= luajit
-DEPS_PC     ?= openssl libcurl
+DEPS_PC     ?= openssl libcurl sqlite3
 
 # Debian 12 packages the build, the tests and `make run` need (chromium: the real-browser page spec).
 APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
                 libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
-                lua-sql-sqlite3 luarocks sqlite3 valgrind curl lua-socket openssl ca-certificates \
+                luarocks sqlite3 libsqlite3-dev valgrind curl lua-socket openssl ca-certificates \
                 chromium
 # Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
 # so Debian's are installed only when none is on the PATH.
@@ -81,11 +81,11 @@ $(BUILD)/obj/host/%.o: host/%.c $(HEADERS) | $(BUILD)/.deps
 
 $(CORE54_SO): $(CORE54_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(call PL,$(DEPS_PC))
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(call PL,$(DEPS_PC)) -lpthread
 
 $(COREJIT_SO): $(COREJIT_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(call PL,$(DEPS_PC))
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(call PL,$(DEPS_PC)) -lpthread
 
 $(HOST_BIN): $(HOST_OBJS) $(CORE54_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ -Wl,-E $(call PL,$(LUA_PC) $(DEPS_PC) libevent libevent_pthreads) -lpthread -lm -ldl
@@ -134,7 +134,8 @@ rock: all
 	@rm -rf $(BUILD)/rocks $(BUILD)/rock-src && mkdir -p $(BUILD)/rock-src
 	@cp -r host lua stripe-connect-scm-1.rockspec $(BUILD)/rock-src/
 	cd $(BUILD)/rock-src && luarocks --lua-version=5.4 --tree=$(abspath $(BUILD))/rocks make --deps-mode=none stripe-connect-scm-1.rockspec \
-	  CURL_INCDIR=$(MULTIARCH_INC) CURL_LIBDIR=$(MULTIARCH_LIB)
+	  CURL_INCDIR=$(MULTIARCH_INC) CURL_LIBDIR=$(MULTIARCH_LIB) \
+	  SQLITE_INCDIR=/usr/include SQLITE_LIBDIR=$(MULTIARCH_LIB)
 
 # valgrind: a short `serve` run (a few thousand requests, then SIGTERM) under
 # valgrind; fails on memory errors or definitely lost bytes.  Not part of `test`.

@@ -8,8 +8,8 @@ description = {
    summary = "Stripe Connect OAuth (Standard accounts) for Lua: C core, Lua policy, host binary",
    license = "MIT",
 }
--- lua-cjson: the oauth, fake and webhook modules decode JSON with it.  The
--- SQLite store also needs LuaSQL (luasql-sqlite3), only when it is used.
+-- lua-cjson: the oauth, fake, webhook and store modules decode JSON with it.
+-- SQLite is the core's own (libsqlite3, through its C API).
 dependencies = {
    "lua >= 5.1",
    "lua-cjson",
@@ -17,16 +17,18 @@ dependencies = {
 external_dependencies = {
    OPENSSL = { header = "openssl/hmac.h" },
    CURL = { header = "curl/curl.h" },
+   SQLITE = { header = "sqlite3.h" },
 }
 build = {
    type = "builtin",
    modules = {
       ["stripe_connect.core"] = {
          sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
-                     "host/core/parse.c", "host/core/http.c", "host/core/webhook.c" },
-         libraries = { "ssl", "crypto", "curl" },
-         incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
-         libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
+                     "host/core/parse.c", "host/core/http.c", "host/core/webhook.c",
+                     "host/core/db.c", "host/core/sqlite.c" },
+         libraries = { "ssl", "crypto", "curl", "sqlite3", "pthread" },
+         incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(SQLITE_INCDIR)" },
+         libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(SQLITE_LIBDIR)" },
          defines = { "_GNU_SOURCE" },
       },
       ["stripe_connect"] = "lua/stripe_connect/init.lua",

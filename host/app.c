@@ -116,6 +116,9 @@ static int app_pload(lua_State *L)
     lua_pushliteral(L, "stripe_connect.core");
     lua_call(L, 1, 1);
     upstream_install(L, w);                       /* core table stays at -1 */
+    dbwait_install(L, w);
+    lua_pushinteger(L, w->id);                    /* the stores share per process under serve */
+    lua_setfield(L, -2, "serve_worker");
     handler_install(L, w);                        /* before APP.lua makes coroutines */
     if (luaL_loadfile(L, w->opts->app) != LUA_OK)
         return lua_error(L);

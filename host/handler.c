@@ -257,8 +257,8 @@ void handler_resume(request_ctx *ctx, int nargs)
     int nres = 0;
     int status = lua_resume(co, w->L, nargs, &nres);
     w->running = outer;
-    if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL))
-        return;                                   /* resumed by upstream.c */
+    if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL || ctx->dbjob != NULL))
+        return;                                   /* resumed by upstream.c or dbwait.c */
     struct report_args a = { ctx, co, NULL };
     if (status == LUA_OK && nres == 3 && ctx->budget > 0) {
         size_t hl, bl;
@@ -283,6 +283,7 @@ void handler_abort_all(worker *w)
     while (w->ctxs != NULL) {
         request_ctx *ctx = w->ctxs;
         upstream_cancel(ctx);
+        dbwait_cancel(ctx);
         ctx_free(ctx);
     }
 }

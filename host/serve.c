@@ -96,6 +96,7 @@ static void worker_free(worker *w)
         evconnlistener_free(w->listener);
     upstream_close(w);
     app_close(w);
+    dbwait_close(w);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->deadline_ev)
@@ -127,7 +128,7 @@ static int worker_setup(worker *w, serve_opts *o)
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->deadline_ev = evtimer_new(w->base, on_deadline, w);
     if (w->listener == NULL || w->stop_ev == NULL || w->deadline_ev == NULL
-        || upstream_init(w) != 0) {
+        || upstream_init(w) != 0 || dbwait_init(w) != 0) {
         if (w->listener == NULL)
             close(fd);
         log_error("cannot set up worker %d", w->id);

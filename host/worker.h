@@ -8,6 +8,7 @@
  *   app.c       the worker's lua_State: APP.lua and the router
  *   handler.c   each request as a coroutine: start, resume, budget, 500s
  *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
+ *   dbwait.c    the store's database jobs: yield the request until committed
  *   log.c       access log and error lines on stderr
  *
  * Each worker thread owns one event_base, one lua_State and one curl multi
@@ -45,6 +46,8 @@ typedef struct serve_opts {
 
 typedef struct conn conn;
 typedef struct request_ctx request_ctx;
+struct dbwait;
+struct sc_job;
 
 /* A parsed request; every pointer stays valid until the response is sent. */
 typedef struct http_header {
@@ -91,6 +94,7 @@ typedef struct worker {
     int npool;
     request_ctx *ctxs;          /* all running requests */
     request_ctx *running;       /* the one being resumed, or NULL */
+    struct dbwait *db;          /* database jobs coming back (dbwait.c) */
     conn *conns;                /* all open connections */
     int nconns;
     int stopping;
@@ -105,6 +109,7 @@ struct request_ctx {
     int xfer_ref;               /* registry ref of a pending transfer, or LUA_NOREF */
     CURL *easy;                 /* pending transfer's handle, or NULL */
     struct event *timer;        /* pending sleep, or NULL */
+    struct sc_job *dbjob;       /* pending database job, or NULL */
     long budget;                /* instructions left */
     request_ctx *prev, *next;
 };
@@ -149,6 +154,13 @@ int upstream_init(worker *w);
 void upstream_install(lua_State *L, worker *w);
 void upstream_cancel(request_ctx *ctx);
 void upstream_close(worker *w);
+
+/* dbwait.c */
+int dbwait_init(worker *w);
+/* Replace db:exec with the yielding version in L (core required).  Stack: [-0, +0]. */
+void dbwait_install(lua_State *L, worker *w);
+void dbwait_cancel(request_ctx *ctx);
+void dbwait_close(worker *w);
 
 /* log.c */
 void log_access(const worker *w, const char *method, const char *path, size_t pathlen,

@@ -20,6 +20,7 @@ void sc_open_codec(lua_State *L);
 void sc_open_parse(lua_State *L);
 void sc_open_http(lua_State *L);
 void sc_open_webhook(lua_State *L);
+void sc_open_sqlite(lua_State *L);
 
 /* Constant-time comparison of two byte strings (length leaks, content does not). */
 int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen);

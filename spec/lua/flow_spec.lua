@@ -225,7 +225,7 @@ function TestFlow.test_twin_in_flight_waits_for_outcome()
   lu.assertEquals(res2.status, 503)
   lu.assertEquals(#ctx.oauth.calls, 0)
   -- Claimed long ago and never answered (the process died): "interrupted", recorded.
-  ctx.store.flows[c2.nonce].claimed_at = NOW - 1000 -- (memory store internals)
+  assert(ctx.store.db:exec{ { "UPDATE flows SET claimed_at = ? WHERE nonce = ?", NOW - 1000, c2.nonce } })
   local res3 = callback(ctx, cookie2, { code = "ac_1", state = st2 })
   lu.assertEquals(res3.status, 502)
   lu.assertStrContains(res3.body, "interrupted")

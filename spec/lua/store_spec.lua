@@ -179,14 +179,12 @@ function TestStore.test_event_once()
   end)
 end
 
-function TestStore.test_counters_and_ping()
+function TestStore.test_ping_and_no_counters()
   each(function(s, name)
     lu.assertTrue(s:ping(), name)
-    lu.assertEquals(s:counters(), {}, name)
-    s:incr('callbacks_total{outcome="connected"}')
-    s:incr('callbacks_total{outcome="connected"}', 2)
-    s:incr("x")
-    lu.assertEquals(s:counters(), { ['callbacks_total{outcome="connected"}'] = 3, x = 1 }, name)
+    -- Counters live in process memory (stripe_connect.metrics), not in a store.
+    lu.assertNil(s.incr, name)
+    lu.assertNil(s.counters, name)
   end)
 end
 
@@ -200,13 +198,14 @@ function TestStore.test_sqlite_reopen_keeps_data_and_schema_version()
   local s2 = assert(store.open("sqlite:" .. path))
   lu.assertEquals(s2:get_account("acct_keep").id, "acct_keep")
   lu.assertFalse((s2:claim_flow("n", os.time() + 60)))
-  local rows = s2:rows("SELECT version FROM schema_version")
-  lu.assertEquals(#rows, 1)
-  lu.assertEquals(math.floor(tonumber(rows[1].version)), 1)
-  local jm = s2:rows("PRAGMA journal_mode")
-  lu.assertEquals(jm[1].journal_mode, "wal")
+  local r = assert(s2.db:exec{ { "SELECT version FROM schema_version" }, { "PRAGMA journal_mode" },
+    { "SELECT count(*) AS n FROM sqlite_master WHERE name = 'counters'" } })
+  lu.assertEquals(#r[1], 1)
+  lu.assertEquals(r[1][1].version, 2)
+  lu.assertEquals(r[2][1].journal_mode, "wal")
+  lu.assertEquals(r[3][1].n, 0) -- version 2 dropped the old counters table
   -- a database from a newer version is refused
-  s2:exec("UPDATE schema_version SET version = 99")
+  assert(s2.db:exec{ { "UPDATE schema_version SET version = 99" } })
   s2:close()
   local s3, err = store.open("sqlite:" .. path)
   lu.assertNil(s3)
@@ -214,18 +213,50 @@ function TestStore.test_sqlite_reopen_keeps_data_and_schema_version()
   files.rmdir(dir)
 end
 
-function TestStore.test_sqlite_refuses_nul()
-  local dir = tmpdir()
-  local s = assert(store.open("sqlite:" .. dir .. "/t.db"))
-  lu.assertErrorMsgContains("NUL", function() s:get_account("a\0b") end)
-  -- A NUL inside an account's value (from Stripe's answer) is a runtime
-  -- failure the flow turns into a page, not a raise inside the callback.
-  local ok, err = s:put_account({ id = "acct_nul", scope = "read\0write" })
-  lu.assertNil(ok)
-  lu.assertStrContains(err, "scope contains a NUL byte")
-  lu.assertNil(s:get_account("acct_nul"))
-  s:close()
-  files.rmdir(dir)
+-- Values are bound, never spliced into SQL: quotes, SQL text and NUL bytes
+-- come back byte for byte.
+function TestStore.test_values_are_bound()
+  local odd = { "it's", "a'); DROP TABLE accounts; --", "a\0b", "\0", "\"q\"", "100%", "?" }
+  each(function(s, name)
+    for i, v in ipairs(odd) do
+      local id = "acct_" .. i
+      lu.assertTrue(s:put_account({ id = id, scope = v, note = v }), name .. " " .. i)
+      local a = s:get_account(id)
+      lu.assertEquals(a.scope, v, name .. " " .. i)
+      lu.assertEquals(a.note, v, name .. " " .. i)
+      lu.assertTrue(s:claim_flow(v .. i, os.time() + 60), name .. " " .. i)
+      lu.assertFalse((s:claim_flow(v .. i, os.time() + 60)), name .. " " .. i)
+    end
+    lu.assertEquals(#s:list_accounts(), #odd, name)
+    lu.assertNil(s:get_account("acct_1\0"), name)
+  end)
+end
+
+-- Misuse raises: ids that are not strings, counts that are not numbers.
+function TestStore.test_misuse_raises()
+  each(function(s, name)
+    lu.assertErrorMsgContains("string id", s.get_account, s, 42)
+    lu.assertErrorMsgContains("string id", s.claim_flow, s, "", 1)
+    lu.assertErrorMsgContains("must be a number", s.claim_flow, s, "n", "soon")
+    lu.assertErrorMsgContains("with an id", s.put_account, s, { scope = "x" })
+  end)
+end
+
+-- Memory stores: each new() is private; a name is shared by every opener
+-- in the process (what `serve`'s workers get from store.open("memory:")).
+function TestStore.test_memory_names()
+  local memory = require "stripe_connect.store.memory"
+  local a, b = memory.new(), memory.new()
+  a:put_account(account("acct_a"))
+  lu.assertNil(b:get_account("acct_a"))
+  local n1, n2 = memory.new{ name = "spec-shared" }, memory.new{ name = "spec-shared" }
+  lu.assertTrue(n1:claim_flow("once", os.time() + 60))
+  lu.assertFalse((n2:claim_flow("once", os.time() + 60)))
+  n1:close(); n2:close()
+  local n3 = memory.new{ name = "spec-shared" } -- the last close dropped it
+  lu.assertTrue(n3:claim_flow("once", os.time() + 60))
+  n3:close()
+  lu.assertErrorMsgContains("unknown option", memory.new, { nope = 1 })
 end
 
 return { TestStore = TestStore }

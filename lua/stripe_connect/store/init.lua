@@ -36,29 +36,31 @@
 --
 -- Operations.
 --   store:ping()          -> true        (GET /healthz)
---   store:incr(name, n)   -> true        add n (default 1) to a named counter
---   store:counters()      -> { name = value, … }  (GET /metrics: shared by all
---                                         workers and processes using the store)
 --   store:close()
+-- (Counters are not the store's: they live in process memory,
+-- stripe_connect.metrics.)
+local core = require "stripe_connect.core"
 local util = require "stripe_connect.util"
 
 local M = {}
 
--- Required methods; ping, incr, counters and close are optional (without
--- them /healthz only checks the process and /metrics counts nothing).
+-- Required methods; ping, account_counts and close are optional (without
+-- ping /healthz only checks the process).
 M.METHODS = {
   "put_account", "get_account", "list_accounts", "mark_disconnected", "delete_account",
   "claim_flow", "record_outcome", "get_flow", "expire", "event_once",
 }
 
 -- open(url, opts) -> store | nil, message
---   "memory:"           a fresh memory store (store/memory.lua)
---   "sqlite:PATH"       an SQLite file (store/sqlite.lua); opts.busy_timeout (ms)
+--   "memory:"           a memory store (store/memory.lua): under `serve` the
+--                       process's one, shared by all workers; elsewhere fresh
+--   "sqlite:PATH"       an SQLite file (store/sqlite.lua); opts.busy_timeout (ms),
+--                       opts.synchronous ("normal" | "full")
 function M.open(url, opts)
-  opts = util.check_opts(opts, { busy_timeout = true }, "store.open")
+  opts = util.check_opts(opts, { busy_timeout = true, synchronous = true }, "store.open")
   if type(url) ~= "string" then error("store.open: url must be a string", 2) end
   if url == "memory:" or url == "memory" then
-    return require("stripe_connect.store.memory").new()
+    return require("stripe_connect.store.memory").new{ name = core.serve_worker and "memory:" or nil }
   end
   local path = url:match("^sqlite:(.+)$")
   if path then

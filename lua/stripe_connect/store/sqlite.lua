@@ -1,26 +1,33 @@
 -- stripe_connect.store.sqlite — the store interface (see store/init.lua) in
--- an SQLite file through LuaSQL (`luasql.sqlite3`).  The embedded default.
+-- SQLite, through the core's C binding (`core.sqlite_open`, libsqlite3).
+-- The embedded default.
 --
--- * WAL journal, synchronous=NORMAL: a committed write survives the process
---   being killed (kill -9); only an OS crash/power loss may lose the last
---   commits.  busy_timeout lets several processes/workers share the file.
--- * The schema is created and migrated on open (table schema_version), inside
---   BEGIN IMMEDIATE so concurrent openers migrate once.
--- * LuaSQL's sqlite3 driver has no bind API, so every string goes through
---   conn:escape and is single-quoted, and every integer is formatted with %d.
---   Strings containing NUL bytes are refused (sqlite's %q stops at NUL):
---   put_account answers nil, message; other calls raise (ids are the caller's).
--- * claim_flow is one INSERT OR IGNORE: atomic across processes.
--- * Calls block the calling thread (LuaSQL is synchronous); each is short.
-local luasql = require "luasql.sqlite3"
+-- * One connection and one database thread per file per process, shared by
+--   every worker of `serve`: the thread commits whatever jobs are waiting in
+--   one transaction (group commit) and answers each caller after its own
+--   commit.  Under `serve` a call yields the request's coroutine until then,
+--   so the event loop never waits on SQLite's locks or the disk; under `run`
+--   and plain Lua the same calls block.
+-- * Every value is bound to a prepared statement (no SQL is built from
+--   strings); strings are stored byte-exact, NUL bytes included.
+-- * WAL journal, synchronous=NORMAL (opts.synchronous = "full" to sync the
+--   WAL on every commit): a write that was answered survives the process
+--   being killed (kill -9); only an OS crash or power loss may lose the last
+--   commits at NORMAL.  busy_timeout (default 5 s) is how long the database
+--   thread waits for another process's lock.
+-- * The schema is created and migrated on open (table schema_version),
+--   inside BEGIN IMMEDIATE, so processes opening at once migrate once.
+-- * claim_flow and event_once are single jobs: atomic across every worker
+--   and process sharing the file.
+local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
 
 local M = {}
 
-M.SCHEMA_VERSION = 1
+M.SCHEMA_VERSION = 2
 
-local MIGRATIONS = {
+M.MIGRATIONS = {
   [1] = {
     [[CREATE TABLE accounts (
         id TEXT PRIMARY KEY, status TEXT NOT NULL, scope TEXT, livemode INTEGER,
@@ -35,6 +42,8 @@ local MIGRATIONS = {
     [[CREATE INDEX events_expires_at ON events (expires_at)]],
     [[CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)]],
   },
+  -- Counters live in process memory now (stripe_connect.metrics).
+  [2] = { [[DROP TABLE IF EXISTS counters]] },
 }
 
 -- The account columns; any other field of an account goes to `extra` (JSON).
@@ -46,114 +55,58 @@ local INT_COLUMNS = { connected_at = true, updated_at = true, disconnected_at = 
 local IS_COLUMN = {}
 for _, c in ipairs(COLUMNS) do IS_COLUMN[c] = true end
 
+local PUT_ACCOUNT = "INSERT OR REPLACE INTO accounts (" .. table.concat(COLUMNS, ", ") ..
+  ", extra) VALUES (" .. ("?, "):rep(#COLUMNS) .. "?)"
+local MARK_DISCONNECTED = "UPDATE accounts SET status = 'disconnected', access_token = NULL, " ..
+  "refresh_token = NULL, stripe_publishable_key = NULL, disconnect_reason = ?, " ..
+  "disconnected_at = ?, updated_at = ? WHERE id = ?"
+
 local Sqlite = {}
 Sqlite.__index = Sqlite
 
-local function int(n)
-  if n == nil then return "NULL" end
-  return string.format("%d", math.floor(assert(tonumber(n), "integer expected")))
-end
+local floor = math.floor
 
-function Sqlite:q(s)
-  if s == nil then return "NULL" end
-  s = tostring(s)
-  if s:find("\0", 1, true) then error("sqlite store: value contains a NUL byte", 3) end
-  return "'" .. self.conn:escape(s) .. "'"
-end
-
--- exec(sql) -> result | nil, message.  Closes cursors of row-returning statements.
-function Sqlite:exec(sql)
-  local res, err = self.conn:execute(sql)
-  if res == nil then return nil, "sqlite: " .. tostring(err) end
-  if type(res) == "userdata" then res:close(); return true end
-  return res
-end
-
--- rows(sql) -> array of rows (name -> value) | nil, message
-function Sqlite:rows(sql)
-  local cur, err = self.conn:execute(sql)
-  if cur == nil then return nil, "sqlite: " .. tostring(err) end
-  if type(cur) ~= "userdata" then return {} end
-  local out = {}
-  local row = cur:fetch({}, "a")
-  while row do
-    out[#out + 1] = row
-    row = cur:fetch({}, "a")
+local function int(n, what)
+  if n == nil then return nil end
+  local v = tonumber(n)
+  if not v or v ~= v or v == math.huge or v == -math.huge then
+    error("sqlite store: " .. what .. " must be a number", 3)
   end
-  cur:close()
-  return out
+  return floor(v)
 end
 
-local function tointeger(v)
-  if v == nil then return nil end
-  v = tonumber(v)
-  return v and math.floor(v)
+local function id_arg(id, what)
+  if type(id) ~= "string" or id == "" then error(what .. ": a non-empty string id expected", 3) end
+  return id
 end
 
--- migrate() -> true | nil, message
-function Sqlite:migrate()
-  local ok, err = self:exec("BEGIN IMMEDIATE")
-  if not ok then return nil, err end
-  local function fail(e) self:exec("ROLLBACK"); return nil, e end
-  ok, err = self:exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-  if not ok then return fail(err) end
-  local rows, rerr = self:rows("SELECT version FROM schema_version")
-  if not rows then return fail(rerr) end
-  local have = rows[1] and tointeger(rows[1].version) or 0
-  if not rows[1] then
-    ok, err = self:exec("INSERT INTO schema_version (version) VALUES (0)")
-    if not ok then return fail(err) end
-  end
-  if have > M.SCHEMA_VERSION then
-    return fail(string.format("sqlite: the database has schema version %d, newer than this code (%d)",
-      have, M.SCHEMA_VERSION))
-  end
-  for v = have + 1, M.SCHEMA_VERSION do
-    for _, sql in ipairs(MIGRATIONS[v]) do
-      ok, err = self:exec(sql)
-      if not ok then return fail(err) end
-    end
-    ok, err = self:exec("UPDATE schema_version SET version = " .. int(v))
-    if not ok then return fail(err) end
-  end
-  return self:exec("COMMIT")
+-- run(stmts) -> results | nil, message: one job (all statements or none).
+function Sqlite:run(stmts)
+  return self.db:exec(stmts)
 end
 
 -- open(path, opts) -> store | nil, message
--- opts.busy_timeout (milliseconds, default 5000).
+-- opts: busy_timeout (ms, default 5000), synchronous ("normal" | "full"),
+-- name (with path ":memory:": an in-memory database shared by name).
 function M.open(path, opts)
-  opts = util.check_opts(opts, { busy_timeout = true }, "sqlite.open")
-  assert(type(path) == "string" and path ~= "", "sqlite.open: path expected")
-  local env = luasql.sqlite3()
-  local conn, err = env:connect(path)
-  if not conn then
-    env:close()
-    return nil, "sqlite: cannot open " .. path .. ": " .. tostring(err)
-  end
-  local self = setmetatable({ env = env, conn = conn, path = path, kind = "sqlite" }, Sqlite)
-  local steps = {
-    "PRAGMA busy_timeout = " .. int(opts.busy_timeout or 5000),
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA synchronous = NORMAL",
-  }
-  for _, sql in ipairs(steps) do
-    local ok, e = self:exec(sql)
-    if not ok then self:close(); return nil, e .. " (" .. path .. ")" end
-  end
-  local ok, e = self:migrate()
-  if not ok then self:close(); return nil, e end
-  return self
+  opts = util.check_opts(opts, { busy_timeout = true, synchronous = true, name = true }, "sqlite.open")
+  if type(path) ~= "string" or path == "" then error("sqlite.open: path expected", 2) end
+  local db, err = core.sqlite_open(path, { busy_timeout = opts.busy_timeout,
+    synchronous = opts.synchronous, name = opts.name })
+  if not db then return nil, err .. " (" .. path .. ")" end
+  local version, merr = db:migrate(M.SCHEMA_VERSION, M.MIGRATIONS)
+  if not version then db:close(); return nil, merr end
+  return setmetatable({ db = db, path = path, kind = "sqlite" }, Sqlite)
 end
 
 function Sqlite:close()
-  if self.conn then self.conn:close(); self.conn = nil end
-  if self.env then self.env:close(); self.env = nil end
+  if self.db then self.db:close(); self.db = nil end
   return true
 end
 
 function Sqlite:ping()
-  local rows, err = self:rows("SELECT 1 AS one")
-  if not rows then return nil, err end
+  local r, err = self:run{ { "SELECT 1 AS one" } }
+  if not r then return nil, err end
   return true
 end
 
@@ -164,31 +117,27 @@ function Sqlite:put_account(a)
   for k, v in pairs(a) do
     if not IS_COLUMN[k] then extra[k] = v end
   end
-  -- Values come from Stripe's answers: a NUL byte is bad data (nil, message),
-  -- not misuse; escaping would cut the string there.
-  for _, c in ipairs(COLUMNS) do
-    if type(a[c]) == "string" and a[c]:find("\0", 1, true) then
-      return nil, "sqlite: account field " .. c .. " contains a NUL byte"
-    end
-  end
-  local values = {}
+  local stmt = { PUT_ACCOUNT }
   for i, c in ipairs(COLUMNS) do
     local v = a[c]
     if c == "status" then v = v or "connected"
     elseif c == "updated_at" then v = v or os.time() end
     if c == "livemode" then
-      values[i] = v == nil and "NULL" or (v and "1" or "0")
+      if v ~= nil then v = v and 1 or 0 end
     elseif INT_COLUMNS[c] then
-      values[i] = int(v)
-    else
-      values[i] = self:q(v)
+      v = int(v, c)
+    elseif v ~= nil then
+      v = tostring(v)
     end
+    stmt[i + 1] = v
   end
-  local cols = table.concat(COLUMNS, ", ") .. ", extra"
-  values[#values + 1] = next(extra) and self:q(assert(cjson.encode(extra))) or "NULL"
-  local ok, err = self:exec("INSERT OR REPLACE INTO accounts (" .. cols .. ") VALUES (" ..
-    table.concat(values, ", ") .. ")")
-  if not ok then return nil, err end
+  if next(extra) then
+    local json, jerr = cjson.encode(extra)
+    if not json then return nil, "sqlite: account fields cannot be stored: " .. tostring(jerr) end
+    stmt[#COLUMNS + 2] = json
+  end
+  local r, err = self:run{ stmt }
+  if not r then return nil, err end
   return true
 end
 
@@ -202,127 +151,105 @@ local function row_to_account(r)
   end
   for _, c in ipairs(COLUMNS) do
     local v = r[c]
-    if c == "livemode" then
-      if v ~= nil then v = tonumber(v) == 1 end
-    elseif INT_COLUMNS[c] then
-      v = tointeger(v)
-    end
+    if c == "livemode" and v ~= nil then v = v == 1 end
     a[c] = v
   end
   return a
 end
 
 function Sqlite:get_account(id)
-  local rows, err = self:rows("SELECT * FROM accounts WHERE id = " .. self:q(id))
-  if not rows then return nil, err end
-  return rows[1] and row_to_account(rows[1]) or nil
+  local r, err = self:run{ { "SELECT * FROM accounts WHERE id = ?", id_arg(id, "get_account") } }
+  if not r then return nil, err end
+  return r[1][1] and row_to_account(r[1][1]) or nil
 end
 
 function Sqlite:list_accounts()
-  local rows, err = self:rows("SELECT * FROM accounts ORDER BY connected_at DESC, id ASC")
-  if not rows then return nil, err end
-  for i, r in ipairs(rows) do rows[i] = row_to_account(r) end
-  return rows
+  local r, err = self:run{ { "SELECT * FROM accounts ORDER BY connected_at DESC, id ASC" } }
+  if not r then return nil, err end
+  local out = {}
+  for i, row in ipairs(r[1]) do out[i] = row_to_account(row) end
+  return out
 end
 
 function Sqlite:account_counts()
-  local rows, err = self:rows("SELECT status, COUNT(*) AS n FROM accounts GROUP BY status")
-  if not rows then return nil, err end
+  local r, err = self:run{ { "SELECT status, COUNT(*) AS n FROM accounts GROUP BY status" } }
+  if not r then return nil, err end
   local out = {}
-  for _, r in ipairs(rows) do out[r.status] = tointeger(r.n) end
+  for _, row in ipairs(r[1]) do out[row.status] = row.n end
   return out
 end
 
 function Sqlite:mark_disconnected(id, reason)
   local now = os.time()
-  local n, err = self:exec("UPDATE accounts SET status = 'disconnected', access_token = NULL, " ..
-    "refresh_token = NULL, stripe_publishable_key = NULL, disconnect_reason = " .. self:q(reason) ..
-    ", disconnected_at = " .. int(now) .. ", updated_at = " .. int(now) .. " WHERE id = " .. self:q(id))
-  if not n then return nil, err end
-  return n > 0
+  local r, err = self:run{ { MARK_DISCONNECTED, reason, now, now, id_arg(id, "mark_disconnected") } }
+  if not r then return nil, err end
+  return r[1].changes > 0
 end
 
 function Sqlite:delete_account(id)
-  local n, err = self:exec("DELETE FROM accounts WHERE id = " .. self:q(id))
-  if not n then return nil, err end
-  return n > 0
+  local r, err = self:run{ { "DELETE FROM accounts WHERE id = ?", id_arg(id, "delete_account") } }
+  if not r then return nil, err end
+  return r[1].changes > 0
 end
 
 -- ---------------------------------------------------------------- flows
-local function decode_outcome(s)
-  if s == nil then return nil end
-  return cjson.decode(s)
-end
-
 function Sqlite:claim_flow(nonce, expires_at)
-  assert(type(nonce) == "string" and nonce ~= "", "claim_flow: nonce expected")
-  local n, err = self:exec("INSERT OR IGNORE INTO flows (nonce, expires_at, claimed_at) VALUES (" ..
-    self:q(nonce) .. ", " .. int(expires_at) .. ", " .. int(os.time()) .. ")")
-  if not n then return nil, err end
-  if n > 0 then return true end
-  local f, ferr = self:get_flow(nonce)
-  if ferr then return nil, ferr end
-  return false, f and f.outcome
+  id_arg(nonce, "claim_flow")
+  local r, err = self:run{
+    { "INSERT OR IGNORE INTO flows (nonce, expires_at, claimed_at) VALUES (?, ?, ?)",
+      nonce, int(expires_at, "expires_at"), os.time() },
+    { "SELECT outcome FROM flows WHERE nonce = ?", nonce },
+  }
+  if not r then return nil, err end
+  if r[1].changes > 0 then return true end
+  local row = r[2][1]
+  return false, row and row.outcome and cjson.decode(row.outcome) or nil
 end
 
 function Sqlite:record_outcome(nonce, outcome)
   local json = assert(cjson.encode(outcome))
-  local n, err = self:exec("UPDATE flows SET outcome = " .. self:q(json) .. " WHERE nonce = " .. self:q(nonce))
-  if not n then return nil, err end
-  if n == 0 then return nil, "no such flow" end
+  local r, err = self:run{ { "UPDATE flows SET outcome = ? WHERE nonce = ?", json, id_arg(nonce, "record_outcome") } }
+  if not r then return nil, err end
+  if r[1].changes == 0 then return nil, "no such flow" end
   return true
 end
 
 function Sqlite:get_flow(nonce)
-  local rows, err = self:rows("SELECT * FROM flows WHERE nonce = " .. self:q(nonce))
-  if not rows then return nil, err end
-  local r = rows[1]
-  if not r then return nil end
-  return { nonce = r.nonce, expires_at = tointeger(r.expires_at), claimed_at = tointeger(r.claimed_at),
-    outcome = decode_outcome(r.outcome) }
+  local r, err = self:run{ { "SELECT * FROM flows WHERE nonce = ?", id_arg(nonce, "get_flow") } }
+  if not r then return nil, err end
+  local f = r[1][1]
+  if not f then return nil end
+  return { nonce = f.nonce, expires_at = f.expires_at, claimed_at = f.claimed_at,
+    outcome = f.outcome and cjson.decode(f.outcome) or nil }
 end
 
 function Sqlite:expire(now)
-  now = now or os.time()
-  local a, err = self:exec("DELETE FROM flows WHERE expires_at < " .. int(now))
-  if not a then return nil, err end
-  local b, err2 = self:exec("DELETE FROM events WHERE expires_at < " .. int(now))
-  if not b then return nil, err2 end
-  return math.floor(a + b)
+  now = int(now or os.time(), "now")
+  local r, err = self:run{
+    { "DELETE FROM flows WHERE expires_at < ?", now },
+    { "DELETE FROM events WHERE expires_at < ?", now },
+  }
+  if not r then return nil, err end
+  return r[1].changes + r[2].changes
 end
 
 -- --------------------------------------------------------------- events
 function Sqlite:event_once(event_id, ttl_seconds)
-  assert(type(event_id) == "string" and event_id ~= "", "event_once: event id expected")
+  id_arg(event_id, "event_once")
   local now = os.time()
-  local ok, err = self:exec("DELETE FROM events WHERE id = " .. self:q(event_id) .. " AND expires_at < " .. int(now))
-  if not ok then return nil, err end
-  local n, ierr = self:exec("INSERT OR IGNORE INTO events (id, expires_at) VALUES (" .. self:q(event_id) ..
-    ", " .. int(now + (ttl_seconds or 72 * 3600)) .. ")")
-  if not n then return nil, ierr end
-  return n > 0
+  local r, err = self:run{
+    { "DELETE FROM events WHERE id = ? AND expires_at < ?", event_id, now },
+    { "INSERT OR IGNORE INTO events (id, expires_at) VALUES (?, ?)", event_id,
+      now + int(ttl_seconds or 72 * 3600, "ttl_seconds") },
+  }
+  if not r then return nil, err end
+  return r[2].changes > 0
 end
 
 function Sqlite:forget_event(event_id)
-  local ok, err = self:exec("DELETE FROM events WHERE id = " .. self:q(event_id))
-  if not ok then return nil, err end
+  local r, err = self:run{ { "DELETE FROM events WHERE id = ?", id_arg(event_id, "forget_event") } }
+  if not r then return nil, err end
   return true
-end
-
--- ------------------------------------------------------------- counters
-function Sqlite:incr(name, n)
-  local ok, err = self:exec("INSERT INTO counters (name, value) VALUES (" .. self:q(name) .. ", " ..
-    int(n or 1) .. ") ON CONFLICT (name) DO UPDATE SET value = value + excluded.value")
-  if not ok then return nil, err end
-  return true
-end
-
-function Sqlite:counters()
-  local rows, err = self:rows("SELECT name, value FROM counters")
-  if not rows then return nil, err end
-  local out = {}
-  for _, r in ipairs(rows) do out[r.name] = tointeger(r.value) end
-  return out
 end
 
 return M

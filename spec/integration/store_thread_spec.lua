@@ -1,0 +1,154 @@
+-- The stores under `serve`: SQLite on its database thread (the event loop
+-- never waits on it), what an answered callback leaves on disk after
+-- kill -9, and one memory store shared by all workers of the process.
+local lu = require "luaunit"
+local socket = require "socket"
+local platform = require "support.platform"
+local server = require "support.server"
+local http = require "support.http"
+local files = require "support.files"
+local store_mod = require "stripe_connect.store"
+
+local T = {}
+
+-- A GET sent on a connection of its own (Connection: close); the answer is
+-- read later with read_answer.
+local function send_get(port, path, cookie)
+  local c = assert(socket.connect("127.0.0.1", port))
+  c:settimeout(15)
+  assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" ..
+    (cookie and ("Cookie: " .. cookie .. "\r\n") or "") .. "\r\n"))
+  return c
+end
+
+-- -> status, raw answer (read to the close).
+local function read_answer(c)
+  local data = c:receive("*a")
+  c:close()
+  return tonumber((data or ""):match("^HTTP/1%.1 (%d%d%d)")), data or ""
+end
+
+-- Whether an answer has started to arrive on c (without waiting).
+local function answered(c)
+  local r = socket.select({ c }, nil, 0)
+  return r[1] ~= nil
+end
+
+local function path_of(url)
+  return url:match("^https?://[^/]+(/.*)$")
+end
+
+-- A flow up to the callback URL: -> callback path, the browser's cookie.
+local function prepared_callback(p)
+  local b = http.browser()
+  local cb = p:decide(p:begin(b), "approve")
+  return path_of(cb), b:cookie_header()
+end
+
+-- A slow SQLite: another process holds the write lock while a callback
+-- waits on it; /connect and / on the same (single) worker answer anyway.
+function T.test_slow_sqlite_does_not_delay_connect()
+  local p = platform.start{ workers = 1 }
+  local dir = files.tmpdir()
+  local locked, release = dir .. "/locked", dir .. "/release"
+  local holder = table.concat({
+    "BEGIN IMMEDIATE;",
+    "INSERT INTO events (id, expires_at) VALUES ('held-by-spec', 0);",
+    ".shell touch '" .. locked .. "'",
+    ".shell while [ ! -e '" .. release .. "' ]; do sleep 0.02; done",
+    "COMMIT;",
+  }, "\n")
+  local sh = io.popen("sqlite3 '" .. p.dir .. "/connect.db' >/dev/null 2>&1", "w")
+  sh:write(holder, "\n")
+  sh:flush()
+  lu.assertTrue(server.poll(function() return files.read(locked) ~= nil end, 10) ~= nil)
+  local cb_path, cookie = prepared_callback(p)
+  local cb = send_get(p.port, cb_path, cookie)
+  for _, path in ipairs({ "/connect", "/" }) do
+    local status = read_answer(send_get(p.port, path))
+    lu.assertEquals(status, path == "/connect" and 302 or 200, path)
+    lu.assertFalse(answered(cb), "the callback answered while the database was locked (" .. path .. ")")
+  end
+  files.write(release, "")
+  local status, raw = read_answer(cb)
+  sh:close()
+  lu.assertEquals(status, 303, raw)
+  lu.assertStrContains(raw, "/connected?account=acct_")
+  p:stop()
+  files.rmdir(dir)
+end
+
+-- kill -9 while callbacks are in flight: every account whose success
+-- answer (303) was served is in the database afterwards.
+function T.test_kill9_keeps_every_answered_account()
+  local p = platform.start{ workers = 2 }
+  local conns = {}
+  local flows = {}
+  for i = 1, 16 do flows[i] = { prepared_callback(p) } end
+  -- The first four token calls answer late: those callbacks are still in
+  -- flight (flow claimed, code being exchanged) when the server is killed.
+  p:fault{ path = "/oauth/token", delay = 5, count = 4 }
+  for i = 1, 16 do conns[i] = send_get(p.port, flows[i][1], flows[i][2]) end
+  local answered_ids, buf, open = {}, {}, {}
+  for i = 1, 16 do buf[conns[i]], open[#open + 1] = "", conns[i] end
+  local deadline = socket.gettime() + 20
+  while #answered_ids < 8 and socket.gettime() < deadline do
+    local ready = socket.select(open, nil, 1)
+    for _, c in ipairs(ready) do
+      c:settimeout(0)
+      local data, _, partial = c:receive("*a")
+      buf[c] = buf[c] .. (data or partial or "")
+      local id = buf[c]:match("^HTTP/1%.1 303 .-account=(acct_%w+).-\r\n\r\n")
+      if id then
+        answered_ids[#answered_ids + 1] = id
+        for k, o in ipairs(open) do if o == c then table.remove(open, k) break end end
+      end
+    end
+  end
+  p.platform:kill()
+  for _, c in ipairs(conns) do c:close() end
+  lu.assertTrue(#answered_ids >= 8, "only " .. #answered_ids .. " callbacks were answered")
+  local s = assert(store_mod.open("sqlite:" .. p.dir .. "/connect.db"))
+  for _, id in ipairs(answered_ids) do
+    local a = s:get_account(id)
+    lu.assertNotNil(a, id .. " was answered but is not in the database")
+    lu.assertEquals(a.status, "connected", id)
+  end
+  lu.assertTrue(#s:list_accounts() < 16, "the delayed callbacks should not have finished")
+  s:close()
+  p.platform = nil
+  p:stop()
+end
+
+-- DATABASE=memory: with two workers: twin callbacks (the same code, state
+-- and cookie, sent at once on two connections, which SO_REUSEPORT spreads
+-- over the workers) make one token call each, like SQLite.
+function T.test_memory_twins_on_two_workers_spend_the_code_once()
+  local p = platform.start{ workers = 2, env = { DATABASE = "memory:" } }
+  local pairs_ = 10
+  for _ = 1, pairs_ do
+    local path, cookie = prepared_callback(p)
+    local a, b = send_get(p.port, path, cookie), send_get(p.port, path, cookie)
+    local sa, ra = read_answer(a)
+    local sb, rb = read_answer(b)
+    lu.assertEquals(sa, 303, ra)
+    lu.assertEquals(sb, 303, rb)
+    lu.assertEquals(ra:match("Location: (%S+)"), rb:match("Location: (%S+)"))
+  end
+  lu.assertEquals(p:token_calls(), pairs_)
+  -- Both workers answered callbacks, so some twins met across workers.
+  local log = p.platform:log_text()
+  lu.assertStrContains(log, "worker=1 method=GET path=\"/oauth/callback\"")
+  lu.assertStrContains(log, "worker=2 method=GET path=\"/oauth/callback\"")
+  -- And what one worker stored, the other lists.
+  local seen = {}
+  for _ = 1, 6 do
+    local status, body = p:admin("GET", "/admin/accounts")
+    lu.assertEquals(status, 200)
+    seen[#body.data] = true
+  end
+  lu.assertEquals(seen, { [pairs_] = true })
+  p:stop()
+end
+
+return { TestStoreThread = T }
