@@ -35,6 +35,7 @@ struct sc_db {
     pthread_cond_t cv;
     sc_job *head, *tail;        /* waiting jobs */
     int stop;
+    long long jobs, commits;    /* ordinary jobs run, transactions they took */
     struct { char *sql; sqlite3_stmt *st; } cache[STMT_CACHE];
     int ncache;
     sc_db *next;
@@ -305,6 +306,10 @@ static void run_list(sc_db *db, sc_job *list)
                 n++;
             }
             run_batch(db, list, end);
+            pthread_mutex_lock(&db->mu);
+            db->jobs += n;
+            db->commits++;
+            pthread_mutex_unlock(&db->mu);
         }
         finish(list, end);
         list = end;
@@ -340,6 +345,14 @@ void sc_db_submit(sc_db *db, sc_job *job)
         db->head = job;
     db->tail = job;
     pthread_cond_signal(&db->cv);
+    pthread_mutex_unlock(&db->mu);
+}
+
+void sc_db_stats(sc_db *db, long long *jobs, long long *commits)
+{
+    pthread_mutex_lock(&db->mu);
+    *jobs = db->jobs;
+    *commits = db->commits;
     pthread_mutex_unlock(&db->mu);
 }
 

@@ -7,6 +7,7 @@
  *   local r = assert(db:exec{ { "INSERT OR IGNORE INTO t VALUES (?, ?)", "a", 1 },
  *                             { "SELECT * FROM t WHERE k = ?", "a" } })
  *   --> r[1].changes == 1, r[2][1].k == "a"
+ *   db:stats()   --> { jobs = 2, commits = 1 }
  *   db:close()
  *
  * `exec` runs its statements as one job: all of them, or none (a savepoint),
@@ -262,6 +263,20 @@ static int db_migrate(lua_State *L)
     return 1;
 }
 
+/* db:stats() -> { jobs = n, commits = m }: jobs run by the database thread
+ * (every opener's in the process) and the transactions they took. */
+static int db_stats(lua_State *L)
+{
+    long long jobs, commits;
+    sc_db_stats(sc_sqlite_check(L, 1), &jobs, &commits);
+    lua_createtable(L, 0, 2);
+    sc_pushinteger(L, jobs);
+    lua_setfield(L, -2, "jobs");
+    sc_pushinteger(L, commits);
+    lua_setfield(L, -2, "commits");
+    return 1;
+}
+
 static int db_close(lua_State *L)
 {
     db_box *b = luaL_checkudata(L, 1, DB_MT);
@@ -335,6 +350,7 @@ void sc_open_sqlite(lua_State *L)
         { "close",   db_close },
         { "exec",    sc_sqlite_exec_sync },
         { "migrate", db_migrate },
+        { "stats",   db_stats },
         { NULL, NULL }
     };
     if (luaL_newmetatable(L, DB_MT)) {

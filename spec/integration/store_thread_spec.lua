@@ -11,15 +11,40 @@ local store_mod = require "stripe_connect.store"
 
 local T = {}
 
--- A GET sent on a connection of its own (Connection: close); the answer is
+-- Hold SQLite's write lock on the database at path from another process
+-- (the sqlite3 shell) until release() is called.  -> release
+local function hold_write_lock(path)
+  local dir = files.tmpdir()
+  local locked, release = dir .. "/locked", dir .. "/release"
+  local sh = io.popen("sqlite3 '" .. path .. "' >/dev/null 2>&1", "w")
+  sh:write(table.concat({
+    "BEGIN IMMEDIATE;",
+    "CREATE TABLE IF NOT EXISTS held_by_spec (x);",
+    ".shell touch '" .. locked .. "'",
+    ".shell while [ ! -e '" .. release .. "' ]; do sleep 0.02; done",
+    "COMMIT;",
+  }, "\n"), "\n")
+  sh:flush()
+  assert(server.poll(function() return files.read(locked) ~= nil end, 10), "the lock was not taken")
+  return function()
+    files.write(release, "")
+    sh:close()
+    files.rmdir(dir)
+  end
+end
+
+-- A request sent on a connection of its own (Connection: close); the answer is
 -- read later with read_answer.
-local function send_get(port, path, cookie)
+local function send(port, method, path, cookie)
   local c = assert(socket.connect("127.0.0.1", port))
   c:settimeout(15)
-  assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" ..
-    (cookie and ("Cookie: " .. cookie .. "\r\n") or "") .. "\r\n"))
+  assert(c:send(method .. " " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" ..
+    (cookie and ("Cookie: " .. cookie .. "\r\n") or "") ..
+    (method == "POST" and "Content-Length: 0\r\n" or "") .. "\r\n"))
   return c
 end
+
+local function send_get(port, path, cookie) return send(port, "GET", path, cookie) end
 
 -- -> status, raw answer (read to the close).
 local function read_answer(c)
@@ -49,19 +74,7 @@ end
 -- waits on it; /connect and / on the same (single) worker answer anyway.
 function T.test_slow_sqlite_does_not_delay_connect()
   local p = platform.start{ workers = 1 }
-  local dir = files.tmpdir()
-  local locked, release = dir .. "/locked", dir .. "/release"
-  local holder = table.concat({
-    "BEGIN IMMEDIATE;",
-    "INSERT INTO events (id, expires_at) VALUES ('held-by-spec', 0);",
-    ".shell touch '" .. locked .. "'",
-    ".shell while [ ! -e '" .. release .. "' ]; do sleep 0.02; done",
-    "COMMIT;",
-  }, "\n")
-  local sh = io.popen("sqlite3 '" .. p.dir .. "/connect.db' >/dev/null 2>&1", "w")
-  sh:write(holder, "\n")
-  sh:flush()
-  lu.assertTrue(server.poll(function() return files.read(locked) ~= nil end, 10) ~= nil)
+  local release = hold_write_lock(p.dir .. "/connect.db")
   local cb_path, cookie = prepared_callback(p)
   local cb = send_get(p.port, cb_path, cookie)
   for _, path in ipairs({ "/connect", "/" }) do
@@ -69,12 +82,47 @@ function T.test_slow_sqlite_does_not_delay_connect()
     lu.assertEquals(status, path == "/connect" and 302 or 200, path)
     lu.assertFalse(answered(cb), "the callback answered while the database was locked (" .. path .. ")")
   end
-  files.write(release, "")
+  release()
   local status, raw = read_answer(cb)
-  sh:close()
   lu.assertEquals(status, 303, raw)
   lu.assertStrContains(raw, "/connected?account=acct_")
   p:stop()
+end
+
+-- Group commit: writes that arrive together share one transaction, and
+-- each is answered only once committed.  While another process holds the
+-- lock, the database thread waits on it with the first job; the 39 that
+-- queue behind it are committed together once the lock is released.
+function T.test_writes_waiting_together_commit_together()
+  local dir = files.tmpdir()
+  local path = dir .. "/g.db"
+  local s = server.start{ app = "spec/support/apps/store_app.lua", env = { STORE_PATH = path },
+    args = { "--workers", "2", "--quiet" } }
+  local function stats()
+    local _, raw = read_answer(send_get(s.port, "/stats"))
+    return require("cjson").decode(raw:match("\r\n\r\n(.*)$"))
+  end
+  local before = stats()
+  local release = hold_write_lock(path)
+  local conns = {}
+  for i = 1, 40 do conns[i] = send(s.port, "POST", "/accounts/acct_g" .. i) end
+  -- Every write is queued (none answered) while the lock is held; the
+  -- workers still answer what needs no store.
+  lu.assertEquals((read_answer(send_get(s.port, "/ping"))), 200)
+  for i = 1, 40 do lu.assertFalse(answered(conns[i]), "write " .. i .. " answered before its commit") end
+  release()
+  for i = 1, 40 do
+    local status, raw = read_answer(conns[i])
+    lu.assertEquals(status, 200, raw)
+  end
+  local after = stats()
+  lu.assertEquals(after.jobs - before.jobs, 40)
+  lu.assertTrue(after.commits - before.commits <= 4,
+    ("40 writes took %d transactions"):format(after.commits - before.commits))
+  for i = 1, 40 do
+    lu.assertEquals((read_answer(send_get(s.port, "/accounts/acct_g" .. i))), 200, i)
+  end
+  s:stop()
   files.rmdir(dir)
 end
 
