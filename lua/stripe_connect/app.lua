@@ -85,6 +85,8 @@ end
 -- new{ config=, store=, policy=, oauth=?, log=?, webhook=?, metrics=? } -> routes
 -- (webhook: the stripe_connect.webhook module, default required lazily;
 -- metrics: a stripe_connect.metrics registry, default the process-wide one.)
+-- Only the callback sweeps the store (store:expire, every EXPIRE_EVERY
+-- seconds per worker): /connect touches no store at all.
 function M.new(opts)
   opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
     webhook = true, replay_wait = true, metrics = true }, "app.new")
@@ -109,7 +111,7 @@ function M.new(opts)
 
   local routes = {
     { "GET", "/", function() return html(200, pages.home()) end },
-    { "GET", "/connect", function(req) sweep(); return flow.begin(ctx, req) end },
+    { "GET", "/connect", function(req) return flow.begin(ctx, req) end },
     { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
     { "GET", "/connected", function(req)
         local id = req.args and req.args.account
