@@ -25,7 +25,7 @@ build = {
       ["stripe_connect.core"] = {
          sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
                      "host/core/parse.c", "host/core/http.c", "host/core/webhook.c",
-                     "host/core/db.c", "host/core/sqlite.c" },
+                     "host/core/db.c", "host/core/sqlite.c", "host/core/metrics.c" },
          libraries = { "ssl", "crypto", "curl", "sqlite3", "pthread" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(SQLITE_INCDIR)" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(SQLITE_LIBDIR)" },
@@ -40,6 +40,7 @@ build = {
       ["stripe_connect.config"] = "lua/stripe_connect/config.lua",
       ["stripe_connect.policy"] = "lua/stripe_connect/policy.lua",
       ["stripe_connect.flow"] = "lua/stripe_connect/flow.lua",
+      ["stripe_connect.metrics"] = "lua/stripe_connect/metrics.lua",
       ["stripe_connect.pages"] = "lua/stripe_connect/pages.lua",
       ["stripe_connect.app"] = "lua/stripe_connect/app.lua",
       ["stripe_connect.store"] = "lua/stripe_connect/store/init.lua",

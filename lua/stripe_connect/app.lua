@@ -6,8 +6,11 @@
 --   GET  /oauth/callback            flow.complete
 --   GET  /connected                 success page
 --   GET  /healthz                   200 "ok" when the store answers, else 503
---   GET  /metrics                   Prometheus text (counters kept in the store,
---                                   so they add up over workers and restarts)
+--   GET  /metrics                   Prometheus text: the counters and the
+--                                   per-route latency histogram (process
+--                                   memory, stripe_connect.metrics; summed
+--                                   over the workers of one `serve`) and the
+--                                   accounts gauge (from the store)
 --   POST /webhooks                  webhook.handler (when webhook secrets are set)
 --   admin (only when config.admin_token is set; 404 otherwise):
 --   GET  /admin/accounts            JSON {"data":[account…]}   Authorization: Bearer
@@ -20,6 +23,7 @@
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local flow = require "stripe_connect.flow"
+local metrics_mod = require "stripe_connect.metrics"
 local pages = require "stripe_connect.pages"
 local util = require "stripe_connect.util"
 
@@ -45,45 +49,55 @@ local function text(status, body, ctype)
     ["Cache-Control"] = "no-store" }, body = body }
 end
 
--- Prometheus exposition of the store's counters: "name{labels}" -> value,
--- grouped by metric name with a TYPE line each.
-local function metrics_text(counters, by_status)
-  local by_name, names = {}, {}
-  for series, value in pairs(counters or {}) do
-    local name = series:match("^([%w_:]+)")
-    if name then
-      if not by_name[name] then by_name[name] = {}; names[#names + 1] = name end
-      table.insert(by_name[name], string.format("%s %d", series, value))
-    end
-  end
-  table.sort(names)
-  local out = {}
-  for _, name in ipairs(names) do
-    out[#out + 1] = "# TYPE " .. name .. " counter"
-    table.sort(by_name[name])
-    for _, line in ipairs(by_name[name]) do out[#out + 1] = line end
-  end
-  if by_status then
-    out[#out + 1] = "# TYPE stripe_connect_accounts gauge"
-    for _, status in ipairs({ "connected", "disconnected" }) do
-      out[#out + 1] = string.format('stripe_connect_accounts{status="%s"} %d', status, by_status[status] or 0)
-    end
+-- The accounts gauge lines (by_status: status -> n, from the store).
+local function accounts_text(by_status)
+  local out = { "# TYPE stripe_connect_accounts gauge" }
+  for _, status in ipairs({ "connected", "disconnected" }) do
+    out[#out + 1] = string.format('stripe_connect_accounts{status="%s"} %d', status, by_status[status] or 0)
   end
   return table.concat(out, "\n") .. "\n"
 end
 
--- new{ config=, store=, policy=, oauth=?, log=?, webhook=? } -> routes
--- (webhook: the stripe_connect.webhook module, default required lazily.)
+-- The route's label in the latency histogram: the path, or for a pattern
+-- route the pattern without its anchors and with each capture as {id}.
+local function route_label(path)
+  if path:sub(1, 1) ~= "^" then return path end
+  return (path:sub(2):gsub("%$$", ""):gsub("%b()", "{id}"))
+end
+
+-- timed(metrics, routes) -> routes with each handler measured into the
+-- route's latency histogram (wall time from call to return, time spent
+-- waiting on Stripe included; a handler that raises is not observed).
+local function timed(metrics, routes)
+  local clock = metrics.clock
+  for _, r in ipairs(routes) do
+    local handler, label = r[3], route_label(r[2])
+    r[3] = function(req)
+      local t0 = clock()
+      local res = handler(req)
+      metrics.observe(label, clock() - t0)
+      return res
+    end
+  end
+  return routes
+end
+
+-- new{ config=, store=, policy=, oauth=?, log=?, webhook=?, metrics=? } -> routes
+-- (webhook: the stripe_connect.webhook module, default required lazily;
+-- metrics: a stripe_connect.metrics registry, default the process-wide one.)
+-- Only the callback sweeps the store (store:expire, every EXPIRE_EVERY
+-- seconds per worker): /connect touches no store at all.
 function M.new(opts)
   opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
-    webhook = true, replay_wait = true }, "app.new")
+    webhook = true, replay_wait = true, metrics = true }, "app.new")
   local cfg, store, policy = opts.config, opts.store, opts.policy
   assert(cfg and store and policy, "app.new: config, store and policy are required")
   local ok, serr = require("stripe_connect.store").check(store)
   if not ok then error("app.new: " .. serr, 2) end
   local log = util.redacting_log(opts.log, require("stripe_connect.config").secret_values(cfg))
+  local metrics = opts.metrics or metrics_mod
   local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
-    replay_wait = opts.replay_wait }
+    replay_wait = opts.replay_wait, metrics = metrics }
   local last_expire = 0
 
   local function sweep()
@@ -97,7 +111,7 @@ function M.new(opts)
 
   local routes = {
     { "GET", "/", function() return html(200, pages.home()) end },
-    { "GET", "/connect", function(req) sweep(); return flow.begin(ctx, req) end },
+    { "GET", "/connect", function(req) return flow.begin(ctx, req) end },
     { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
     { "GET", "/connected", function(req)
         local id = req.args and req.args.account
@@ -112,7 +126,6 @@ function M.new(opts)
         return text(503, "store unavailable\n")
       end },
     { "GET", "/metrics", function()
-        local counters = store.counters and store:counters() or {}
         local by_status
         if store.account_counts then
           by_status = store:account_counts()
@@ -123,7 +136,8 @@ function M.new(opts)
             for _, a in ipairs(accounts) do by_status[a.status] = (by_status[a.status] or 0) + 1 end
           end
         end
-        return text(200, metrics_text(counters, by_status), "text/plain; version=0.0.4; charset=utf-8")
+        return text(200, metrics.text() .. (by_status and accounts_text(by_status) or ""),
+          "text/plain; version=0.0.4; charset=utf-8")
       end },
   }
 
@@ -132,7 +146,7 @@ function M.new(opts)
     if webhook.handler then
       routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
         secrets = cfg.webhook_secrets, store = store, log = log, livemode = cfg.livemode,
-        on_deauthorized = policy.on_deauthorized, on_event = policy.on_event,
+        on_deauthorized = policy.on_deauthorized, on_event = policy.on_event, metrics = metrics,
       } }
     else
       log("STRIPE_WEBHOOK_SECRETS is set but stripe_connect.webhook has no handler; /webhooks is off")
@@ -142,7 +156,7 @@ function M.new(opts)
   if cfg.admin_token then
     for _, r in ipairs(M.admin_routes(ctx)) do routes[#routes + 1] = r end
   end
-  return routes
+  return timed(metrics, routes)
 end
 
 -- from_env() -> { config, store, policy }: the platform's pieces from the

@@ -244,12 +244,6 @@ function Fake:check_authorize(params)
   return v
 end
 
-local function sorted_names(t)
-  local names = {}
-  for k in pairs(t) do names[#names + 1] = k end
-  table.sort(names)
-  return names
-end
 
 local function values_of(v)
   return type(v) == "table" and v or { v }
@@ -276,7 +270,7 @@ local SCOPE_TEXT = {
 function Fake:consent_page(v, params)
   local h = util.html
   local prefill, others, hidden = {}, {}, {}
-  for _, name in ipairs(sorted_names(params)) do
+  for _, name in ipairs(util.sorted_keys(params)) do
     for _, value in ipairs(values_of(params[name])) do
       hidden[#hidden + 1] = string.format('<input type="hidden" name="%s" value="%s">', h(name), h(value))
       local field = name:match("^stripe_user%[([^%]]+)%]$")
@@ -612,7 +606,7 @@ end
 
 function Fake:accounts_list()
   local items = {}
-  for _, name in ipairs(sorted_names(self.connections)) do
+  for _, name in ipairs(util.sorted_keys(self.connections)) do
     local c = self.connections[name]
     items[#items + 1] = { id = c.account, connected = c.connected, scope = c.scope, livemode = c.livemode }
   end

@@ -17,6 +17,7 @@
 --   now     = function() -> Unix seconds (default os.time),
 --   sleep   = function(seconds) (default core.sleep: yields under serve),
 --   log     = function(message) (default stderr),
+--   metrics = a stripe_connect.metrics registry (default the process-wide one),
 --   replay_wait = seconds a concurrent twin callback waits for the first
 --             one's outcome (default STRIPE_TIMEOUT + 5),
 -- }
@@ -82,12 +83,13 @@ local function defaults(ctx)
   ctx.sleep = ctx.sleep or core.sleep
   ctx.log = ctx.log or function(msg) io.stderr:write(msg, "\n") end
   ctx.oauth = ctx.oauth or require("stripe_connect.oauth")
+  ctx.metrics = ctx.metrics or require("stripe_connect.metrics")
   return ctx
 end
 
+-- Counts one (process memory, never the store: see stripe_connect.metrics).
 local function count(ctx, name)
-  local s = ctx.store
-  if s.incr then pcall(s.incr, s, name, 1) end
+  ctx.metrics.incr(name)
 end
 
 local function callback_metric(ctx, outcome_label, reason)

@@ -51,6 +51,14 @@ function M.copy(v)
   return t
 end
 
+-- sorted_keys(t) -> t's keys in sort order (strings, or numbers).
+function M.sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
 local SECRET_PREFIXES = { "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_" }
 
 -- redact(s, secrets) -> s with Stripe keys (sk_/rk_), webhook secrets

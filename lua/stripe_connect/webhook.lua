@@ -149,14 +149,12 @@ local function default_log(msg)
   io.stderr:write(msg, "\n")
 end
 
--- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} when the
--- store keeps counters (GET /metrics); a counter failure never fails a delivery.
+-- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} in the
+-- handler's metrics registry (process memory; GET /metrics shows it).
 local function count(o, result, reason)
-  local s = o.store
-  if not s.incr then return end
   local series = reason and string.format('stripe_connect_webhooks_total{result="%s",reason="%s"}', result, reason)
     or string.format('stripe_connect_webhooks_total{result="%s"}', result)
-  pcall(s.incr, s, series, 1)
+  o.metrics.incr(series)
 end
 
 local function mode_name(livemode) return livemode and "live" or "test" end
@@ -213,7 +211,7 @@ end
 
 --[[
 handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id, source),
-         on_event=fn(event), max_body=, event_ttl=, log=fn(message) }
+         on_event=fn(event), max_body=, event_ttl=, log=fn(message), metrics= }
   -> function(req) -> res        (mount it at POST /webhooks)
 
 - secrets: a secret or a list of up to 16 (rotation); tolerance: seconds,
@@ -246,19 +244,21 @@ handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id,
   hold event ids, types and error text, never bodies; Stripe keys, whsec_
   secrets, the configured secrets and ac_/rt_ codes in error text are
   masked ("[redacted]").
-- Counters (when the store has incr): stripe_connect_webhooks_total with
+- metrics: a stripe_connect.metrics registry (default the process-wide
+  one; never the store).  Counters: stripe_connect_webhooks_total with
   result="processed", "duplicate", "ignored_livemode", "failed", or
   result="rejected" and reason=<the 400/413 error code>.
 ]]
 function M.handler(opts)
   local o = check_opts(opts, { secrets = true, store = true, tolerance = true, livemode = true, on_deauthorized = true,
-                               on_event = true, max_body = true, event_ttl = true, log = true }, "webhook.handler")
+                               on_event = true, max_body = true, event_ttl = true, log = true,
+                               metrics = true }, "webhook.handler")
   o = {
     secrets = check_secrets(o.secrets, "webhook.handler"),
     store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE, livemode = o.livemode,
     on_deauthorized = o.on_deauthorized, on_event = o.on_event,
     max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
-    log = o.log or default_log,
+    log = o.log or default_log, metrics = o.metrics or require("stripe_connect.metrics"),
   }
   assert(type(o.store) == "table" and o.store.event_once and o.store.mark_disconnected,
     "webhook.handler: store must implement event_once and mark_disconnected")

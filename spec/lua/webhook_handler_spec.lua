@@ -3,6 +3,7 @@
 local lu = require "luaunit"
 local cjson = require "cjson.safe"
 local webhook = require "stripe_connect.webhook"
+local metrics = require "stripe_connect.metrics"
 local memory = require "stripe_connect.store.memory"
 local store = require "stripe_connect.store"
 
@@ -32,9 +33,9 @@ local NONE = setmetatable({}, { __tostring = function() return "NONE" end })
 
 -- A handler over a fresh store, recording hook calls and log lines.
 local function setup(extra)
-  local t = { store = connected_store(), deauthorized = {}, events = {}, logs = {} }
+  local t = { store = connected_store(), deauthorized = {}, events = {}, logs = {}, metrics = metrics.new() }
   local opts = {
-    secrets = SECRET, store = t.store,
+    secrets = SECRET, store = t.store, metrics = t.metrics,
     on_deauthorized = function(id, source) t.deauthorized[#t.deauthorized + 1] = { id, source } end,
     on_event = function(ev) t.events[#t.events + 1] = ev end,
     log = function(msg) t.logs[#t.logs + 1] = msg end,
@@ -303,7 +304,7 @@ function TestWebhookHandler.test_livemode_of_the_platform()
       lu.assertEquals(#t.logs, 1, r[1])
       lu.assertStrContains(t.logs[1], "evt_1Iu8ZfA3kq9o1aTcf3b7EknK", false, r[1])
       lu.assertStrContains(t.logs[1], "acknowledged, not applied", false, r[1])
-      lu.assertEquals(t.store:counters()['stripe_connect_webhooks_total{result="ignored_livemode"}'], 1, r[1])
+      lu.assertEquals(t.metrics.snapshot().counters['stripe_connect_webhooks_total{result="ignored_livemode"}'], 1, r[1])
       -- Not claimed: the same id in the platform's own mode is still processed.
       ev.livemode = r[2]
       lu.assertEquals(json(t.handle(signed(assert(cjson.encode(ev))))), { received = true }, r[1])
@@ -312,7 +313,8 @@ function TestWebhookHandler.test_livemode_of_the_platform()
   end
 end
 
--- Every answer is counted in the store (GET /metrics), by result and reason.
+-- Every answer is counted in the handler's metrics registry (GET /metrics),
+-- by result and reason; never in the store.
 function TestWebhookHandler.test_counters()
   local t = setup()
   t.handle(signed(FIXTURE))
@@ -321,7 +323,7 @@ function TestWebhookHandler.test_counters()
   t.handle(signed(FIXTURE, { secrets = "whsec_wrong" }))
   t.handle(signed(("x"):rep(1024 * 1024 + 1)))
   t.handle(signed("not json"))
-  lu.assertEquals(t.store:counters(), {
+  lu.assertEquals(t.metrics.snapshot().counters, {
     ['stripe_connect_webhooks_total{result="processed"}'] = 1,
     ['stripe_connect_webhooks_total{result="duplicate"}'] = 1,
     ['stripe_connect_webhooks_total{result="rejected",reason="malformed_header"}'] = 1,
@@ -329,10 +331,18 @@ function TestWebhookHandler.test_counters()
     ['stripe_connect_webhooks_total{result="rejected",reason="too_large"}'] = 1,
     ['stripe_connect_webhooks_total{result="rejected",reason="invalid_event"}'] = 1,
   })
-  -- A store whose incr raises still answers the delivery.
+  -- The store's counter methods are never called.
   t = setup()
-  t.store.incr = function() error("counter table locked") end
+  t.store.incr = function() error("incr called") end
+  t.store.counters = function() error("counters called") end
   lu.assertEquals(t.handle(signed(FIXTURE)).status, 200)
+  lu.assertEquals(t.metrics.snapshot().counters['stripe_connect_webhooks_total{result="processed"}'], 1)
+  -- Without a registry of its own the handler counts in the process-wide one.
+  t = setup{ metrics = NONE }
+  local before = metrics.snapshot().counters['stripe_connect_webhooks_total{result="duplicate"}'] or 0
+  t.handle(signed(FIXTURE))
+  t.handle(signed(FIXTURE))
+  lu.assertEquals(metrics.snapshot().counters['stripe_connect_webhooks_total{result="duplicate"}'], before + 1)
 end
 
 -- { name, options (merged into a valid set), message fragment }

@@ -3,11 +3,13 @@
 -- /webhooks is the handler over a memory store, with secrets from
 -- $WEBHOOK_SECRETS, max_body from $WEBHOOK_MAX_BODY and the platform mode
 -- from $WEBHOOK_LIVEMODE ("true"/"false"; unset: no check).  GET /state
--- answers {"deauthorized":[account…],"counters":{…}}.  Run with --workers 1
--- (the memory store is per worker).
+-- answers {"deauthorized":[account…],"counters":{…}} (counters: the
+-- process's stripe_connect.metrics).  Run with --workers 1 (the memory store
+-- and the deauthorized list are per worker).
 local cjson = require "cjson.safe"
 local webhook = require "stripe_connect.webhook"
 local memory = require "stripe_connect.store.memory"
+local metrics = require "stripe_connect.metrics"
 
 local store = memory.new()
 local deauthorized = {}
@@ -25,6 +27,6 @@ return {
   { "POST", "/webhooks", handle },
   { "GET", "/state", function()
     return { status = 200, headers = { ["Content-Type"] = "application/json" },
-             body = assert(cjson.encode({ deauthorized = deauthorized, counters = store:counters() })) }
+             body = assert(cjson.encode({ deauthorized = deauthorized, counters = metrics.snapshot().counters })) }
   end },
 }

@@ -1,0 +1,109 @@
+-- stripe_connect.app built with app.new: /connect touches no store (a store
+-- whose every method raises still answers 302), the callback sweeps the
+-- store now and then, and /metrics renders the registry's counters, the
+-- per-route latency histogram and the store's accounts gauge.
+local lu = require "luaunit"
+local app = require "stripe_connect.app"
+local metrics = require "stripe_connect.metrics"
+local state = require "stripe_connect.state"
+local store_mod = require "stripe_connect.store"
+local policy_mod = require "stripe_connect.policy"
+
+local TestApp = {}
+
+local function config()
+  return {
+    keyring = assert(state.keyring("k1:" .. ("s"):rep(32))), state_ttl = 1800, secure = false,
+    client_id = "ca_app_spec", secret_key = "sk_test_app_spec", connect_base = "http://127.0.0.1:9",
+    stripe_timeout = 5, redirect_uris = { "http://127.0.0.1:8/oauth/callback" },
+  }
+end
+
+-- A store whose every method (and any other field read) raises.
+local function raising_store()
+  local s = {}
+  local names = { "incr", "counters", "ping", "account_counts" }
+  for _, m in ipairs(store_mod.METHODS) do names[#names + 1] = m end
+  for _, m in ipairs(names) do
+    s[m] = function() error("store." .. m .. " called", 2) end
+  end
+  return setmetatable(s, { __index = function(_, k) error("store field " .. tostring(k) .. " read", 2) end })
+end
+
+local function routes_of(opts)
+  local cfg = config()
+  local logs = {}
+  local base = { config = cfg, log = function(m) logs[#logs + 1] = m end,
+    policy = policy_mod.new(nil, { redirect_uris = cfg.redirect_uris }), metrics = metrics.new() }
+  for k, v in pairs(opts or {}) do base[k] = v end
+  local by = {}
+  for _, r in ipairs(app.new(base)) do by[r[1] .. " " .. r[2]] = r[3] end
+  return by, base, logs
+end
+
+local function get(path, args, cookies)
+  return { method = "GET", path = path, query = "", args = args or {}, headers = {}, cookies = cookies or {} }
+end
+
+function TestApp.test_connect_touches_no_store()
+  local by, opts = routes_of{ store = raising_store() }
+  for i = 1, 3 do
+    local res = by["GET /connect"](get("/connect", i == 2 and { return_to = "/dash" } or nil))
+    lu.assertEquals(res.status, 302)
+    lu.assertStrContains(res.headers.Location, "http://127.0.0.1:9/oauth/authorize?response_type=code&client_id=ca_app_spec")
+    lu.assertStrContains(res.headers["Set-Cookie"], "sc_bind=")
+  end
+  lu.assertEquals(opts.metrics.snapshot().counters.stripe_connect_connect_total, 3)
+end
+
+function TestApp.test_the_callback_sweeps_the_store()
+  local store = store_mod.open("memory:")
+  local expired = 0
+  local expire = store.expire
+  store.expire = function(self, now) expired = expired + 1; return expire(self, now) end
+  local by = routes_of{ store = store }
+  by["GET /connect"](get("/connect"))
+  lu.assertEquals(expired, 0)
+  lu.assertEquals(by["GET /oauth/callback"](get("/oauth/callback")).status, 403)
+  lu.assertEquals(expired, 1)
+  by["GET /oauth/callback"](get("/oauth/callback")) -- not again within EXPIRE_EVERY
+  lu.assertEquals(expired, 1)
+end
+
+function TestApp.test_metrics_route()
+  local store = store_mod.open("memory:")
+  store.account_counts = function() return { connected = 2, disconnected = 1 } end
+  local by, opts = routes_of{ store = store }
+  by["GET /connect"](get("/connect"))
+  by["GET /connect"](get("/connect"))
+  by["GET /oauth/callback"](get("/oauth/callback"))
+  local res = by["GET /metrics"](get("/metrics"))
+  lu.assertEquals(res.status, 200)
+  lu.assertEquals(res.headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
+  local text = res.body
+  lu.assertStrContains(text, "# TYPE stripe_connect_connect_total counter\nstripe_connect_connect_total 2\n")
+  lu.assertStrContains(text, "# TYPE stripe_connect_callbacks_total counter\n" ..
+    'stripe_connect_callbacks_total{outcome="rejected",reason="missing_state"} 1\n')
+  lu.assertStrContains(text, 'stripe_connect_request_duration_seconds_count{route="/connect"} 2\n')
+  lu.assertStrContains(text, 'stripe_connect_request_duration_seconds_count{route="/oauth/callback"} 1\n')
+  lu.assertStrContains(text, "# TYPE stripe_connect_accounts gauge\n" ..
+    'stripe_connect_accounts{status="connected"} 2\nstripe_connect_accounts{status="disconnected"} 1\n')
+  -- /metrics itself is measured once it has answered.
+  local h = opts.metrics.snapshot().histograms[metrics.DURATION]
+  lu.assertEquals(h['route="/metrics"'].count, 1)
+end
+
+function TestApp.test_pattern_routes_are_labelled_by_template()
+  local store = store_mod.open("memory:")
+  local cfg = config()
+  cfg.admin_token = "admin-token-for-app-spec"
+  local by, opts = routes_of{ store = store, config = cfg }
+  local res = by["GET ^/admin/accounts/(acct_[%w_]+)$"]({ method = "GET", path = "/admin/accounts/acct_1",
+    query = "", args = {}, headers = { authorization = "Bearer admin-token-for-app-spec" }, cookies = {},
+    params = { "acct_1" } })
+  lu.assertEquals(res.status, 404)
+  local h = opts.metrics.snapshot().histograms[metrics.DURATION]
+  lu.assertEquals(h['route="/admin/accounts/{id}"'].count, 1)
+end
+
+return { TestApp = TestApp }
