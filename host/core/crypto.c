@@ -2,8 +2,18 @@
  * crypto.c — HMAC-SHA256, SHA-256, constant-time comparison, CSPRNG bytes,
  * hex, base64 and base64url.  All hashing goes through OpenSSL; nothing here is a
  * hand-written hash.  Decoders answer `nil, message` on bad input.
+ *
+ * HMAC keys are few (the state keys, the webhook secrets) and used on every
+ * request, while OpenSSL 3's one-shot HMAC() fetches the algorithm from the
+ * provider and derives the padded key each call.  So each thread keeps its
+ * last few keys' EVP_MAC contexts, already keyed; a call re-initialises one
+ * without a key (OpenSSL then reuses the derived state) and hashes the
+ * message.  The HMAC algorithm object is fetched once per process.
  */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -22,11 +32,100 @@ int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, siz
     return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
+#define HMAC_CACHE 8                    /* keyed contexts kept per thread */
+
+struct hmac_entry {
+    unsigned char *key;
+    size_t keylen;
+    EVP_MAC_CTX *ctx;
+};
+
+struct hmac_cache {
+    struct hmac_entry e[HMAC_CACHE];
+    int next;                           /* the slot replaced next */
+};
+
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+static pthread_key_t hmac_tls;
+static EVP_MAC *hmac_alg;               /* NULL: fall back to HMAC() */
+
+static void hmac_cache_free(void *p)
+{
+    struct hmac_cache *c = p;
+    for (int i = 0; i < HMAC_CACHE; i++) {
+        EVP_MAC_CTX_free(c->e[i].ctx);
+        OPENSSL_clear_free(c->e[i].key, c->e[i].keylen);
+    }
+    free(c);
+}
+
+static void hmac_setup(void)
+{
+    if (pthread_key_create(&hmac_tls, hmac_cache_free) == 0)
+        hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+/* Key a fresh context into slot e.  0, or -1 (e left empty). */
+static int hmac_fill(struct hmac_entry *e, const void *key, size_t keylen)
+{
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_MAC_CTX_free(e->ctx);
+    OPENSSL_clear_free(e->key, e->keylen);
+    e->ctx = EVP_MAC_CTX_new(hmac_alg);
+    e->key = OPENSSL_malloc(keylen);
+    e->keylen = keylen;
+    if (e->ctx != NULL && e->key != NULL && EVP_MAC_init(e->ctx, key, keylen, params)) {
+        memcpy(e->key, key, keylen);
+        return 0;
+    }
+    EVP_MAC_CTX_free(e->ctx);
+    OPENSSL_free(e->key);
+    e->ctx = NULL;
+    e->key = NULL;
+    e->keylen = 0;
+    return -1;
+}
+
+/* This thread's context for key, ready for a message; NULL when the cache
+ * cannot be used (then the caller takes the one-shot path). */
+static EVP_MAC_CTX *hmac_ctx_for(const void *key, size_t keylen)
+{
+    pthread_once(&hmac_once, hmac_setup);
+    if (hmac_alg == NULL || keylen == 0)
+        return NULL;
+    struct hmac_cache *c = pthread_getspecific(hmac_tls);
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL || pthread_setspecific(hmac_tls, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < HMAC_CACHE; i++) {
+        struct hmac_entry *e = &c->e[i];
+        if (e->ctx != NULL && e->keylen == keylen && CRYPTO_memcmp(e->key, key, keylen) == 0)
+            return EVP_MAC_init(e->ctx, NULL, 0, NULL) ? e->ctx : NULL;
+    }
+    struct hmac_entry *e = &c->e[c->next];
+    c->next = (c->next + 1) % HMAC_CACHE;
+    return hmac_fill(e, key, keylen) == 0 ? e->ctx : NULL;
+}
+
 int sc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                    unsigned char out[32])
 {
-    unsigned int outlen = 32;
     static const unsigned char empty = 0;
+    EVP_MAC_CTX *ctx = hmac_ctx_for(key, keylen);
+    if (ctx != NULL) {
+        size_t n = 0;
+        if (EVP_MAC_update(ctx, msglen ? msg : &empty, msglen) && EVP_MAC_final(ctx, out, &n, 32))
+            return n == 32 ? 0 : -1;
+    }
+    unsigned int outlen = 32;
     /* OpenSSL rejects a NULL key pointer even with length 0. */
     if (HMAC(EVP_sha256(), keylen ? key : &empty, (int)keylen,
              msglen ? msg : &empty, msglen, out, &outlen) == NULL)
