@@ -43,6 +43,7 @@ build = {
       ["stripe_connect.metrics"] = "lua/stripe_connect/metrics.lua",
       ["stripe_connect.pages"] = "lua/stripe_connect/pages.lua",
       ["stripe_connect.app"] = "lua/stripe_connect/app.lua",
+      ["stripe_connect.onboard"] = "lua/stripe_connect/onboard.lua",
       ["stripe_connect.api"] = "lua/stripe_connect/api.lua",
       ["stripe_connect.store"] = "lua/stripe_connect/store/init.lua",
       ["stripe_connect.store.memory"] = "lua/stripe_connect/store/memory.lua",
