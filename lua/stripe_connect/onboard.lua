@@ -96,7 +96,7 @@ local function apply(ctx, a, obj, req)
   a.charges_enabled = obj.charges_enabled == true
   a.payouts_enabled = obj.payouts_enabled == true
   if obj.livemode ~= nil then a.livemode = obj.livemode == true end
-  if a.status ~= "disconnected" then
+  if a.onboarding and a.status ~= "disconnected" then -- an OAuth account's status is the connection's
     a.status = (a.details_submitted and a.charges_enabled) and "connected" or "onboarding"
   end
   a.updated_at = ctx.now()
@@ -110,13 +110,13 @@ local function apply(ctx, a, obj, req)
 end
 
 -- sync(ctx, id, req) -> account | nil, err ({ status, reason, message }):
--- reads GET /v1/accounts/{id} and updates the stored account.  A 403 "not
+-- reads the account (GET /v1/account with Stripe-Account) and updates the stored account.  A 403 "not
 -- connected" marks it disconnected (flow.not_connected, through the client).
 function M.sync(ctx, id, req)
   flow.api(ctx) -- flow's defaults (now, log, metrics) and the API client
   local a = ctx.store:get_account(id)
   if not a then return nil, { status = 404, reason = "not_found", message = "no such account" } end
-  local obj, err = flow.api(ctx):get("/v1/accounts/" .. id)
+  local obj, err = flow.api(ctx):account(id) -- GET /v1/account as the account: a 403 says it left
   if not obj then
     if type(err) == "table" and err.not_connected then
       return ctx.store:get_account(id)
