@@ -159,4 +159,40 @@ function TestApiFake.test_a_disconnected_account_answers_403()
   lu.assertNotStrContains(tostring(err), SK)
 end
 
+-- script(args) -> exit code, output of scripts/api.lua with only the key and the API base.
+local function script(args)
+  local out = os.tmpname()
+  local ok, _, code = os.execute("env -i PATH=\"$PATH\" STRIPE_SECRET_KEY=" .. SK .. " STRIPE_API_BASE=" .. fake.url ..
+    " " .. server.bin .. " run scripts/api.lua " .. args .. " > " .. out .. " 2>&1")
+  local f = io.open(out, "rb")
+  local text = f and f:read("a") or ""
+  if f then f:close() end
+  os.remove(out)
+  return ok and 0 or code, text
+end
+
+function TestApiFake.test_script()
+  local acct = connect()
+  local code, out = script("POST /v1/customers email=s@x.example 'metadata[order]=42' --account " .. acct)
+  lu.assertEquals(code, 0, out)
+  local cus = cjson.decode(out)
+  lu.assertEquals(cus.metadata.order, "42")
+  lu.assertEquals(customers(acct), { cus.id })
+  code, out = script("GET /v1/customers limit=1 --account=" .. acct)
+  lu.assertEquals(code, 0, out)
+  lu.assertEquals(cjson.decode(out).data[1].id, cus.id)
+  code, out = script("GET /v1/account")
+  lu.assertEquals(cjson.decode(out).id, "acct_platform_fake")
+  fake_post("/__fake/accounts/" .. acct .. "/disconnect", {})
+  code, out = script("GET /v1/account --account " .. acct)
+  lu.assertEquals(code, 1)
+  lu.assertStrContains(out, "HTTP 403")
+  lu.assertNotStrContains(out, SK)
+  for _, bad in ipairs{ "", "GET", "PATCH /v1/x", "GET v1/x", "GET /v1/account --account bob", "GET /v1/x nokey" } do
+    code, out = script(bad)
+    lu.assertEquals(code, 2, bad .. ": " .. out)
+    lu.assertStrContains(out, "usage:", false, bad)
+  end
+end
+
 return { TestApiFake = TestApiFake }
