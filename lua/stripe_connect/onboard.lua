@@ -135,8 +135,12 @@ end
 function M.start(ctx, req)
   flow.api(ctx) -- flow's defaults (now, log, metrics) and the API client
   local cfg, policy, store = ctx.config, ctx.policy, ctx.store
-  local origin = req.headers and req.headers["origin"]
-  if origin and origin ~= cfg.public_url then
+  -- a form posted from another site: Sec-Fetch-Site where browsers send it,
+  -- else Origin (our pages send no referrer, so our own form says "null")
+  local hd = req.headers or {}
+  local site, origin = hd["sec-fetch-site"], hd["origin"]
+  if (site and site ~= "same-origin" and site ~= "none") or
+     (not site and origin and origin ~= "null" and origin ~= cfg.public_url) then
     count(ctx, "start", "cross_origin")
     return problem(403, "This form was sent from another site", "Start again from our home page.")
   end

@@ -155,6 +155,9 @@ function TestPlatformOnboard.test_another_browser_or_user_cannot_finish()
   local cross = assert(b:request{ method = "POST", url = p.url .. "/onboard", body = "",
     headers = { Origin = "https://evil.example" } })
   lu.assertEquals(cross.status, 403)
+  cross = assert(b:request{ method = "POST", url = p.url .. "/onboard", body = "",
+    headers = { Origin = "null", ["Sec-Fetch-Site"] = "cross-site" } })
+  lu.assertEquals(cross.status, 403)
 end
 
 function TestPlatformOnboard.test_oauth_owner_and_admin_filter()
