@@ -248,31 +248,66 @@ static int simple(sc_db *db, const char *sql, char **err)
 
 /* -------------------------------------------------------- group commit */
 
-/* Run jobs [first, end) in one transaction, a savepoint each. */
+/* Whether every statement of jobs [first, end) only reads (they are
+ * prepared, and cached, on the way): such a batch needs no write lock. */
+static int batch_reads_only(sc_db *db, sc_job *first, sc_job *end)
+{
+    for (sc_job *j = first; j != end; j = j->next) {
+        for (int i = 0; i < j->nstmts; i++) {
+            char *err = NULL;
+            int owned;
+            sqlite3_stmt *st = prepare(db, j->stmts[i].sql, &owned, &err);
+            int ro = st != NULL && sqlite3_stmt_readonly(st);
+            if (owned)
+                sqlite3_finalize(st);
+            free(err);
+            if (!ro)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* Run one job's statements; with `savepoint`, inside one of its own so that
+ * a failure undoes only this job. */
+static void run_job(sc_db *db, sc_job *j, int savepoint)
+{
+    char *ignore = NULL;
+    if (savepoint && simple(db, "SAVEPOINT job", &j->err) != 0)
+        return;
+    for (int i = 0; i < j->nstmts && j->err == NULL; i++)
+        run_stmt(db, &j->stmts[i], &j->err);
+    if (savepoint && j->err != NULL)
+        simple(db, "ROLLBACK TO job", &ignore);
+    free(ignore);
+    ignore = NULL;
+    if (savepoint)
+        simple(db, "RELEASE job", &ignore);
+    free(ignore);
+}
+
+/* Run jobs [first, end) in one transaction: a savepoint each when there
+ * are several; a batch that only reads takes no write lock (BEGIN
+ * DEFERRED: in WAL mode it waits for no other process). */
 static void run_batch(sc_db *db, sc_job *first, sc_job *end)
 {
-    char *err = NULL;
-    if (simple(db, "BEGIN IMMEDIATE", &err) != 0) {
+    char *err = NULL, *ignore = NULL;
+    int alone = first->next == end;
+    const char *begin = batch_reads_only(db, first, end) ? "BEGIN" : "BEGIN IMMEDIATE";
+    if (simple(db, begin, &err) != 0) {
         for (sc_job *j = first; j != end; j = j->next)
             j->err = j == first ? err : strdup(err ? err : "sqlite: BEGIN failed");
         return;
     }
-    for (sc_job *j = first; j != end; j = j->next) {
-        char *ignore = NULL;
-        if (simple(db, "SAVEPOINT job", &j->err) != 0)
-            continue;
-        for (int i = 0; i < j->nstmts && j->err == NULL; i++)
-            run_stmt(db, &j->stmts[i], &j->err);
-        if (j->err != NULL)
-            simple(db, "ROLLBACK TO job", &ignore);
+    for (sc_job *j = first; j != end; j = j->next)
+        run_job(db, j, !alone);
+    if (alone && first->err != NULL) {
+        simple(db, "ROLLBACK", &ignore);
         free(ignore);
-        ignore = NULL;
-        simple(db, "RELEASE job", &ignore);
-        free(ignore);
+        return;
     }
     if (simple(db, "COMMIT", &err) == 0)
         return;
-    char *ignore = NULL;
     simple(db, "ROLLBACK", &ignore);
     free(ignore);
     for (sc_job *j = first; j != end; j = j->next)

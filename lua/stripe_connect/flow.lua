@@ -20,6 +20,10 @@
 --   metrics = a stripe_connect.metrics registry (default the process-wide one),
 --   replay_wait = seconds a concurrent twin callback waits for the first
 --             one's outcome (default STRIPE_TIMEOUT + 5),
+--   authorize_head = set by begin: the authorize URL up to "&state=" when it
+--             does not depend on the request (false otherwise); made from
+--             config and policy on the first /connect, so changing those
+--             afterwards needs a new ctx,
 -- }
 --
 -- One-time state: the callback claims the state's nonce in the store
@@ -94,14 +98,25 @@ local function count(ctx, name)
   ctx.metrics.incr(name)
 end
 
+-- The series of each (outcome, reason), made once: outcome -> reason -> series.
+local callback_series = setmetatable({}, { __index = function(t, outcome_label)
+  local by_reason = setmetatable({}, { __index = function(r, reason)
+    local series = string.format('stripe_connect_callbacks_total{outcome="%s",reason="%s"}', outcome_label, reason)
+    r[reason] = series
+    return series
+  end })
+  t[outcome_label] = by_reason
+  return by_reason
+end })
+
 local function callback_metric(ctx, outcome_label, reason)
-  count(ctx, string.format('stripe_connect_callbacks_total{outcome="%s",reason="%s"}', outcome_label, reason or ""))
+  count(ctx, callback_series[outcome_label][reason or ""])
 end
 
-local function no_store_headers(extra)
-  local hd = { ["Cache-Control"] = "no-store", ["Referrer-Policy"] = "no-referrer" }
-  for k, v in pairs(extra or {}) do hd[k] = v end
-  return hd
+-- The headers of a redirect (302 to Stripe, 303 back into the site).
+local function redirect_headers(location, set_cookie)
+  return { ["Cache-Control"] = "no-store", ["Referrer-Policy"] = "no-referrer", Location = location,
+    ["Set-Cookie"] = set_cookie, ["Content-Type"] = "text/plain; charset=utf-8" }
 end
 
 -- render(outcome) -> res.  outcome: { kind, status, reason, location?, account_id? }
@@ -109,14 +124,15 @@ function M.render(outcome)
   -- Outcomes read back from a store may carry 303.0 (JSON numbers).
   local status = math.floor(tonumber(outcome.status) or 502)
   if status == 303 then
-    return { status = 303, headers = no_store_headers({ Location = outcome.location,
-      ["Content-Type"] = "text/plain; charset=utf-8" }), body = "" }
+    return { status = 303, headers = redirect_headers(outcome.location), body = "" }
   end
   local r = M.REASONS[outcome.reason] or M.REASONS.stripe_error
-  local extra = outcome.reason == "in_progress" and { ["Retry-After"] = "2" } or nil
+  local headers = pages.headers()
+  headers["Cache-Control"], headers["Referrer-Policy"] = "no-store", "no-referrer"
+  if outcome.reason == "in_progress" then headers["Retry-After"] = "2" end
   return {
     status = status,
-    headers = pages.headers(no_store_headers(extra)),
+    headers = headers,
     body = pages.problem{ title = r[2], message = r[3],
       retry = outcome.reason ~= "in_progress" },
   }
@@ -128,26 +144,53 @@ end
 
 -- ------------------------------------------------------------------ begin
 
+local SECURE, PLAIN = { secure = true }, { secure = false } -- binding_cookie's options
+
 local function binding_of(ctx, req)
   local v = req.cookies and req.cookies[state.cookie_name(ctx.config.secure)]
   if state.valid_binding(v) then return v end
   return nil
 end
 
-local function url_encode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
--- The authorize URL (oauth.authorize_url; prefill values Stripe would ignore
--- are dropped rather than failing the request).
-local function authorize_url(ctx, params)
-  params.invalid_prefill = "drop"
+-- The authorize URL built per request (oauth.authorize_url; prefill values
+-- Stripe would ignore are dropped rather than failing the request).
+-- The hooks run in the query's order: scope, redirect_uri, prefill,
+-- authorize_params (those already asked are passed in: asked, prefill, extra).
+local function authorize_url(ctx, req, token, asked, prefill, extra)
+  local policy, cfg = ctx.policy, ctx.config
+  local params = {
+    client_id = cfg.client_id, scope = policy.scope(req), redirect_uri = policy.redirect_uri(req),
+    state = token, connect_base = cfg.connect_base, invalid_prefill = "drop",
+  }
+  if not asked then prefill, extra = policy.prefill(req), policy.authorize_params(req) end
+  params.stripe_user = prefill
+  for k, v in pairs(extra or {}) do params[k] = v end
   local build = ctx.oauth.authorize_url or require("stripe_connect.oauth").authorize_url
   local url, dropped = build(params)
   if dropped and #dropped > 0 then
     ctx.log("connect: prefill fields dropped as invalid: " .. table.concat(dropped, ", "))
   end
   return url
+end
+
+-- The authorize URL up to and including "&state=" when nothing before the
+-- state depends on the request (the policy has no scope or redirect_uri
+-- hook, and ctx.oauth builds with the library's authorize_url): made once
+-- per ctx, on its first /connect.  false: built per request.
+local function authorize_head(ctx)
+  local head = ctx.authorize_head
+  if head ~= nil then return head end
+  local oauth = require "stripe_connect.oauth"
+  local policy, cfg = ctx.policy, ctx.config
+  local hooks = policy.hooks
+  head = false
+  if (ctx.oauth.authorize_url == nil or ctx.oauth.authorize_url == oauth.authorize_url)
+     and type(hooks) == "table" and hooks.scope == nil and hooks.redirect_uri == nil then
+    head = oauth.authorize_url{ client_id = cfg.client_id, scope = policy.scope(),
+      redirect_uri = policy.redirect_uri(), connect_base = cfg.connect_base } .. "&state="
+  end
+  ctx.authorize_head = head
+  return head
 end
 
 -- begin(ctx, req) -> res: 302 to Stripe's authorize page with a fresh state,
@@ -158,19 +201,23 @@ function M.begin(ctx, req)
   local binding = binding_of(ctx, req) or state.new_binding()
   local token = state.mint(cfg.keyring, { binding = binding, return_to = policy.return_to(req), now = ctx.now(),
     owner = policy.owner and policy.owner(req) or nil })
-  local params = {
-    client_id = cfg.client_id, scope = policy.scope(req), redirect_uri = policy.redirect_uri(req),
-    state = token, stripe_user = policy.prefill(req), connect_base = cfg.connect_base,
-  }
-  for k, v in pairs(policy.authorize_params(req) or {}) do params[k] = v end
+  -- The query's order is fixed (oauth.authorize_url): after the state come
+  -- only the prefill and the extra parameters.
+  local head, location = authorize_head(ctx), nil
+  if head then
+    local prefill, extra = policy.prefill(req), policy.authorize_params(req)
+    if prefill == nil and (extra == nil or next(extra) == nil) then
+      location = head .. core.url_encode(token)
+    else
+      location = authorize_url(ctx, req, token, true, prefill, extra)
+    end
+  else
+    location = authorize_url(ctx, req, token, false)
+  end
   count(ctx, "stripe_connect_connect_total")
   return {
     status = 302,
-    headers = no_store_headers({
-      Location = authorize_url(ctx, params),
-      ["Set-Cookie"] = state.binding_cookie(binding, { secure = cfg.secure }),
-      ["Content-Type"] = "text/plain; charset=utf-8",
-    }),
+    headers = redirect_headers(location, state.binding_cookie(binding, cfg.secure and SECURE or PLAIN)),
     body = "",
   }
 end
@@ -256,7 +303,7 @@ local function exchange(ctx, req, code, claims)
     return failure("store_unavailable")
   end
   ctx.policy.on_connected(account, req)
-  local location = claims.return_to or ("/connected?account=" .. url_encode(account.id))
+  local location = claims.return_to or ("/connected?account=" .. core.url_encode(account.id))
   return { kind = "connected", status = 303, location = location, account_id = account.id }
 end
 

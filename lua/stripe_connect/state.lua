@@ -104,15 +104,19 @@ end
 
 -- binding_cookie(value, opts) -> a Set-Cookie header value.
 -- opts.secure (https: Secure + __Host- prefix), opts.max_age (seconds).
+local cookie_tails = {} -- "<secure>:<max_age>" -> "; Path=/; Max-Age=…; …", made once each
+
 function M.binding_cookie(value, opts)
   opts = util.check_opts(opts, { secure = true, max_age = true }, "state.binding_cookie")
   assert(M.valid_binding(value), "state.binding_cookie: not a binding value")
-  local parts = {
-    M.cookie_name(opts.secure) .. "=" .. value, "Path=/",
-    string.format("Max-Age=%d", opts.max_age or M.BINDING_MAX_AGE), "HttpOnly", "SameSite=Lax",
-  }
-  if opts.secure then parts[#parts + 1] = "Secure" end
-  return table.concat(parts, "; ")
+  local max_age = opts.max_age or M.BINDING_MAX_AGE
+  local key = (opts.secure and "s:" or "p:") .. max_age
+  local tail = cookie_tails[key]
+  if not tail then
+    tail = string.format("; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax%s", max_age, opts.secure and "; Secure" or "")
+    cookie_tails[key] = tail
+  end
+  return M.cookie_name(opts.secure) .. "=" .. value .. tail
 end
 
 local function bind_tag(secret, binding)

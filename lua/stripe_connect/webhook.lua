@@ -137,13 +137,18 @@ function M.event(opts)
                                         request = ordered_json(ev.request, { "id", "idempotency_key" }) }), ev
 end
 
+-- json_response(status, t | already-encoded JSON text) -> res
 local function json_response(status, t)
   return {
     status = status,
     headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
-    body = assert(cjson.encode(t)),
+    body = type(t) == "string" and t or assert(cjson.encode(t)),
   }
 end
+
+-- The bodies of the usual answers, encoded once.
+local RECEIVED = assert(cjson.encode({ received = true }))
+local DUPLICATE = assert(cjson.encode({ received = true, duplicate = true }))
 
 local function default_log(msg)
   io.stderr:write(msg, "\n")
@@ -151,9 +156,15 @@ end
 
 -- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} in the
 -- handler's metrics registry (process memory; GET /metrics shows it).
+local series_of = {} -- result .. "\0" .. reason -> series, made once each
 local function count(o, result, reason)
-  local series = reason and string.format('stripe_connect_webhooks_total{result="%s",reason="%s"}', result, reason)
-    or string.format('stripe_connect_webhooks_total{result="%s"}', result)
+  local key = reason and (result .. "\0" .. reason) or result
+  local series = series_of[key]
+  if not series then
+    series = reason and string.format('stripe_connect_webhooks_total{result="%s",reason="%s"}', result, reason)
+      or string.format('stripe_connect_webhooks_total{result="%s"}', result)
+    series_of[key] = series
+  end
   o.metrics.incr(series)
 end
 
@@ -191,12 +202,12 @@ local function dispatch(o, ev)
   end
   if not first then
     count(o, "duplicate")
-    return json_response(200, { received = true, duplicate = true })
+    return json_response(200, DUPLICATE)
   end
   local ok, perr = pcall(process, o, ev)
   if ok then
     count(o, "processed")
-    return json_response(200, { received = true })
+    return json_response(200, RECEIVED)
   end
   count(o, "failed")
   local released = false

@@ -89,6 +89,44 @@ function TestFlow.test_begin_redirects_with_state_and_cookie()
   lu.assertNil(state.verify(ctx.config.keyring, st3, { binding = cookie3, now = NOW }).return_to)
 end
 
+-- The authorize URL's fixed part is made once per ctx (no scope or
+-- redirect_uri hook); every row's Location is what oauth.authorize_url
+-- builds from the same values, hooks or not, and the hooks run in the
+-- query's order.
+function TestFlow.test_begin_location_equals_authorize_url()
+  local oauth = require "stripe_connect.oauth"
+  local order
+  local function hook(name, value) return function() order[#order + 1] = name; return value end end
+  local rows = {
+    -- name, hooks, the hooks' order, expected extra authorize options
+    { "no hooks (fixed part)", nil, {}, {} },
+    { "scope hook", { scope = hook("scope", "read_only") }, { "scope" }, { scope = "read_only" } },
+    { "redirect_uri hook", { redirect_uri = hook("redirect_uri", "http://127.0.0.1:8/oauth/callback") },
+      { "redirect_uri" }, {} },
+    { "prefill", { prefill = hook("prefill", { email = "a@b.example", url = "no scheme" }) }, { "prefill" },
+      { stripe_user = { email = "a@b.example" } } },
+    { "empty authorize_params", { authorize_params = hook("authorize_params", {}) }, { "authorize_params" }, {} },
+    { "every hook", { scope = hook("scope", "read_write"), prefill = hook("prefill", { country = "US" }),
+        authorize_params = hook("authorize_params", { stripe_landing = "register", always_prompt = true }),
+        redirect_uri = hook("redirect_uri", "http://127.0.0.1:8/oauth/callback") },
+      { "scope", "redirect_uri", "prefill", "authorize_params" },
+      { stripe_user = { country = "US" }, stripe_landing = "register", always_prompt = true } },
+  }
+  for _, r in ipairs(rows) do
+    local ctx = new_ctx(nil, r[2])
+    for _ = 1, 2 do
+      order = {}
+      local _, st, res = start(ctx)
+      local want = { client_id = "ca_test", redirect_uri = "http://127.0.0.1:8/oauth/callback",
+        connect_base = "http://127.0.0.1:9", state = st }
+      for k, v in pairs(r[4]) do want[k] = v end
+      lu.assertEquals(res.headers.Location, oauth.authorize_url(want), r[1])
+      lu.assertEquals(order, r[3], r[1])
+    end
+    lu.assertEquals(ctx.authorize_head ~= false, r[2] == nil or not (r[2].scope or r[2].redirect_uri), r[1])
+  end
+end
+
 function TestFlow.test_callback_rows()
   local rows = {
     -- name, oauth answers, callback args (STATE = the real state), status, reason, token calls
