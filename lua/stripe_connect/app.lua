@@ -4,6 +4,8 @@
 --   GET  /                          home page with the Connect button
 --   GET  /connect[?return_to=/p]    302 to Stripe's authorize page (flow.begin)
 --   GET  /oauth/callback            flow.complete
+--   POST /onboard                   Account Links onboarding (stripe_connect.onboard;
+--   GET  /onboard/refresh, /onboard/return   when ONBOARDING has account_links)
 --   GET  /connected                 success page
 --   GET  /healthz                   200 "ok" when the store answers, else 503
 --   GET  /metrics                   Prometheus text: the counters and the
@@ -15,7 +17,9 @@
 --   admin (only when config.admin_token is set; 404 otherwise):
 --   GET  /admin/accounts            JSON {"data":[account…]}   Authorization: Bearer
 --   GET  /admin/accounts/{id}       JSON {"data":account}
---   POST /admin/accounts/{id}/deauthorize, /admin/accounts/{id}/refresh
+--   POST /admin/accounts/{id}/deauthorize, /admin/accounts/{id}/refresh,
+--        /admin/accounts/{id}/sync (read the account from Stripe)
+--   GET  /admin/accounts?owner=…    the accounts of one of the platform's users
 --   GET  /admin                     HTML list with Disconnect buttons; sign in with
 --   POST /admin/login               the token in a form (sets an HttpOnly
 --                                   SameSite=Strict cookie scoped to /admin)
@@ -52,7 +56,7 @@ end
 -- The accounts gauge lines (by_status: status -> n, from the store).
 local function accounts_text(by_status)
   local out = { "# TYPE stripe_connect_accounts gauge" }
-  for _, status in ipairs({ "connected", "disconnected" }) do
+  for _, status in ipairs({ "connected", "disconnected", "onboarding" }) do
     out[#out + 1] = string.format('stripe_connect_accounts{status="%s"} %d', status, by_status[status] or 0)
   end
   return table.concat(out, "\n") .. "\n"
@@ -89,7 +93,7 @@ end
 -- seconds per worker): /connect touches no store at all.
 function M.new(opts)
   opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
-    webhook = true, replay_wait = true, metrics = true }, "app.new")
+    webhook = true, replay_wait = true, metrics = true, transport = true }, "app.new")
   local cfg, store, policy = opts.config, opts.store, opts.policy
   assert(cfg and store and policy, "app.new: config, store and policy are required")
   local ok, serr = require("stripe_connect.store").check(store)
@@ -97,7 +101,7 @@ function M.new(opts)
   local log = util.redacting_log(opts.log, require("stripe_connect.config").secret_values(cfg))
   local metrics = opts.metrics or metrics_mod
   local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
-    replay_wait = opts.replay_wait, metrics = metrics }
+    replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport }
   local last_expire = 0
 
   local function sweep()
@@ -110,7 +114,11 @@ function M.new(opts)
   end
 
   local routes = {
-    { "GET", "/", function() return html(200, pages.home()) end },
+    { "GET", "/", function()
+        local offer = cfg.onboarding or { oauth = true }
+        return { status = 200, body = pages.home(offer), headers = pages.home_headers({ ["Cache-Control"] = "no-store" },
+          offer.account_links and M.link_origins(cfg) or nil) }
+      end },
     { "GET", "/connect", function(req) return flow.begin(ctx, req) end },
     { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
     { "GET", "/connected", function(req)
@@ -141,12 +149,23 @@ function M.new(opts)
       end },
   }
 
+  if cfg.onboarding and cfg.onboarding.account_links then
+    local onboard = require "stripe_connect.onboard"
+    routes[#routes + 1] = { "POST", "/onboard", function(req) return onboard.start(ctx, req) end }
+    routes[#routes + 1] = { "GET", "/onboard/refresh", function(req) return onboard.refresh(ctx, req) end }
+    routes[#routes + 1] = { "GET", "/onboard/return", function(req) return onboard.finish(ctx, req) end }
+  end
+
   if cfg.webhook_secrets then
     local webhook = opts.webhook or require("stripe_connect.webhook")
     if webhook.handler then
       routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
         secrets = cfg.webhook_secrets, store = store, log = log, livemode = cfg.livemode,
-        on_deauthorized = policy.on_deauthorized, on_event = policy.on_event, metrics = metrics,
+        on_deauthorized = policy.on_deauthorized, metrics = metrics,
+        on_event = function(event)
+          require("stripe_connect.onboard").on_event(ctx, event) -- account.updated: onboarding status
+          return policy.on_event(event)
+        end,
       } }
     else
       log("STRIPE_WEBHOOK_SECRETS is set but stripe_connect.webhook has no handler; /webhooks is off")
@@ -157,6 +176,17 @@ function M.new(opts)
     for _, r in ipairs(M.admin_routes(ctx)) do routes[#routes + 1] = r end
   end
   return timed(metrics, routes)
+end
+
+-- link_origins(cfg) -> "origin [origin]": where Account Links send the browser
+-- (Stripe's connect host; the fake answers links on the API host).
+function M.link_origins(cfg)
+  local seen, out = {}, {}
+  for _, base in ipairs({ cfg.connect_base or "https://connect.stripe.com", cfg.api_base }) do
+    local origin = type(base) == "string" and base:match("^(https?://[^/]+)")
+    if origin and not seen[origin] then seen[origin] = true; out[#out + 1] = origin end
+  end
+  return table.concat(out, " ")
 end
 
 -- from_env() -> { config, store, policy }: the platform's pieces from the
@@ -275,8 +305,18 @@ function M.admin_routes(ctx)
     return json(err.status, { error = { reason = err.reason, message = err.message } })
   end
 
-  local function list()
-    local accounts, err = store:list_accounts()
+  local function list(owner)
+    local accounts, err
+    if owner and store.accounts_of then
+      accounts, err = store:accounts_of(owner)
+    else
+      accounts, err = store:list_accounts()
+      if accounts and owner then
+        local mine = {}
+        for _, a in ipairs(accounts) do if a.owner == owner then mine[#mine + 1] = a end end
+        accounts = mine
+      end
+    end
     if not accounts then
       ctx.log("admin: list_accounts failed: " .. tostring(err))
       return nil
@@ -299,8 +339,10 @@ function M.admin_routes(ctx)
   end
 
   return {
-    { "GET", "/admin/accounts", guard(function()
-        local accounts = list()
+    { "GET", "/admin/accounts", guard(function(req)
+        local owner = req.args and req.args.owner
+        if type(owner) == "table" then owner = owner[1] end
+        local accounts = list(owner ~= "" and owner or nil)
         if not accounts then return json(503, { error = { reason = "store_unavailable" } }) end
         local res = json(200, {})
         res.body = util.json_data_list(accounts)
@@ -331,9 +373,13 @@ function M.admin_routes(ctx)
     { "POST", "^/admin/accounts/(acct_[%w_]+)/refresh$", guard(function(req)
         return op_response(flow.refresh(ctx, req.params[1]))
       end) },
+    { "POST", "^/admin/accounts/(acct_[%w_]+)/sync$", guard(function(req)
+        return op_response(require("stripe_connect.onboard").sync(ctx, req.params[1], req))
+      end) },
     { "GET", "/admin", function(req)
         if not (session_ok(req) or bearer_ok(req)) then return login_page(401) end
-        local accounts = list()
+        local owner = req.args and req.args.owner
+        local accounts = list(type(owner) == "string" and owner ~= "" and owner or nil)
         if not accounts then return html(503, pages.problem{ title = "Store unavailable", message = "Try again.", retry = false }) end
         return html(200, pages.admin(accounts, session_ok(req) and csrf_for(req) or nil))
       end },

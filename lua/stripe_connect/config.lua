@@ -19,6 +19,8 @@
 --   STRIPE_WEBHOOK_SECRETS optional  whsec_…[,whsec_…]; enables POST /webhooks
 --   STRIPE_TIMEOUT         optional  seconds for one call to Stripe, default 30
 --   POLICY                 optional  path of a Lua policy file (see policy.lua)
+--   ONBOARDING             optional  oauth (default) | account_links | both: what the
+--                                    home page offers (POST /onboard is Account Links)
 --
 -- Each secret (STRIPE_SECRET_KEY, STATE_SECRETS, ADMIN_TOKEN,
 -- STRIPE_WEBHOOK_SECRETS) may instead come from a file named by NAME_FILE
@@ -34,6 +36,7 @@ M.DEFAULTS = {
   STATE_TTL = "1800",
   DATABASE = "sqlite:data/connect.db",
   STRIPE_TIMEOUT = "30",
+  ONBOARDING = "oauth",
 }
 
 -- The settings that may come from NAME_FILE instead.
@@ -200,6 +203,11 @@ function M.load(getenv)
 
   c.stripe_timeout = number_in(get("STRIPE_TIMEOUT"), 0.1, 300)
   if not c.stripe_timeout then problem("STRIPE_TIMEOUT must be a number of seconds between 0.1 and 300 (default 30)") end
+
+  local onboarding = get("ONBOARDING")
+  c.onboarding = ({ oauth = { oauth = true }, account_links = { account_links = true },
+    both = { oauth = true, account_links = true } })[onboarding]
+  if not c.onboarding then problem("ONBOARDING must be oauth, account_links or both (default oauth)") end
 
   c.policy_path = trim(getenv("POLICY"))
   if c.policy_path then

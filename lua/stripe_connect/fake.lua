@@ -102,6 +102,9 @@ function Fake:reset()
   self.offset = 0
   self.codes, self.connections, self.tokens = {}, {}, {}
   self.requests, self.events, self.faults = {}, {}, {}
+  -- /v1: platform-created accounts, objects per acting account, idempotent
+  -- answers, account links, the API request log
+  self.accounts, self.objects, self.idempotency, self.links, self.api_requests = {}, {}, {}, {}, {}
 end
 
 function Fake:now()
@@ -510,10 +513,18 @@ end
 -- configured secret and POSTed to webhook_url.  Answers the event and the
 -- delivery outcome.
 function Fake:send_deauthorized(account, opts)
+  return self:send_event(webhook.DEAUTHORIZED, account,
+    { id = self.config.client_id, object = "application", name = self.config.platform_name or cjson.null }, opts)
+end
+
+-- send_event(type, account, object, opts) — one event about `account`,
+-- signed with every configured secret and POSTed to webhook_url; answers
+-- the event and the delivery outcome (recorded in /__fake/events).
+function Fake:send_event(event_type, account, object, opts)
+  opts = opts or {}
   local payload, event = webhook.event{
-    type = webhook.DEAUTHORIZED, account = account, id = opts.event_id, created = self:now(),
-    livemode = self.livemode,
-    object = { id = self.config.client_id, object = "application", name = self.config.platform_name or cjson.null },
+    type = event_type, account = account, id = opts.event_id, created = self:now(),
+    livemode = self.livemode, object = object,
   }
   local delivery = { url = self.config.webhook_url }
   if not self.config.webhook_url then
@@ -591,14 +602,22 @@ function Fake:faults_control(req)
     delay = tonumber(single(form, "delay") or ""),
     count = tonumber(single(form, "count") or "1"),
     body = single(form, "body"),
+    when = single(form, "when"),
+    should_retry = single(form, "should_retry"),
   }
   local paths = { ["*"] = true, ["/oauth/token"] = true, ["/oauth/deauthorize"] = true }
-  if not paths[f.path] or (f.status and (f.status < 100 or f.status > 599 or f.status % 1 ~= 0)) or
+  local v1 = f.path:match("^/v1/[%w_/%-]*%*?$") ~= nil
+  if (f.when and (not v1 or (f.when ~= "before" and f.when ~= "after"))) or
+     (f.should_retry and f.should_retry ~= "true" and f.should_retry ~= "false") then
+    return json(400, { error = "invalid_request", error_description = "when (before|after) and should_retry " ..
+      "(true|false) apply to /v1 paths only" })
+  end
+  if not (paths[f.path] or v1) or (f.status and (f.status < 100 or f.status > 599 or f.status % 1 ~= 0)) or
      (f.delay and (f.delay < 0 or f.delay > 120)) or not f.count or f.count < 1 or
      (not f.status and not f.delay) then
     return json(400, { error = "invalid_request",
       error_description = "give status (100-599) and/or delay (0-120 s); count >= 1; " ..
-        "path *, /oauth/token or /oauth/deauthorize" })
+        "path *, /oauth/token, /oauth/deauthorize, or a /v1/ path (a trailing * matches a prefix)" })
   end
   self.faults[#self.faults + 1] = f
   return json(200, { faults = #self.faults })
@@ -620,40 +639,391 @@ function Fake:events_list()
   return list(items)
 end
 
--- ------------------------------------------------ /v1 (minimal API)
--- GET /v1/account with the platform key (+ Stripe-Account) or an access
--- token; anything else under /v1 answers Stripe's unknown-URL error.
-function Fake:v1_account(req)
+-- ------------------------------------------------------------- /v1 (API)
+-- The API calls a platform makes as itself or as a connected account:
+-- /v1/account, /v1/accounts (create, retrieve), /v1/account_links (with a
+-- hosted onboarding page under /setup/s/), /v1/customers (create, list,
+-- retrieve).  Authentication as Stripe's: the platform key (Bearer or
+-- Basic) with an optional `Stripe-Account`, or a connected account's access
+-- token.  An account the platform is not connected to answers 403.  POSTs
+-- honour `Idempotency-Key` per acting account: the same key and body answer
+-- the first answer again (`Idempotent-Replayed: true`), the same key with
+-- another body or path answers 400 idempotency_error.  Faults for /v1 paths
+-- (/__fake/fail) may apply before the request runs or after it (the work is
+-- done, the answer lost).
+
+M.ACCOUNT_LINK_TTL = 300
+
+local function stripe_error(status, etype, message, code, param)
+  return json(status, { error = { type = etype, message = message, code = code, param = param,
+    request_id = random_id("req_", 7) } })
+end
+
+local function no_access(target)
+  return stripe_error(403, "invalid_request_error", "The provided key does not have access to account '" ..
+    target .. "' (or that account does not exist). Application access may have been revoked.", "account_invalid")
+end
+
+-- v1_auth(req) -> acting account id (false: the platform), livemode | nil, answer
+function Fake:v1_auth(req)
   local key = presented_key(req, nil)
-  if not key then return api_error(401, "You did not provide an API key.") end
+  if not key then return nil, nil, stripe_error(401, "invalid_request_error", "You did not provide an API key.") end
   local target = req.headers and req.headers["stripe-account"]
+  if target == "" then target = nil end
   local livemode
   for _, k in ipairs(self.keys) do
     if core.equal(key, k.key) then livemode = k.livemode end
   end
   if livemode == nil then
     local t = self.tokens[key]
-    if not t or t.kind ~= "access" or t.revoked then return api_error(401, "Invalid API Key provided.") end
-    if target and target ~= t.account then
-      return api_error(403, "The provided key does not have access to account '" .. target .. "'.", "account_invalid")
+    if not t or t.kind ~= "access" or t.revoked then
+      return nil, nil, stripe_error(401, "invalid_request_error", "Invalid API Key provided.")
     end
+    if target and target ~= t.account then return nil, nil, no_access(target) end
     target, livemode = t.account, t.livemode
   end
-  if not target then
+  if not target then return false, livemode end
+  local c = self.connections[target]
+  if not c or not c.connected then return nil, nil, no_access(target) end
+  return target, livemode
+end
+
+-- The account object Stripe answers for id.
+function Fake:account_object(id, livemode)
+  local a = self.accounts[id]
+  if a then
+    local o = util.copy(a)
+    o.object, o.type = "account", "standard"
+    return o
+  end
+  return { id = id, object = "account", type = "standard", livemode = livemode,
+           details_submitted = true, charges_enabled = true, payouts_enabled = true }
+end
+
+-- Consumes the first /v1 fault matching path at moment `when` ("before"
+-- or "after"): sleeps its delay, then answers its status (nil: delay only).
+function Fake:v1_fault(path, when)
+  for i, f in ipairs(self.faults) do
+    local match = f.path == path or (f.path:sub(-1) == "*" and path:sub(1, #f.path - 1) == f.path:sub(1, -2))
+    if f.path:sub(1, 4) == "/v1/" and match and (f.when or "before") == when then
+      f.count = f.count - 1
+      if f.count <= 0 then table.remove(self.faults, i) end
+      if f.delay and f.delay > 0 then (self.config.sleep or core.sleep)(f.delay) end
+      if not f.status then return nil end
+      local answer
+      if f.body then
+        answer = json(f.status, f.body)
+      elseif f.status == 429 then
+        answer = stripe_error(429, "invalid_request_error", "Too many requests hit the API too quickly.", "rate_limit")
+      elseif f.status == 409 then
+        answer = stripe_error(409, "invalid_request_error", "This object cannot be accessed right now " ..
+          "because another API request or Stripe process is currently accessing it.", "lock_timeout")
+      else
+        answer = stripe_error(f.status, "api_error", "Injected fault.")
+      end
+      if f.should_retry then answer.headers["Stripe-Should-Retry"] = f.should_retry end
+      return answer
+    end
+  end
+end
+
+-- v1(handler) -> a route handler: faults, authentication, idempotency,
+-- and the /__fake/api_requests log.  handler(self, req, form, acting, livemode, ...)
+function Fake:v1(handler)
+  return function(req, ...)
+    local rec = { method = req.method, path = req.path, account = req.headers and req.headers["stripe-account"] }
+    local key = req.headers and req.headers["idempotency-key"]
+    rec.idempotency_key = key
+    local answer = self:v1_fault(req.path, "before")
+    if answer then rec.fault = true end
+    local acting, livemode, denied
+    if not answer then
+      acting, livemode, denied = self:v1_auth(req)
+      answer = denied
+    end
+    local slot, fingerprint
+    if not answer and req.method == "POST" and key and key ~= "" then
+      slot = (acting or "platform") .. "\0" .. key
+      fingerprint = req.method .. " " .. req.path .. "\0" .. (req.body or "")
+      local seen = self.idempotency[slot]
+      if seen and seen.fingerprint ~= fingerprint then
+        answer = stripe_error(400, "idempotency_error", "Keys for idempotent requests can only be used with the " ..
+          "same parameters they were first used with. Try using a key other than '" .. key ..
+          "' if you meant to execute a different request.")
+      elseif seen then
+        answer = util.copy(seen.answer)
+        answer.headers["Idempotent-Replayed"] = "true"
+        rec.replayed = true
+      end
+    end
+    if not answer then
+      local form = core.parse_form(req.body or "") or nil
+      if not form then
+        answer = stripe_error(400, "invalid_request_error", "Malformed form body.")
+      else
+        answer = handler(self, req, form, acting, livemode, ...)
+      end
+      answer.headers["Request-Id"] = random_id("req_", 7)
+      if slot and answer.status < 500 then
+        self.idempotency[slot] = { fingerprint = fingerprint, answer = util.copy(answer) }
+      end
+      if key and key ~= "" then answer.headers["Idempotency-Key"] = key end
+      local late = self:v1_fault(req.path, "after")
+      if late then answer, rec.fault = late, true end
+    end
+    if acting then answer.headers["Stripe-Account"] = acting end
+    rec.status = answer.status
+    self.api_requests[#self.api_requests + 1] = rec
+    return answer
+  end
+end
+
+local function v1_account(self, req, form, acting, livemode)
+  if not acting then
     return json(200, { id = "acct_platform_fake", object = "account", type = "standard",
                        business_profile = { name = self.config.platform_name } })
   end
-  local c = self.connections[target]
-  if not c or not c.connected then
-    return api_error(403, "The provided key does not have access to account '" .. target ..
-      "' (or that account does not exist). Application access may have been revoked.", "account_invalid")
+  return json(200, self:account_object(acting, livemode))
+end
+
+local function missing(param)
+  return stripe_error(400, "invalid_request_error", "Missing required param: " .. param .. ".", "parameter_missing", param)
+end
+
+local function as_platform_only(acting)
+  if acting then
+    return stripe_error(400, "invalid_request_error",
+      "This call must be made as the platform (without Stripe-Account).", nil)
   end
-  return json(200, { id = target, object = "account", type = "standard", livemode = livemode,
-                     charges_enabled = true, details_submitted = true })
+end
+
+-- POST /v1/accounts: type=standard (+ email, country) -> a new account the
+-- platform controls; it counts as connected until the platform or the user
+-- ends it.
+local function v1_accounts_create(self, req, form, acting, livemode)
+  local refused = as_platform_only(acting)
+  if refused then return refused end
+  local account_type = single(form, "type")
+  if not account_type or account_type == "" then return missing("type") end
+  if account_type ~= "standard" then
+    return stripe_error(400, "invalid_request_error", "The fake creates type=standard accounts only.", nil, "type")
+  end
+  local country = single(form, "country")
+  if country ~= nil and not country:match("^%a%a$") then
+    return stripe_error(400, "invalid_request_error", "Country '" .. country .. "' is unknown.", nil, "country")
+  end
+  local id = random_id("acct_", 8)
+  self.accounts[id] = { id = id, email = single(form, "email"), country = (country or "US"):upper(),
+    created = self:now(), livemode = livemode, details_submitted = false, charges_enabled = false,
+    payouts_enabled = false }
+  self.connections[id] = { account = id, scope = "read_write", livemode = livemode, connected = true, created = true }
+  return json(200, self:account_object(id, livemode))
+end
+
+local function v1_accounts_retrieve(self, req, form, acting, livemode, id)
+  if acting and acting ~= id then return no_access(id) end
+  local c = self.connections[id]
+  if not c or not c.connected then return no_access(id) end
+  return json(200, self:account_object(id, livemode))
+end
+
+local function base_of(req)
+  local host = req.headers and req.headers["host"] or "127.0.0.1"
+  return "http://" .. host
+end
+
+local function http_url(v)
+  return type(v) == "string" and v:match("^https?://[^%s]+$") ~= nil
+end
+
+-- POST /v1/account_links: account, refresh_url, return_url,
+-- type=account_onboarding|account_update -> { object = "account_link", url,
+-- created, expires_at }.  The link is single-use and expires after
+-- M.ACCOUNT_LINK_TTL seconds; an expired or visited link sends the user to
+-- refresh_url.
+local function v1_account_links(self, req, form, acting, livemode)
+  local refused = as_platform_only(acting)
+  if refused then return refused end
+  for _, name in ipairs{ "account", "type" } do
+    if not single(form, name) or single(form, name) == "" then return missing(name) end
+  end
+  local account, link_type = single(form, "account"), single(form, "type")
+  if link_type ~= "account_onboarding" and link_type ~= "account_update" then
+    return stripe_error(400, "invalid_request_error", "Invalid type: must be one of account_onboarding or account_update",
+      nil, "type")
+  end
+  for _, name in ipairs{ "refresh_url", "return_url" } do
+    local v = single(form, name)
+    if v == nil then
+      if link_type == "account_onboarding" then return missing(name) end
+    elseif not http_url(v) then
+      return stripe_error(400, "invalid_request_error", "Not a valid URL", "url_invalid", name)
+    end
+  end
+  local c = self.connections[account]
+  if not c or not c.connected then return no_access(account) end
+  if not self.accounts[account] then
+    return stripe_error(400, "invalid_request_error", "You cannot create account links for accounts that " ..
+      "connected through OAuth: the account is managed by its owner.", nil, "account")
+  end
+  local token = core.hex_encode(core.random_bytes(12))
+  local now = self:now()
+  self.links[token] = { account = account, refresh_url = single(form, "refresh_url"),
+    return_url = single(form, "return_url"), expires_at = now + M.ACCOUNT_LINK_TTL }
+  return json(200, { object = "account_link", created = now, expires_at = now + M.ACCOUNT_LINK_TTL,
+    url = base_of(req) .. "/setup/s/" .. token })
+end
+
+local function customer_of(self, id, owner)
+  local bucket = self.objects[owner]
+  for _, c in ipairs(bucket and bucket.customers or {}) do
+    if c.id == id then return c end
+  end
+end
+
+local function v1_customers_create(self, req, form, acting, livemode)
+  local owner = acting or "platform"
+  self.objects[owner] = self.objects[owner] or { customers = {} }
+  local metadata = {}
+  for k, v in pairs(form) do
+    local name = k:match("^metadata%[([^%]]+)%]$")
+    if name then metadata[name] = type(v) == "table" and v[#v] or v end
+  end
+  local c = { id = random_id("cus_", 7), object = "customer", created = self:now(), livemode = livemode,
+    email = single(form, "email") or cjson.null, name = single(form, "name") or cjson.null,
+    description = single(form, "description") or cjson.null, metadata = metadata }
+  table.insert(self.objects[owner].customers, c)
+  local body = cjson.encode(c):gsub('"metadata":%[%]', '"metadata":{}')
+  return json(200, body)
+end
+
+local function v1_customers_list(self, req, form, acting)
+  local args = args_of(req)
+  local limit = tonumber(single(args, "limit") or "10")
+  if not limit or limit < 1 or limit > 100 or limit % 1 ~= 0 then
+    return stripe_error(400, "invalid_request_error", "Invalid integer: limit must be between 1 and 100", nil, "limit")
+  end
+  local all = {}
+  local bucket = self.objects[acting or "platform"]
+  local customers = bucket and bucket.customers or {}
+  for i = #customers, 1, -1 do all[#all + 1] = customers[i] end -- newest first
+  local start = 1
+  local after = single(args, "starting_after")
+  if after then
+    start = nil
+    for i, c in ipairs(all) do if c.id == after then start = i + 1 end end
+    if not start then
+      return stripe_error(400, "invalid_request_error", "No such customer: '" .. after .. "'", "resource_missing",
+        "starting_after")
+    end
+  end
+  local parts = {}
+  for i = start, math.min(#all, start + limit - 1) do
+    parts[#parts + 1] = (cjson.encode(all[i]):gsub('"metadata":%[%]', '"metadata":{}'))
+  end
+  local has_more = start + limit - 1 < #all
+  return json(200, '{"object":"list","url":"/v1/customers","has_more":' .. tostring(has_more) ..
+    ',"data":[' .. table.concat(parts, ",") .. "]}")
+end
+
+local function v1_customers_retrieve(self, req, form, acting, livemode, id)
+  local c = customer_of(self, id, acting or "platform")
+  if not c then
+    return stripe_error(404, "invalid_request_error", "No such customer: '" .. id .. "'", "resource_missing", "id")
+  end
+  return json(200, (cjson.encode(c):gsub('"metadata":%[%]', '"metadata":{}')))
+end
+
+-- ------------------------------------------ hosted onboarding (fake)
+local function html_page(status, title, body)
+  return { status = status, headers = {
+      ["Content-Type"] = "text/html; charset=utf-8", ["Cache-Control"] = "no-store",
+      ["X-Frame-Options"] = "DENY", ["Referrer-Policy"] = "no-referrer",
+      ["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+    }, body = table.concat{ '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
+      "<title>", util.html(title), "</title><style>", PAGE_STYLE, "</style></head>\n<body><main>",
+      body, "</main></body></html>\n" } }
+end
+
+local function redirect(location)
+  return { status = 302, headers = { Location = location, ["Cache-Control"] = "no-store",
+    ["Content-Type"] = "text/plain; charset=utf-8" }, body = "Redirecting\n" }
+end
+
+-- The link for token, or nil and the answer: 404 when unknown, a redirect to
+-- refresh_url once it expired or was used.
+function Fake:live_link(token, visiting)
+  local l = self.links[token]
+  if not l then return nil, html_page(404, "Link not found", "<h1>This link does not exist</h1>") end
+  if self:now() >= l.expires_at or l.used or (visiting and l.visited) then
+    l.used = true
+    return nil, redirect(l.refresh_url or l.return_url)
+  end
+  return l
+end
+
+-- GET /setup/s/{token}: the onboarding page (Submit / Save for later).
+function Fake:onboarding_page(req, token)
+  local l, answer = self:live_link(token, true)
+  if not l then return answer end
+  l.visited = true
+  local a = self.accounts[l.account]
+  local h = util.html
+  return html_page(200, "Set up your Stripe account — fake Stripe", table.concat{
+    '<p class="badge">Fake Stripe Connect — offline, ', h(mode_name(self.livemode)), " mode</p>",
+    "<h1>Set up your Stripe account for ", h(self.config.platform_name or self.config.client_id), "</h1><dl>",
+    "<dt>Account</dt><dd><code>", h(l.account), "</code></dd>",
+    "<dt>Email</dt><dd>", h(a and a.email or "—"), "</dd>",
+    "<dt>Country</dt><dd>", h(a and a.country or "—"), "</dd></dl>",
+    '<form method="post" action="/setup/s/', h(token), '/submit">',
+    '<button type="submit" name="decision" value="submit">Submit</button>',
+    '<button type="submit" name="decision" value="later">Save for later</button>',
+    "</form>",
+  })
+end
+
+-- POST /setup/s/{token}/submit: decision=submit completes the account
+-- (details_submitted, charges_enabled, payouts_enabled; an account.updated
+-- event) and sends the user to return_url; decision=later returns unchanged.
+function Fake:onboarding_submit(req, token)
+  local l, answer = self:live_link(token, false)
+  if not l then return answer end
+  l.used = true
+  local form = form_of(req) or {}
+  local a = self.accounts[l.account]
+  if single(form, "decision") == "submit" and a then
+    a.details_submitted, a.charges_enabled, a.payouts_enabled = true, true, true
+    self:send_event("account.updated", l.account, self:account_object(l.account, a.livemode))
+  end
+  return redirect(l.return_url)
 end
 
 local function v1_unknown(req)
   return api_error(404, "Unrecognized request URL (" .. req.method .. ": " .. req.path .. ").")
+end
+
+-- /__fake/accounts/{acct}/complete: finish onboarding without the page.
+function Fake:complete_account(account)
+  local a = self.accounts[account]
+  if not a then return json(404, { error = "not_found", error_description = account .. " was not created here" }) end
+  a.details_submitted, a.charges_enabled, a.payouts_enabled = true, true, true
+  local event, delivery = self:send_event("account.updated", account, self:account_object(account, a.livemode))
+  return json(200, { account = self:account_object(account, a.livemode), event = event, delivery = delivery })
+end
+
+function Fake:api_requests_list()
+  return list(self.api_requests)
+end
+
+-- GET /__fake/objects: how many objects each acting account holds.
+function Fake:objects_list()
+  local items = {}
+  for _, owner in ipairs(util.sorted_keys(self.objects)) do
+    local ids = {}
+    for i, c in ipairs(self.objects[owner].customers) do ids[i] = c.id end
+    items[#items + 1] = { account = owner, customers = #ids, customer_ids = ids }
+  end
+  return list(items)
 end
 
 -- ------------------------------------------------------------ routing
@@ -676,7 +1046,20 @@ function Fake:routes()
     { "POST", "/__fake/faults", function(req) return s:faults_control(req) end },
     { "DELETE", "/__fake/faults", function(req) return s:faults_control(req) end },
     { "POST", "/__fake/reset", function() s:reset(); return json(200, { reset = true }) end },
-    { "GET", "/v1/account", function(req) return s:v1_account(req) end },
+    { "POST", "/__fake/fail", function(req) return s:faults_control(req) end },
+    { "DELETE", "/__fake/fail", function(req) return s:faults_control(req) end },
+    { "GET", "/__fake/api_requests", function() return s:api_requests_list() end },
+    { "GET", "/__fake/objects", function() return s:objects_list() end },
+    { "POST", "^/__fake/accounts/(acct_[%w_]+)/complete$", function(req, acct) return s:complete_account(acct) end },
+    { "GET", "/v1/account", s:v1(v1_account) },
+    { "POST", "/v1/accounts", s:v1(v1_accounts_create) },
+    { "GET", "^/v1/accounts/(acct_[%w_]+)$", s:v1(v1_accounts_retrieve) },
+    { "POST", "/v1/account_links", s:v1(v1_account_links) },
+    { "POST", "/v1/customers", s:v1(v1_customers_create) },
+    { "GET", "/v1/customers", s:v1(v1_customers_list) },
+    { "GET", "^/v1/customers/(cus_[%w_]+)$", s:v1(v1_customers_retrieve) },
+    { "GET", "^/setup/s/(%x+)$", function(req, token) return s:onboarding_page(req, token) end },
+    { "POST", "^/setup/s/(%x+)/submit$", function(req, token) return s:onboarding_submit(req, token) end },
     { "*", "^/v1/", v1_unknown },
   }
 end

@@ -78,6 +78,8 @@ M.REASONS = {
                       "We could not record the connection. Please try again in a moment." },
   interrupted     = { 502, "We could not finish connecting",
                       "Connecting was interrupted on our side. Please start again." },
+  other_owner     = { 403, "Please finish while signed in as the user who started",
+                      "This connection was started by another user of this site. Sign in as that user, or start again." },
   in_progress     = { 503, "Still connecting",
                       "This connection is still being completed. Reload this page in a moment." },
 }
@@ -197,7 +199,8 @@ function M.begin(ctx, req)
   defaults(ctx)
   local cfg, policy = ctx.config, ctx.policy
   local binding = binding_of(ctx, req) or state.new_binding()
-  local token = state.mint(cfg.keyring, { binding = binding, return_to = policy.return_to(req), now = ctx.now() })
+  local token = state.mint(cfg.keyring, { binding = binding, return_to = policy.return_to(req), now = ctx.now(),
+    owner = policy.owner and policy.owner(req) or nil })
   -- The query's order is fixed (oauth.authorize_url): after the state come
   -- only the prefill and the extra parameters.
   local head, location = authorize_head(ctx), nil
@@ -292,6 +295,7 @@ local function exchange(ctx, req, code, claims)
     id = res.stripe_user_id, status = "connected", scope = res.scope, livemode = res.livemode == true,
     token_type = res.token_type, access_token = res.access_token, refresh_token = res.refresh_token,
     stripe_publishable_key = res.stripe_publishable_key, connected_at = now, updated_at = now,
+    owner = claims.owner,
   }
   local ok, serr = ctx.store:put_account(account)
   if not ok then
@@ -319,6 +323,10 @@ function M.complete(ctx, req)
     local reason = first(args.error) == "access_denied" and "access_denied" or "stripe_refused"
     callback_metric(ctx, "unverified", reason)
     return M.render(failure(reason))
+  end
+  if claims and claims.account then claims, code = nil, "malformed" end -- an onboarding token
+  if claims and claims.owner and (policy.owner and policy.owner(req)) ~= claims.owner then
+    claims, code = nil, "other_owner" -- the state stays usable by its own user
   end
   if not claims then
     local reason = code == "missing" and "missing_state" or code
@@ -437,13 +445,52 @@ function M.refresh(ctx, id)
   return a
 end
 
+-- not_connected(ctx, id, source) — Stripe says the platform has no access to
+-- account id any more (401/403 "not connected" to an API call): the deauthorize
+-- webhook may have been missed.  An account the store lists as connected is
+-- marked disconnected and on_deauthorized(id, source or "api") runs.
+-- -> true when it was marked.
+function M.not_connected(ctx, id, source)
+  defaults(ctx)
+  local a = ctx.store:get_account(id)
+  if not a or a.status == "disconnected" then return false end
+  local ok, serr = ctx.store:mark_disconnected(id, source or "api")
+  if not ok then
+    ctx.log("api: marking " .. id .. " disconnected failed: " .. tostring(serr))
+    return false
+  end
+  ctx.log("api: Stripe answered that " .. id .. " is no longer connected; marked disconnected")
+  count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "api"))
+  ctx.policy.on_deauthorized(id, source or "api")
+  return true
+end
+
+-- api(ctx) -> a stripe_connect.api client for the platform (its key, API
+-- base and timeout; ctx.transport / ctx.sleep when given), wired so that an
+-- account Stripe says is not connected is marked disconnected (not_connected).
+-- Made once per ctx.
+function M.api(ctx)
+  defaults(ctx)
+  if not ctx.api_client then
+    local cfg = ctx.config
+    ctx.api_client = require("stripe_connect.api").new{
+      secret_key = cfg.secret_key, api_base = cfg.api_base, timeout = cfg.stripe_timeout,
+      transport = ctx.transport, sleep = ctx.sleep,
+      secrets = require("stripe_connect.config").secret_values(cfg),
+      on_not_connected = function(id) M.not_connected(ctx, id, "api") end,
+    }
+  end
+  return ctx.api_client
+end
+
 -- public_account(a) -> the account without tokens (for JSON and listings).
 function M.public_account(a)
   return {
     id = a.id, status = a.status, scope = a.scope, livemode = a.livemode,
     connected_at = a.connected_at, updated_at = a.updated_at, disconnected_at = a.disconnected_at,
     disconnect_reason = a.disconnect_reason, refreshed_at = a.refreshed_at,
-    has_refresh_token = a.refresh_token ~= nil,
+    has_refresh_token = a.refresh_token ~= nil, owner = a.owner, onboarding = a.onboarding,
+    details_submitted = a.details_submitted, charges_enabled = a.charges_enabled,
   }
 end
 

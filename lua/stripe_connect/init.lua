@@ -11,7 +11,7 @@ local M = {
 -- The public submodules (M.oauth, M.flow, …); any other key is nil.
 local submodules = {
   oauth = true, flow = true, policy = true, store = true, webhook = true,
-  app = true, fake = true, state = true, config = true, pages = true,
+  app = true, fake = true, state = true, config = true, pages = true, api = true, onboard = true,
 }
 
 setmetatable(M, {

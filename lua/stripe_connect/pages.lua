@@ -19,7 +19,7 @@ background:#635bff;color:#fff;font-weight:600;text-decoration:none;cursor:pointe
 .btn:hover{background:#5046e4}.btn.secondary{background:#e3e8ee;color:#1a1f36}.muted{color:#697386;
 font-size:.9rem}code{background:#f0f3f7;padding:.1rem .3rem;border-radius:4px}table{width:100%;
 border-collapse:collapse;font-size:.9rem}th,td{text-align:left;padding:.4rem;border-bottom:1px solid #e3e8ee}
-.status-connected{color:#0a7d3e}.status-disconnected{color:#b3261e}form{margin:0}
+.status-connected{color:#0a7d3e}.status-disconnected{color:#b3261e}.status-onboarding{color:#9a5b00}form{margin:0}
 main>:last-child{margin-bottom:0}.badge{display:inline-flex;align-items:center;justify-content:center;
 width:2.5rem;height:2.5rem;border-radius:50%;font-size:1.3rem;font-weight:700;margin-bottom:.75rem}
 .badge.ok{background:#d7f7e3;color:#0a7d3e}.badge.warn{background:#fff1d6;color:#9a5b00}
@@ -60,13 +60,35 @@ function M.layout(title, body, wide)
   })
 end
 
-function M.home()
-  return M.layout("Connect your Stripe account", table.concat({
-    "<h1>Connect your Stripe account</h1>",
-    "<p>Connect an existing Stripe account, or create one, to receive payments through this platform.</p>",
-    '<p><a class="btn" href="/connect">Connect with Stripe</a></p>',
-    '<p class="muted">You will be sent to Stripe to approve the connection, then brought back here.</p>',
-  }))
+-- home(offer) -> the home page; offer = { oauth = bool, account_links = bool }
+-- (default OAuth only): the Connect button (OAuth) and/or a form that sets up
+-- a new Stripe account through Account Links (POST /onboard).
+function M.home(offer)
+  offer = offer or { oauth = true }
+  local parts = { "<h1>Connect your Stripe account</h1>",
+    "<p>Connect an existing Stripe account, or create one, to receive payments through this platform.</p>" }
+  if offer.oauth then
+    parts[#parts + 1] = '<p><a class="btn" href="/connect">Connect with Stripe</a></p>'
+    parts[#parts + 1] = '<p class="muted">You will be sent to Stripe to approve the connection, then brought back here.</p>'
+  end
+  if offer.account_links then
+    parts[#parts + 1] = '<form method="post" action="/onboard"><p><button class="btn' ..
+      (offer.oauth and " secondary" or "") .. '" type="submit">Set up a new Stripe account</button></p></form>'
+    parts[#parts + 1] = '<p class="muted">Stripe asks for your business details, then sends you back here.</p>'
+  end
+  return M.layout("Connect your Stripe account", table.concat(parts))
+end
+
+-- home_headers(form_origin) -> the home page's headers: its form may land
+-- on Stripe's onboarding (a redirect after POST /onboard), so form-action
+-- also allows that origin.
+function M.home_headers(extra, form_origin)
+  local hd = M.headers(extra)
+  if form_origin then
+    hd["Content-Security-Policy"] = hd["Content-Security-Policy"]:gsub("form%-action 'self'",
+      "form-action 'self' " .. form_origin:gsub("%%", "%%%%"))
+  end
+  return hd
 end
 
 -- connected(account_id) -> the success page (account_id may be nil).
@@ -110,14 +132,15 @@ function M.admin(accounts, csrf)
     end
     rows[#rows + 1] = table.concat({
       "<tr><td><code>", h(a.id), "</code></td><td class=\"status-", h(a.status), "\">", h(a.status),
-      "</td><td>", h(a.scope), "</td><td>", a.livemode and "live" or "test", "</td><td class=\"time\">",
+      "</td><td>", h(a.scope), "</td><td>", a.livemode and "live" or "test", "</td><td>", h(a.owner),
+      "</td><td class=\"time\">",
       h(fmt_time(a.connected_at)), "</td><td>", action, "</td></tr>",
     })
   end
-  if #rows == 0 then rows[1] = '<tr><td colspan="6" class="muted">No accounts yet.</td></tr>' end
+  if #rows == 0 then rows[1] = '<tr><td colspan="7" class="muted">No accounts yet.</td></tr>' end
   return M.layout("Connected accounts", table.concat({
     "<h1>Connected accounts</h1><table><thead><tr><th>Account</th><th>Status</th><th>Scope</th>",
-    "<th>Mode</th><th>Connected</th><th></th></tr></thead><tbody>", table.concat(rows),
+    "<th>Mode</th><th>Owner</th><th>Connected</th><th></th></tr></thead><tbody>", table.concat(rows),
     "</tbody></table>",
   }), true)
 end

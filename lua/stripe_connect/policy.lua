@@ -11,6 +11,10 @@
 --                            `return_to` query argument of /connect.  Only paths
 --                            starting with one "/" (no "//", "\", scheme) are
 --                            kept; anything else is ignored.
+--   owner(req)            -> the platform's own id for the signed-in user (from
+--                            its session), or nil.  Carried inside the signed
+--                            state, stored with the account (`owner`), and
+--                            checked again on the callback / onboarding return.
 --   on_connected(account, req)        after the account is stored
 --   on_denied(err, req)               the user declined (err.error, err.description)
 --   on_error(err, req)                any other failed callback (err.reason, err.status)
@@ -28,6 +32,7 @@ local M = {}
 M.HOOKS = {
   scope = true, redirect_uri = true, prefill = true, authorize_params = true, return_to = true,
   on_connected = true, on_denied = true, on_error = true, on_deauthorized = true, on_event = true,
+  owner = true,
 }
 
 local SCOPES = { read_write = true, read_only = true }
@@ -114,6 +119,17 @@ function M.new(hooks, opts)
     end
     if r ~= nil and util.is_local_path(r) then return r end
     return nil
+  end
+
+  -- owner(req) -> a non-empty string of at most 256 bytes, or nil.
+  function p.owner(req)
+    local o = call("owner", req)
+    if type(o) == "number" then o = string.format("%d", o) end
+    if o ~= nil and (type(o) ~= "string" or o == "" or #o > 256) then
+      log("policy: owner hook answered something other than a string of 1-256 bytes; ignoring it")
+      o = nil
+    end
+    return o
   end
 
   for _, name in ipairs({ "on_connected", "on_denied", "on_error", "on_deauthorized", "on_event" }) do

@@ -19,6 +19,11 @@
 -- with `other_browser` / `no_binding`.
 --
 -- Key rotation: the first key of the keyring mints, every key verifies.
+--
+-- A state that carries the platform user (`owner`, policy hook) or an
+-- Account Links account id is a v2 token: the v1 fields, then
+-- `.<owner>.<account>` (each base64url, "" when none), then the mac.
+-- v1 tokens (no owner, no account) still verify.
 local core = require "stripe_connect.core"
 local util = require "stripe_connect.util"
 
@@ -128,7 +133,8 @@ end
 -- opts.now (Unix seconds, default os.time()).
 -- claims = { kid, nonce, issued_at, return_to }.
 function M.mint(kr, opts)
-  opts = util.check_opts(opts, { binding = true, return_to = true, now = true }, "state.mint")
+  opts = util.check_opts(opts, { binding = true, return_to = true, now = true, owner = true, account = true },
+    "state.mint")
   assert(type(kr) == "table" and kr.keys and kr.keys[1], "state.mint: keyring expected")
   assert(M.valid_binding(opts.binding), "state.mint: opts.binding must be a binding value")
   local rt = opts.return_to
@@ -136,10 +142,17 @@ function M.mint(kr, opts)
   local key = kr.keys[1]
   local nonce = b64e(core.random_bytes(16))
   local iat = math.floor(opts.now or os.time())
-  local signed = table.concat({ M.VERSION, key.kid, nonce, string.format("%d", iat),
+  local owner, account = opts.owner, opts.account
+  assert(owner == nil or (type(owner) == "string" and owner ~= "" and #owner <= 256),
+    "state.mint: owner must be a non-empty string of at most 256 bytes")
+  assert(account == nil or (type(account) == "string" and account:match("^acct_[%w_]+$")),
+    "state.mint: account must be an acct_ id")
+  local v2 = owner ~= nil or account ~= nil
+  local signed = table.concat({ v2 and "v2" or M.VERSION, key.kid, nonce, string.format("%d", iat),
     bind_tag(key.secret, opts.binding), rt and b64e(rt) or "" }, ".")
+  if v2 then signed = signed .. "." .. (owner and b64e(owner) or "") .. "." .. (account and b64e(account) or "") end
   return signed .. "." .. mac(key.secret, signed),
-    { kid = key.kid, nonce = nonce, issued_at = iat, return_to = rt }
+    { kid = key.kid, nonce = nonce, issued_at = iat, return_to = rt, owner = owner, account = account }
 end
 
 -- verify(keyring, token, opts) -> claims | nil, code, message
@@ -156,6 +169,12 @@ function M.verify(kr, token, opts)
   if #token > M.MAX_TOKEN_BYTES then return nil, "malformed", "state is too long" end
   local ver, kid, nonce, iat, bind, rt, sig =
     token:match("^([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)$")
+  local owner_b64, account_b64
+  if not ver then
+    ver, kid, nonce, iat, bind, rt, owner_b64, account_b64, sig =
+      token:match("^(v2)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)$")
+    if ver then ver = M.VERSION end
+  end
   if not ver or ver ~= M.VERSION or not iat:match("^%d+$") or #iat > 12
       or not nonce:match("^[A-Za-z0-9_-]+$") or #nonce ~= 22 then
     return nil, "malformed", "state is not a state token"
@@ -184,7 +203,15 @@ function M.verify(kr, token, opts)
       return nil, "malformed", "state carries an invalid return path"
     end
   end
-  return { kid = kid, nonce = nonce, issued_at = issued, expires_at = issued + ttl, return_to = return_to }
+  local owner, account
+  if owner_b64 and owner_b64 ~= "" then owner = b64d(owner_b64) end
+  if account_b64 and account_b64 ~= "" then account = b64d(account_b64) end
+  if (owner_b64 and owner_b64 ~= "" and not owner) or
+     (account and not account:match("^acct_[%w_]+$")) or (account_b64 and account_b64 ~= "" and not account) then
+    return nil, "malformed", "state carries an invalid owner or account"
+  end
+  return { kid = kid, nonce = nonce, issued_at = issued, expires_at = issued + ttl, return_to = return_to,
+    owner = owner, account = account }
 end
 
 return M

@@ -2,7 +2,9 @@
 -- by playwright-core (spec/support/browser_flow.js) against the platform and
 -- the fake Connect on loopback.  Approve lands on the success page with the
 -- account id; Deny lands on the declined page with a try-again link; two
--- tabs of one browser both complete.  Screenshots of the landing, success
+-- tabs of one browser both complete; Account Links (ONBOARDING=both) runs
+-- from the home page's form through the fake's onboarding page back to the
+-- success page.  Screenshots of the landing, success
 -- and declined pages go to $BROWSER_SHOTS (default /tmp/stripe-connect-shots).
 --
 -- Skipped only when node/npm is absent.  A missing /usr/bin/chromium is a
@@ -25,7 +27,7 @@ end
 
 function TestPlatformBrowser.setupClass()
   if not node_ready() then return end
-  p = platform.start{}
+  p = platform.start{ env = { ONBOARDING = "both" } }
 end
 
 function TestPlatformBrowser.teardownClass()
@@ -102,6 +104,19 @@ function TestPlatformBrowser.test_two_tabs_in_one_browser_both_complete()
   for i, tab in ipairs(r.tabs) do lu.assertStrContains(tab.text, "You're connected", false, "tab " .. i) end
   lu.assertEquals(r.cookies, { "sc_bind" }, "one binding cookie for both tabs")
   lu.assertEquals(p:token_calls(), before + 2)
+end
+
+function TestPlatformBrowser.test_account_links_onboarding()
+  local r = browse("account_links")
+  lu.assertStrContains(r.onboarding.url, p.fake.url .. "/setup/s/")
+  lu.assertStrContains(r.onboarding.text, "Set up your Stripe account")
+  local id = account_of(r.done.url)
+  lu.assertNotNil(id, "back on the success page: " .. r.done.url)
+  lu.assertEquals(r.done.title, "Stripe account connected")
+  local status, body = p:admin("GET", "/admin/accounts/" .. id)
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body.data.status, "connected")
+  lu.assertEquals(body.data.onboarding, "account_links")
 end
 
 return { TestPlatformBrowser = TestPlatformBrowser }

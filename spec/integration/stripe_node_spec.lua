@@ -109,4 +109,33 @@ function TestStripeNodeOAuth.test_refresh_and_unknown_code()
   lu.assertEquals(r[2].class, "StripeInvalidScopeError")
 end
 
+-- stripe-node creates a customer on a connected account (stripeAccount)
+-- through the fake; our stripe_connect.api reads it back as that account.
+function TestStripeNodeOAuth.test_customer_on_a_connected_account()
+  local ok, msg = stripe_node.ensure()
+  lu.skipIf(not ok, msg)
+  local r = node{ { op = "token", code = new_code() } }
+  local acct = r[1].result.stripe_user_id
+  local file = os.tmpname()
+  local f = assert(io.open(file, "wb"))
+  f:write(assert(cjson.encode{ port = fake.port, secret_key = SK, account = acct, email = "node@x.example" }))
+  f:close()
+  local out, code = stripe_node.sh("node spec/support/stripe_node_api.js " .. stripe_node.q(file))
+  os.remove(file)
+  lu.assertEquals(code, 0, out)
+  local res = assert(cjson.decode(out), out)
+  lu.assertTrue(res.ok, out)
+  lu.assertEquals(res.replayed.id, res.customer.id, "the idempotency key answered the same customer")
+  local api = require "stripe_connect.api"
+  local client = api.new{ secret_key = SK, api_base = fake.url }
+  local back = assert(client:get("/v1/customers/" .. res.customer.id, nil, { account = acct }))
+  lu.assertEquals(back.email, "node@x.example")
+  lu.assertEquals(back.metadata.from, "stripe-node")
+  local all = assert(client:list_all("/v1/customers", nil, { account = acct }))
+  lu.assertEquals(#all, 1)
+  -- and not on the platform
+  local _, err = client:get("/v1/customers/" .. res.customer.id)
+  lu.assertEquals(err.status, 404)
+end
+
 return { TestStripeNodeOAuth = TestStripeNodeOAuth }

@@ -9,7 +9,7 @@ function TestInit.test_lazy_submodules()
   lu.assertIs(sc.core, require "stripe_connect.core")
   lu.assertEquals(sc.version, sc.core.version)
   for _, name in ipairs{ "oauth", "flow", "policy", "store", "webhook", "app", "fake", "state",
-                         "config", "pages" } do
+                         "config", "pages", "api", "onboard" } do
     lu.assertIs(sc[name], require("stripe_connect." .. name), name)
     lu.assertIs(rawget(sc, name), sc[name], name)
   end

@@ -166,4 +166,33 @@ function TestState.test_misuse_raises()
   lu.assertErrorMsgContains("unknown option", state.verify, keys, "x", { bogus = 1 })
 end
 
+-- v2 tokens carry the platform user (owner) and an Account Links account,
+-- under the MAC; v1 tokens still verify.
+function TestState.test_owner_and_account()
+  local B = state.new_binding()
+  local keys = kr("k1:" .. S1)
+  local token, minted = state.mint(keys, { binding = B, owner = "user:42 (ä)", account = "acct_1x", now = NOW })
+  lu.assertStrMatches(token, "v2%..*")
+  lu.assertEquals(minted.owner, "user:42 (ä)")
+  local c = assert(state.verify(keys, token, { binding = B, now = NOW }))
+  lu.assertEquals(c.owner, "user:42 (ä)")
+  lu.assertEquals(c.account, "acct_1x")
+  local only_owner = state.mint(keys, { binding = B, owner = "u1", now = NOW })
+  c = assert(state.verify(keys, only_owner, { binding = B, now = NOW }))
+  lu.assertEquals(c.owner, "u1")
+  lu.assertNil(c.account)
+  -- tampering with the owner or account breaks the MAC
+  local core = require "stripe_connect.core"
+  for i, value in pairs{ [7] = core.base64url_encode("user:43"), [8] = core.base64url_encode("acct_other") } do
+    lu.assertEquals(select(2, state.verify(keys, with_field(token, i, value), { binding = B, now = NOW })),
+      "bad_signature", "field " .. i)
+  end
+  -- an owner-less v1 token has neither
+  c = assert(state.verify(keys, state.mint(keys, { binding = B, now = NOW }), { binding = B, now = NOW }))
+  lu.assertNil(c.owner)
+  lu.assertStrMatches(state.mint(keys, { binding = B, now = NOW }), "v1%..*")
+  lu.assertErrorMsgContains("account", state.mint, keys, { binding = B, account = "bob" })
+  lu.assertErrorMsgContains("owner", state.mint, keys, { binding = B, owner = "" })
+end
+
 return { TestState = TestState }

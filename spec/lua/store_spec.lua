@@ -201,7 +201,7 @@ function TestStore.test_sqlite_reopen_keeps_data_and_schema_version()
   local r = assert(s2.db:exec{ { "SELECT version FROM schema_version" }, { "PRAGMA journal_mode" },
     { "SELECT count(*) AS n FROM sqlite_master WHERE name = 'counters'" } })
   lu.assertEquals(#r[1], 1)
-  lu.assertEquals(r[1][1].version, 2)
+  lu.assertEquals(r[1][1].version, 3)
   lu.assertEquals(r[2][1].journal_mode, "wal")
   lu.assertEquals(r[3][1].n, 0) -- version 2 dropped the old counters table
   -- a database from a newer version is refused
@@ -210,6 +210,48 @@ function TestStore.test_sqlite_reopen_keeps_data_and_schema_version()
   local s3, err = store.open("sqlite:" .. path)
   lu.assertNil(s3)
   lu.assertStrContains(err, "newer")
+  files.rmdir(dir)
+end
+
+-- The owner column (version 3): stored, indexed, filtered by accounts_of.
+function TestStore.test_owner_and_accounts_of()
+  each(function(s, name)
+    s:put_account(account("acct_o1", { owner = "user_a", connected_at = 1 }))
+    s:put_account(account("acct_o2", { owner = "user_b", connected_at = 2 }))
+    s:put_account(account("acct_o3", { owner = "user_a", connected_at = 3, status = "onboarding" }))
+    s:put_account(account("acct_o4"))
+    lu.assertEquals(s:get_account("acct_o1").owner, "user_a", name)
+    lu.assertNil(s:get_account("acct_o4").owner, name)
+    local mine = assert(s:accounts_of("user_a"))
+    lu.assertEquals(#mine, 2, name)
+    lu.assertEquals(mine[1].id, "acct_o3", name .. ": newest first")
+    lu.assertEquals(mine[1].status, "onboarding", name)
+    lu.assertEquals(#assert(s:accounts_of("nobody")), 0, name)
+    lu.assertErrorMsgContains("string id", s.accounts_of, s, nil)
+  end)
+end
+
+-- A version-2 database (before the owner column) is migrated on open and
+-- keeps its accounts.
+function TestStore.test_migrates_a_version_2_database()
+  local core = require "stripe_connect.core"
+  local sqlite = require "stripe_connect.store.sqlite"
+  local dir = tmpdir()
+  local path = dir .. "/v2.db"
+  local db = assert(core.sqlite_open(path))
+  assert(db:migrate(2, { sqlite.MIGRATIONS[1], sqlite.MIGRATIONS[2] }))
+  assert(db:exec{ { "INSERT INTO accounts (id, status, scope, extra) VALUES ('acct_old', 'connected', 'read_write', '{\"note\":\"x\"}')" } })
+  db:close()
+  local s = assert(store.open("sqlite:" .. path))
+  local a = s:get_account("acct_old")
+  lu.assertEquals(a.note, "x")
+  lu.assertNil(a.owner)
+  a.owner = "user_c"
+  assert(s:put_account(a))
+  lu.assertEquals(s:accounts_of("user_c")[1].id, "acct_old")
+  local r = assert(s.db:exec{ { "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'accounts_owner'" } })
+  lu.assertEquals(#r[1], 1)
+  s:close()
   files.rmdir(dir)
 end
 

@@ -4,7 +4,8 @@
 //
 //   node spec/support/browser_flow.js SCENARIO PLATFORM_URL SHOT_DIR
 //
-// SCENARIO: approve | deny | two_tabs.  Prints one JSON line on stdout:
+// SCENARIO: approve | deny | two_tabs | account_links (Set up a new Stripe
+// account → the fake's onboarding page → Submit → back on the platform).  Prints one JSON line on stdout:
 // { ok: true, ...what the scenario saw } or { ok: false, error, where }.
 // Screenshots: SHOT_DIR/landing.png and success.png (approve), declined.png (deny).
 // The browser gets a fresh profile in a temp folder and only ever talks to
@@ -68,6 +69,22 @@ async function scenario(name, base, shotDir, context) {
     const d2 = await f2.finish();
     const d1 = await f1.finish();
     return { tabs: [d1, d2], cookies: (await context.cookies()).map((c) => c.name) };
+  }
+  if (name === 'account_links') {
+    const page = await context.newPage();
+    await page.goto(base + '/', { waitUntil: 'load' });
+    await Promise.all([
+      page.waitForNavigation({ waitUntil: 'load' }),
+      page.getByRole('button', { name: 'Set up a new Stripe account' }).click(),
+    ]);
+    const onboarding = { url: page.url(), text: await page.innerText('body') };
+    await Promise.all([
+      page.waitForNavigation({ waitUntil: 'load' }),
+      page.click('button[value="submit"]'),
+    ]);
+    const done = { url: page.url(), title: await page.title(), text: await page.innerText('body') };
+    if (shotDir) await page.screenshot({ path: path.join(shotDir, 'account_links.png'), fullPage: true });
+    return { onboarding, done };
   }
   throw new Error('unknown scenario ' + name);
 }

@@ -8,10 +8,15 @@
 --   { id = "acct_…", status = "connected" | "disconnected", scope = "read_write",
 --     livemode = false, token_type, access_token, refresh_token,
 --     stripe_publishable_key, connected_at, updated_at, disconnected_at (Unix s),
---     disconnect_reason, …any other plain fields (kept as-is) }
+--     disconnect_reason, owner (the platform user's id, policy hook `owner`),
+--     …any other plain fields (kept as-is) }
+--   status is "onboarding" too for an Account Links account not finished yet.
 --   store:put_account(a)                -> true          insert or replace by id
 --   store:get_account(id)               -> a | nil
 --   store:list_accounts()               -> { a, … }      newest connected_at first
+--   store:accounts_of(owner)            -> { a, … }      the accounts whose `owner` is
+--                                          owner (optional; the admin filter
+--                                          scans list_accounts without it)
 --   store:mark_disconnected(id, reason) -> true | false  (false: no such account);
 --                                          status "disconnected", tokens wiped
 --   store:delete_account(id)            -> true | false

@@ -25,7 +25,7 @@ local util = require "stripe_connect.util"
 
 local M = {}
 
-M.SCHEMA_VERSION = 2
+M.SCHEMA_VERSION = 3
 
 M.MIGRATIONS = {
   [1] = {
@@ -44,12 +44,17 @@ M.MIGRATIONS = {
   },
   -- Counters live in process memory now (stripe_connect.metrics).
   [2] = { [[DROP TABLE IF EXISTS counters]] },
+  -- Which of the platform's users owns the account (policy hook `owner`).
+  [3] = {
+    [[ALTER TABLE accounts ADD COLUMN owner TEXT]],
+    [[CREATE INDEX accounts_owner ON accounts (owner)]],
+  },
 }
 
 -- The account columns; any other field of an account goes to `extra` (JSON).
 local COLUMNS = {
   "id", "status", "scope", "livemode", "token_type", "access_token", "refresh_token",
-  "stripe_publishable_key", "connected_at", "updated_at", "disconnected_at", "disconnect_reason",
+  "stripe_publishable_key", "connected_at", "updated_at", "disconnected_at", "disconnect_reason", "owner",
 }
 local INT_COLUMNS = { connected_at = true, updated_at = true, disconnected_at = true }
 local IS_COLUMN = {}
@@ -165,6 +170,16 @@ end
 
 function Sqlite:list_accounts()
   local r, err = self:run{ { "SELECT * FROM accounts ORDER BY connected_at DESC, id ASC" } }
+  if not r then return nil, err end
+  local out = {}
+  for i, row in ipairs(r[1]) do out[i] = row_to_account(row) end
+  return out
+end
+
+-- accounts_of(owner) -> the accounts of one of the platform's users, newest first.
+function Sqlite:accounts_of(owner)
+  local r, err = self:run{ { "SELECT * FROM accounts WHERE owner = ? ORDER BY connected_at DESC, id ASC",
+    id_arg(owner, "accounts_of") } }
   if not r then return nil, err end
   local out = {}
   for i, row in ipairs(r[1]) do out[i] = row_to_account(row) end
