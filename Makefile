@@ -14,11 +14,12 @@ LUAJIT_PC   ?= luajit
 DEPS_PC     ?= openssl libcurl
 
 # Debian 12 packages the build, the tests and `make run` need (chromium: the real-browser page spec;
-# nginx, its echo module and wrk: `make bench` and its smoke spec).
+# nginx, its echo module and wrk: `make bench` and its smoke spec; python3: node-gyp, which builds
+# the bench peer's better-sqlite3 from source).
 APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
                 libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
                 lua-sql-sqlite3 luarocks sqlite3 valgrind curl lua-socket openssl ca-certificates \
-                chromium nginx libnginx-mod-http-echo wrk
+                chromium nginx libnginx-mod-http-echo wrk python3
 # Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
 # so Debian's are installed only when none is on the PATH.
 NODE_PACKAGES ?= nodejs npm

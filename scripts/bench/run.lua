@@ -579,7 +579,7 @@ local function table_text(started)
     string.format("Servers: ours is `%s serve scripts/platform.lua --quiet` (default workers) at commit %s; " ..
       "the peer is one Node %s process (express %s, stripe %s, better-sqlite3 %s); the ceiling is nginx %s " ..
       "(`worker_processes auto`). A fresh server (and database) per row.",
-      BIN, first_line("git rev-parse --short HEAD 2>/dev/null"), first_line("node -v"), package_version("express"),
+      BIN, first_line("git describe --always --dirty 2>/dev/null"), first_line("node -v"), package_version("express"),
       package_version("stripe"), package_version("better-sqlite3"),
       first_line("nginx -v 2>&1 | sed 's|.*/||'")),
     "",
