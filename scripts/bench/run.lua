@@ -88,6 +88,12 @@ local function read(path) -- nil when missing
   return s
 end
 
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
@@ -324,8 +330,8 @@ local problems = {}
 for _, cmd in ipairs({ "nginx", "wrk", "node", "npm" }) do
   if not have(cmd) then problems[#problems + 1] = cmd .. " is not installed" end
 end
-if not io.open(ECHO_MODULE, "rb") then problems[#problems + 1] = ECHO_MODULE .. " is missing (libnginx-mod-http-echo)" end
-if not io.open(BIN, "rb") then problems[#problems + 1] = BIN .. " is missing (run make)" end
+if not exists(ECHO_MODULE) then problems[#problems + 1] = ECHO_MODULE .. " is missing (libnginx-mod-http-echo)" end
+if not exists(BIN) then problems[#problems + 1] = BIN .. " is missing (run make)" end
 if #problems > 0 then
   io.stderr:write("bench: cannot run: " .. table.concat(problems, "; ") ..
     " (make deps installs the Debian packages; node and npm must be on the PATH)\n")
@@ -345,7 +351,7 @@ local function install_peer()
   local src = HERE .. "/peer-express"
   local same = read(src .. "/package.json") == read(NODE_DIR .. "/package.json")
     and read(src .. "/package-lock.json") == read(NODE_DIR .. "/package-lock.json")
-    and io.open(NODE_DIR .. "/node_modules/.bench-installed", "rb") ~= nil
+    and exists(NODE_DIR .. "/node_modules/.bench-installed")
   if same then return end
   log("installing the peer's npm packages into %s (once; better-sqlite3 builds from source)", NODE_DIR)
   os.execute("mkdir -p " .. q(NODE_DIR))
@@ -353,7 +359,7 @@ local function install_peer()
   assert(os.execute("cp " .. q(src .. "/package.json") .. " " .. q(src .. "/package-lock.json") .. " " .. q(NODE_DIR .. "/")))
   local node_prefix = sh("node -p 'require(\"path\").resolve(process.execPath, \"../..\")'"):match("^(%S+)")
   local nodedir = ""
-  if node_prefix and io.open(node_prefix .. "/include/node/node_version.h", "rb") then
+  if node_prefix and exists(node_prefix .. "/include/node/node_version.h") then
     nodedir = "npm_config_nodedir=" .. q(node_prefix) .. " "
   else
     log("node's headers are not under %s/include/node: node-gyp may try to download them", tostring(node_prefix))
@@ -604,8 +610,6 @@ local function table_text(started)
             to_ceiling = fmt_ratio(r.rps, rps("ceiling"))
           end
           rss_peer = fmt_ratio(r.rss_kib, rss(peer))
-        elseif row.slow then
-          to_ceiling = ""
         end
         cells = { fmt_int(r.rps), fmt_ms(r.p50_us), fmt_ms(r.p99_us), errors_cell(r),
                   string.format("%.1f", r.rss_kib / 1024), to_peer, to_ceiling, rss_peer }

@@ -41,7 +41,10 @@ end
 
 local lines, n, i = {}, 0, 0
 local fixed, wrapped
-unexpected, reused, answered, taken = 0, 0, 0, 0
+local answered = 0
+-- The one global besides wrk's own: what done() reads back with thread:get.
+counts = { unexpected = 0, reused = 0, taken = 0 }
+local c = counts
 
 function init(args)
   if mode == "get" then
@@ -67,10 +70,10 @@ local webhook_headers = { ["Content-Type"] = "application/json", ["Stripe-Signat
 
 function request()
   if fixed then return fixed end
-  taken = taken + 1
+  c.taken = c.taken + 1
   i = i + 1
   if i > n then i = 1; wrapped = true end
-  if wrapped then reused = reused + 1 end
+  if wrapped then c.reused = c.reused + 1 end
   local line = lines[i]
   if mode == "callback" then
     local st, binding = line:match("^(%S+) (%S+)$")
@@ -86,7 +89,7 @@ end
 if expect or limit then
   function response(status)
     answered = answered + 1
-    if expect and status ~= expect then unexpected = unexpected + 1 end
+    if expect and status ~= expect then c.unexpected = c.unexpected + 1 end
     if limit and answered >= limit then wrk.thread:stop() end
   end
 end
@@ -94,9 +97,10 @@ end
 function done(summary, latency)
   local unexp, reuse, most = 0, 0, 0
   for _, t in ipairs(threads) do
-    unexp = unexp + (tonumber(t:get("unexpected")) or 0)
-    reuse = reuse + (tonumber(t:get("reused")) or 0)
-    most = math.max(most, tonumber(t:get("taken")) or 0)
+    local tc = t:get("counts")
+    unexp = unexp + tc.unexpected
+    reuse = reuse + tc.reused
+    most = math.max(most, tc.taken)
   end
   local e = summary.errors
   io.write(string.format("bench: requests=%d duration_us=%d connect=%d read=%d write=%d timeout=%d status=%d " ..
