@@ -13,11 +13,13 @@ LUA_PC      ?= lua5.4
 LUAJIT_PC   ?= luajit
 DEPS_PC     ?= openssl libcurl sqlite3
 
-# Debian 12 packages the build, the tests and `make run` need (chromium: the real-browser page spec).
+# Debian 12 packages the build, the tests and `make run` need (chromium: the real-browser page spec;
+# nginx, its echo module and wrk: `make bench` and its smoke spec; python3: node-gyp, which builds
+# the bench peer's better-sqlite3 from source).
 APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
                 libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
                 luarocks sqlite3 libsqlite3-dev valgrind curl lua-socket openssl ca-certificates \
-                chromium
+                chromium nginx libnginx-mod-http-echo wrk python3
 # Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
 # so Debian's are installed only when none is on the PATH.
 NODE_PACKAGES ?= nodejs npm
@@ -55,7 +57,7 @@ deps:
 	  echo "deps: installing" $$missing; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (or install: $$missing)" >&2; exit 1; fi; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove $$missing >/dev/null; \
 	fi
 	@mkdir -p $(BUILD) && touch $(BUILD)/.deps
 
@@ -144,6 +146,15 @@ valgrind: all
 
 run: all
 	@$(HOST_BIN) run scripts/dev.lua
+
+# bench: wrk against nginx's static 302, the platform (SQLite and memory:) and the
+# Express peer; a Markdown table on stdout and in $(BUILD)/bench.md.  Not part of `test`.
+# Settings: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS, … (scripts/bench/run.lua).
+bench: export BENCH_BIN ?= $(HOST_BIN)
+bench: export BENCH_OUT ?= $(BUILD)/bench.md
+bench: export BENCH_NODE_DIR ?= $(BUILD)/bench/peer-node
+bench: all
+	@$(HOST_BIN) run scripts/bench/run.lua
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect \

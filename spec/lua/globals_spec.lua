@@ -17,6 +17,14 @@ for name in ([[
   coroutine debug io math os package string table utf8
 ]]):gmatch("%S+") do STANDARD[name] = true end
 
+-- Files another Lua host runs, and the globals its API is made of: wrk calls
+-- setup/init/request/response/done, sets `wrk` and (through setup's
+-- thread:set) `id`, and hands `counts` back to done() with thread:get.
+local HOST_API = {
+  ["scripts/bench/wrk.lua"] = { setup = true, init = true, request = true, response = true, done = true,
+                                wrk = true, id = true, counts = true },
+}
+
 local function lines_of(cmd)
   local p = assert(io.popen(cmd))
   local out = {}
@@ -34,7 +42,7 @@ local function globals(path)
   local r = { writes = {}, reads = {}, other = {} }
   for _, line in ipairs(lines_of(LUAC .. " -p -l -l '" .. path .. "' 2>&1")) do
     local instruction = line:match("^%s*%d+%s+%[%d+%]%s+(.*)$")
-    if instruction and instruction:find("_ENV", 1, true) then
+    if instruction and instruction:find("%f[%w_]_ENV%f[^%w_]") then -- not a constant such as "NODE_ENV"
       local op, name = instruction:match("^(%u+)%s.*; _ENV \"([^\"]+)\"")
       if op == "SETTABUP" then
         r.writes[#r.writes + 1] = name
@@ -61,11 +69,14 @@ function TestGlobals.test_no_module_or_script_touches_a_non_standard_global()
   local problems = {}
   for _, path in ipairs(files) do
     local g = globals(path)
+    local api = HOST_API[path] or {}
     for _, name in ipairs(g.writes) do
-      problems[#problems + 1] = path .. ": assigns the global '" .. name .. "'"
+      if not api[name] then
+        problems[#problems + 1] = path .. ": assigns the global '" .. name .. "'"
+      end
     end
     for _, name in ipairs(g.reads) do
-      if not STANDARD[name] then
+      if not STANDARD[name] and not api[name] then
         problems[#problems + 1] = path .. ": reads the undefined global '" .. name .. "'"
       end
     end
