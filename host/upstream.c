@@ -242,6 +242,12 @@ int upstream_init(worker *w)
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, (void *)w);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, curl_timer);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, (void *)w);
+    /* Idle connections kept per worker.  libcurl's default grows with the
+     * transfers added (4 per easy handle): with a thousand callbacks in
+     * flight, each code exchange on a fresh connection, the cache held
+     * thousands of idle sockets and every transfer paid for walking it
+     * (1000 concurrent callbacks: 1.5k/s -> 2.8k/s with 32). */
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 32L);
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     return 0;
