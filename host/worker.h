@@ -82,6 +82,10 @@ typedef struct worker {
     struct event_base *base;
     struct evconnlistener *listener;
     struct event *stop_ev, *deadline_ev;
+    const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
+    time_t date_sec;            /* the second date[] was formatted for */
+    char date[64];              /* "Date: ...\r\n" */
+    size_t datelen;
     lua_State *L;
     int runner_ref;             /* the Lua function each request coroutine runs */
     CURLM *multi;
@@ -120,6 +124,8 @@ int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *i
 int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *in);
 
 /* server.c */
+/* The worker's common timeouts, once its base exists.  0 or -1. */
+int server_init(worker *w);
 int server_listen_socket(const char *host, int port, int *bound_port);
 void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                    int socklen, void *arg);
