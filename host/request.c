@@ -40,9 +40,10 @@ void request_reset(request_parse *rq)
     rq->trailer_bytes = 0;
 }
 
-static int is_tchar(unsigned char ch)
+int http_is_tchar(unsigned char ch)
 {
-    return ch > 32 && ch < 127 && strchr("\"(),/:;<=>?@[\\]{}", ch) == NULL;
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')
+        || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
 static int has_token(const char *v, size_t n, const char *tok)
@@ -97,7 +98,7 @@ static int parse_request_line(request_parse *rq, char *p, char *eol)
     if (sp1 == NULL || sp2 == NULL || sp1 == p || sp2 == sp1 + 1)
         return 400;
     for (char *q = p; q < sp1; q++)
-        if (!is_tchar((unsigned char)*q))
+        if (!http_is_tchar((unsigned char)*q))
             return 400;
     for (char *q = sp1 + 1; q < sp2; q++)
         if ((unsigned char)*q <= 32 || (unsigned char)*q >= 127)
@@ -123,7 +124,8 @@ static int parse_request_line(request_parse *rq, char *p, char *eol)
     return 0;
 }
 
-/* One "Name: value" line [p, eol) into h.  0 or an error status. */
+/* One "Name: value" line [p, eol) into h, the name lower-cased in place.
+ * 0 or an error status. */
 static int parse_header_line(char *p, char *eol, http_header *h)
 {
     if (*p == ' ' || *p == '\t')
@@ -131,9 +133,12 @@ static int parse_header_line(char *p, char *eol, http_header *h)
     char *colon = memchr(p, ':', (size_t)(eol - p));
     if (colon == NULL || colon == p)
         return 400;
-    for (char *q = p; q < colon; q++)
-        if (!is_tchar((unsigned char)*q))
+    for (char *q = p; q < colon; q++) {
+        if (!http_is_tchar((unsigned char)*q))
             return 400;
+        if (*q >= 'A' && *q <= 'Z')
+            *q = (char)(*q + 32);               /* names reach Lua lower-cased */
+    }
     char *v = colon + 1, *ve = eol;
     while (v < ve && (*v == ' ' || *v == '\t'))
         v++;
