@@ -130,7 +130,7 @@ static void conn_free(conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    request_reset(&c->rq);
+    request_free(&c->rq);
     if (c->rq.body)
         evbuffer_free(c->rq.body);
     event_free(c->deadline);

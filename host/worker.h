@@ -66,8 +66,11 @@ typedef struct http_request {
 /* The parse state of the request a connection is reading (request.c). */
 typedef struct request_parse {
     http_request req;
-    char *head;                 /* the header block, owned; req points into it */
-    http_header *headers;       /* owned */
+    char *head;                 /* the header block (in head_buf), or NULL: none yet */
+    char *head_buf;             /* owned, head_cap bytes; req points into it */
+    size_t head_cap;
+    http_header *headers;       /* owned, headers_cap entries */
+    int headers_cap;
     char *flat_body;            /* owned; req.body */
     struct evbuffer *body;      /* body bytes as they arrive */
     long long content_length;   /* -1: none */
@@ -128,6 +131,7 @@ int options_parse(int argc, char **argv, serve_opts *o, int *code);
  * or -status (answer that status and close). */
 int http_is_tchar(unsigned char ch);
 void request_reset(request_parse *rq);
+void request_free(request_parse *rq);
 int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *in);
 int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *in);
 
