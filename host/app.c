@@ -1,9 +1,10 @@
 /*
  * app.c — a worker's lua_State: loading APP.lua and the router.
  *
- * APP.lua returns a handler function or a routes table; the router and the
- * request/response conversion are Lua (policy, router_lua below), run by
- * handler.c as each request's coroutine.  What the runner raises on (a
+ * APP.lua returns a handler function or a routes table; the router is Lua
+ * (policy, router_lua below), called by each request's coroutine through
+ * the runner (runner.c, which makes the request table and converts the
+ * response table).  What either raises on (a bad routes table at load; a
  * response that is not a table, a bad status, a header name that is not a
  * token, CR/LF/NUL in a header value) answers a generic 500 like any
  * handler error; the traceback goes to stderr, never to the client.
@@ -13,13 +14,13 @@
 
 #include "worker.h"
 
-/* (app, core) -> run(req) -> status, header lines, body.  Runs inside the
- * request coroutine, so its errors are the handler's errors. */
+/* app -> dispatch(req) -> res: the app itself, or a router over its routes
+ * table.  Runs inside the request coroutine (runner.c calls it), so its
+ * errors are the handler's errors. */
 static const char router_lua[] =
-"local app, core = ...\n"
-"local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error\n"
-"local find, lower, concat, unpack, tointeger = string.find, string.lower, table.concat, table.unpack, math.tointeger\n"
-"local parse_query, parse_cookies = core.parse_query, core.parse_cookies\n"
+"local app = ...\n"
+"local type, ipairs, error = type, ipairs, error\n"
+"local find, concat, unpack = string.find, table.concat, table.unpack\n"
 "local TEXT = 'text/plain; charset=utf-8'\n"
 "local dispatch\n"
 "if type(app) == 'function' then\n"
@@ -62,50 +63,7 @@ static const char router_lua[] =
 "else\n"
 "  error('APP.lua must return a handler function or a routes table, not ' .. type(app), 0)\n"
 "end\n"
-"local framing = { ['content-length'] = true, ['connection'] = true, ['date'] = true,\n"
-"                  ['transfer-encoding'] = true }\n"
-"local function add(out, name, v)\n"
-"  if type(v) ~= 'string' and type(v) ~= 'number' then\n"
-"    error('response header ' .. name .. ' must be a string', 0)\n"
-"  end\n"
-"  v = tostring(v)\n"
-"  if find(v, '[\\r\\n%z]') then error('response header ' .. name .. ' contains CR, LF or NUL', 0) end\n"
-"  out[#out + 1] = name .. ': ' .. v .. '\\r\\n'\n"
-"end\n"
-"return function(req)\n"
-"  local args, cookies = {}, {}\n"
-"  if req.query ~= '' then\n"
-"    args = parse_query(req.query)\n"
-"    if not args then return 400, 'Content-Type: ' .. TEXT .. '\\r\\n', '400 Bad Request\\n' end\n"
-"  end\n"
-"  if req.headers.cookie then cookies = parse_cookies(req.headers.cookie) or {} end\n"
-"  req.args, req.cookies = args, cookies\n"
-"  local res = dispatch(req)\n"
-"  if type(res) ~= 'table' then error('handler returned ' .. type(res) .. ', not a response table', 0) end\n"
-"  local status, body, headers = res.status or 200, res.body or '', res.headers\n"
-"  local code = type(status) == 'number' and tointeger(status)\n"
-"  if not code or code < 200 or code > 599 then\n"
-"    error('invalid response status ' .. tostring(status), 0)\n"
-"  end\n"
-"  if type(body) ~= 'string' then error('response body must be a string', 0) end\n"
-"  local out = {}\n"
-"  if headers ~= nil then\n"
-"    if type(headers) ~= 'table' then error('response headers must be a table', 0) end\n"
-"    for name, v in pairs(headers) do\n"
-"      if type(name) ~= 'string' or not find(name, \"^[%w!#$%%&'*+.^_`|~-]+$\") then\n"
-"        error('invalid response header name ' .. tostring(name), 0)\n"
-"      end\n"
-"      if not framing[lower(name)] then\n"
-"        if type(v) == 'table' then\n"
-"          for _, x in ipairs(v) do add(out, name, x) end\n"
-"        else\n"
-"          add(out, name, v)\n"
-"        end\n"
-"      end\n"
-"    end\n"
-"  end\n"
-"  return code, concat(out), body\n"
-"end\n";
+"return dispatch\n";
 
 /* Protected part of app_load.  Stack: [-0, +1] (the runner). */
 static int app_pload(lua_State *L)
@@ -122,12 +80,14 @@ static int app_pload(lua_State *L)
     handler_install(L, w);                        /* before APP.lua makes coroutines */
     if (luaL_loadfile(L, w->opts->app) != LUA_OK)
         return lua_error(L);
-    lua_call(L, 0, 1);
+    lua_call(L, 0, 1);                            /* core, app */
     if (luaL_loadbuffer(L, router_lua, sizeof router_lua - 1, "=router") != LUA_OK)
         return lua_error(L);
-    lua_insert(L, -3);                            /* router, core, app */
-    lua_insert(L, -2);                            /* router, app, core */
-    lua_call(L, 2, 1);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);                            /* core, dispatch */
+    lua_getfield(L, -2, "parse_query");
+    lua_getfield(L, -3, "parse_cookies");
+    runner_push(L, w);                            /* core, runner */
     return 1;
 }
 
@@ -160,4 +120,6 @@ void app_close(worker *w)
     if (w->L != NULL)
         lua_close(w->L);
     w->L = NULL;
+    free(w->head);
+    w->head = NULL;
 }

@@ -1,15 +1,19 @@
 /*
  * handler.c — each request as a coroutine of the worker's lua_State.
  *
- * The coroutine runs the router's runner (app.c) on the request table.  It
- * is anchored in the registry while it lives and found again through the
- * registry (never a kept lua_State*); its extra space points at its
- * request_ctx so that the yielding http_request/sleep (upstream.c) find
- * their request.  Every entry into Lua from here is protected: the
- * coroutine itself through lua_resume, the rest (creating it, handing it a
- * transfer's results, formatting a traceback) through lua_pcall on the main
- * thread, so that even a memory error answers 500 instead of a panic inside
- * a libevent or libcurl callback.
+ * The coroutine runs the runner (runner.c) on the parsed request, which
+ * builds the request table inside the coroutine.  It is anchored in the
+ * registry while it lives and found again through the registry (never a
+ * kept lua_State*); its extra space points at its request_ctx so that the
+ * yielding http_request/sleep (upstream.c) find their request.  A coroutine
+ * that finished normally is kept (w->idle_co) for a later request instead
+ * of a new one each time; one that raised or is left suspended is dropped,
+ * as its to-be-closed variables must not be closed by a reset.  Every entry
+ * into Lua from here is protected: the coroutine itself through lua_resume,
+ * the rest (creating it, handing it a transfer's results, formatting a
+ * traceback) through lua_pcall on the main thread, so that even a memory
+ * error answers 500 instead of a panic inside a libevent or libcurl
+ * callback.
  *
  * Runaway handlers: a count hook, set on the main thread before APP.lua
  * loads and so inherited by every coroutine, charges each HOOK_STEP
@@ -81,63 +85,28 @@ static int pcall_main(worker *w, lua_CFunction f, void *arg, int nres)
     return status;
 }
 
-/* Push the request table.  Stack: [-0, +1]. */
-static void push_request(lua_State *L, const http_request *r)
+/* Protected: a new coroutine for the request, anchored in the registry. */
+static int new_thread_p(lua_State *L)
 {
-    lua_createtable(L, 0, 10);
-    lua_pushlstring(L, r->method, r->mlen);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, r->path, r->plen);
-    lua_setfield(L, -2, "path");
-    lua_pushlstring(L, r->query, r->qlen);
-    lua_setfield(L, -2, "query");
-    lua_pushlstring(L, r->body ? r->body : "", r->blen);
-    lua_setfield(L, -2, "body");
-    lua_pushstring(L, r->remote ? r->remote : "");
-    lua_setfield(L, -2, "remote_addr");
-    lua_pushinteger(L, r->remote_port);
-    lua_setfield(L, -2, "remote_port");
-    lua_createtable(L, 0, r->nheaders);
-    for (int i = 0; i < r->nheaders; i++) {
-        const http_header *h = &r->headers[i];
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (size_t j = 0; j < h->nlen; j++) {
-            char ch = h->name[j];
-            luaL_addchar(&b, ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch);
-        }
-        luaL_pushresult(&b);            /* repeats joined: "; " for cookie, else ", " */
-        lua_pushvalue(L, -1);
-        lua_rawget(L, -3);
-        if (!lua_isnil(L, -1)) {
-            lua_pushstring(L, strcmp(lua_tostring(L, -2), "cookie") == 0 ? "; " : ", ");
-            lua_pushlstring(L, h->value, h->vlen);
-            lua_concat(L, 3);
-        } else {
-            lua_pop(L, 1);
-            lua_pushlstring(L, h->value, h->vlen);
-        }
-        lua_rawset(L, -3);
-    }
-    lua_setfield(L, -2, "headers");
+    request_ctx *ctx = lua_touserdata(L, 1);
+    lua_newthread(L);
+    ctx->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
 }
 
-struct start_args {
-    request_ctx *ctx;
-    const http_request *r;
-};
-
-/* Protected: create the request's coroutine, anchored, with the runner and
- * the request table on it. */
-static int start_p(lua_State *L)
+/* Give ctx a coroutine: one that finished normally before (w->idle_co: no
+ * stack, no pending to-be-closed variable, its hook reset by ctx_free) or
+ * a new one; then point its extra space at ctx.  0 or -1 (logged). */
+static int ctx_attach_thread(request_ctx *ctx)
 {
-    struct start_args *a = lua_touserdata(L, 1);
-    lua_State *co = lua_newthread(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->ctx->w->runner_ref);
-    push_request(L, a->r);
-    lua_xmove(L, co, 2);
-    a->ctx->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    *(request_ctx **)lua_getextraspace(co) = a->ctx;
+    worker *w = ctx->w;
+    if (w->nidle_co > 0)
+        ctx->co_ref = w->idle_co[--w->nidle_co];
+    else if (pcall_main(w, new_thread_p, ctx, 0) != LUA_OK)
+        return -1;
+    lua_rawgeti(w->L, LUA_REGISTRYINDEX, ctx->co_ref);
+    *(request_ctx **)lua_getextraspace(lua_tothread(w->L, -1)) = ctx;
+    lua_pop(w->L, 1);
     return 0;
 }
 
@@ -162,7 +131,13 @@ static void ctx_free(request_ctx *ctx)
     if (co != NULL) {
         *(request_ctx **)lua_getextraspace(co) = NULL;
         lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
-        luaL_unref(w->L, LUA_REGISTRYINDEX, ctx->co_ref);
+        int keep = ctx->reusable && w->nidle_co < (int)(sizeof w->idle_co / sizeof w->idle_co[0]);
+        if (keep) {
+            lua_settop(co, 0);
+            w->idle_co[w->nidle_co++] = ctx->co_ref;
+        } else {
+            luaL_unref(w->L, LUA_REGISTRYINDEX, ctx->co_ref);
+        }
     }
     if (ctx->prev)
         ctx->prev->next = ctx->next;
@@ -196,11 +171,13 @@ void handler_start(worker *w, conn *c, const http_request *r)
     if (w->ctxs)
         w->ctxs->prev = ctx;
     w->ctxs = ctx;
-    struct start_args a = { ctx, r };
-    if (pcall_main(w, start_p, &a, 0) != LUA_OK) {
+    if (ctx_attach_thread(ctx) != 0) {
         answer_500(ctx);
         return;
     }
+    lua_State *co = ctx_thread(ctx);            /* room for 2: LUA_MINSTACK */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, w->runner_ref);
+    lua_pushlightuserdata(co, (void *)r);
     handler_resume(ctx, 1);
 }
 
@@ -260,12 +237,12 @@ void handler_resume(request_ctx *ctx, int nargs)
     if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL || ctx->dbjob != NULL))
         return;                                   /* resumed by upstream.c or dbwait.c */
     struct report_args a = { ctx, co, NULL };
-    if (status == LUA_OK && nres == 3 && ctx->budget > 0) {
-        size_t hl, bl;
-        int code = (int)lua_tointeger(co, -3);
-        const char *head = lua_tolstring(co, -2, &hl);
+    ctx->reusable = status == LUA_OK;
+    if (status == LUA_OK && nres == 2 && ctx->budget > 0) {
+        size_t bl;
+        int code = (int)lua_tointeger(co, -2);
         const char *body = lua_tolstring(co, -1, &bl);
-        server_respond(ctx->c, code, head, hl, body, bl);
+        server_respond(ctx->c, code, w->head, w->headlen, body, bl);
         ctx_free(ctx);
         return;
     }

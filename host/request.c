@@ -20,15 +20,36 @@
 #include "worker.h"
 
 enum { CHUNK_SIZE = -1, CHUNK_CRLF = -2, CHUNK_TRAILER = -3 };
+enum { KEEP_HEAD = 4096, KEEP_HEADERS = 32 };  /* kept across requests up to these */
 
-/* Forget the current request (keeps the connection). */
+/* Free what request_reset keeps (the connection is closing). */
+void request_free(request_parse *rq)
+{
+    request_reset(rq);
+    free(rq->head_buf);
+    free(rq->headers);
+    rq->head_buf = NULL;
+    rq->headers = NULL;
+    rq->head_cap = 0;
+    rq->headers_cap = 0;
+}
+
+/* Forget the current request (keeps the connection, and the head and
+ * header arrays for the next request when they are small). */
 void request_reset(request_parse *rq)
 {
-    free(rq->head);
-    free(rq->headers);
+    if (rq->head_cap > KEEP_HEAD) {
+        free(rq->head_buf);
+        rq->head_buf = NULL;
+        rq->head_cap = 0;
+    }
+    if (rq->headers_cap > KEEP_HEADERS) {
+        free(rq->headers);
+        rq->headers = NULL;
+        rq->headers_cap = 0;
+    }
     free(rq->flat_body);
     rq->head = NULL;
-    rq->headers = NULL;
     rq->flat_body = NULL;
     if (rq->body)
         evbuffer_drain(rq->body, evbuffer_get_length(rq->body));
@@ -40,9 +61,10 @@ void request_reset(request_parse *rq)
     rq->trailer_bytes = 0;
 }
 
-static int is_tchar(unsigned char ch)
+int http_is_tchar(unsigned char ch)
 {
-    return ch > 32 && ch < 127 && strchr("\"(),/:;<=>?@[\\]{}", ch) == NULL;
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')
+        || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
 static int has_token(const char *v, size_t n, const char *tok)
@@ -97,7 +119,7 @@ static int parse_request_line(request_parse *rq, char *p, char *eol)
     if (sp1 == NULL || sp2 == NULL || sp1 == p || sp2 == sp1 + 1)
         return 400;
     for (char *q = p; q < sp1; q++)
-        if (!is_tchar((unsigned char)*q))
+        if (!http_is_tchar((unsigned char)*q))
             return 400;
     for (char *q = sp1 + 1; q < sp2; q++)
         if ((unsigned char)*q <= 32 || (unsigned char)*q >= 127)
@@ -123,7 +145,8 @@ static int parse_request_line(request_parse *rq, char *p, char *eol)
     return 0;
 }
 
-/* One "Name: value" line [p, eol) into h.  0 or an error status. */
+/* One "Name: value" line [p, eol) into h, the name lower-cased in place.
+ * 0 or an error status. */
 static int parse_header_line(char *p, char *eol, http_header *h)
 {
     if (*p == ' ' || *p == '\t')
@@ -131,9 +154,12 @@ static int parse_header_line(char *p, char *eol, http_header *h)
     char *colon = memchr(p, ':', (size_t)(eol - p));
     if (colon == NULL || colon == p)
         return 400;
-    for (char *q = p; q < colon; q++)
-        if (!is_tchar((unsigned char)*q))
+    for (char *q = p; q < colon; q++) {
+        if (!http_is_tchar((unsigned char)*q))
             return 400;
+        if (*q >= 'A' && *q <= 'Z')
+            *q = (char)(*q + 32);               /* names reach Lua lower-cased */
+    }
     char *v = colon + 1, *ve = eol;
     while (v < ve && (*v == ' ' || *v == '\t'))
         v++;
@@ -157,21 +183,19 @@ static int parse_head(request_parse *rq, const serve_opts *o)
     int err = parse_request_line(rq, p, eol);
     if (err)
         return err;
-    int cap = 16, hosts = 0;
-    rq->headers = malloc(sizeof *rq->headers * (size_t)cap);
-    if (rq->headers == NULL)
-        return 500;
+    int hosts = 0;
     rq->req.headers = rq->headers;
     for (p = eol + 2; strncmp(p, "\r\n", 2) != 0; p = eol + 2) {
         eol = strstr(p, "\r\n");
         if (rq->req.nheaders == o->max_headers)
             return 431;
-        if (rq->req.nheaders == cap) {
-            cap *= 2;
+        if (rq->req.nheaders == rq->headers_cap) {
+            int cap = rq->headers_cap ? rq->headers_cap * 2 : 16;
             http_header *h = realloc(rq->headers, sizeof *h * (size_t)cap);
             if (h == NULL)
                 return 500;
             rq->req.headers = rq->headers = h;
+            rq->headers_cap = cap;
         }
         http_header *h = &rq->headers[rq->req.nheaders++];
         if ((err = parse_header_line(p, eol, h)) != 0 || (err = framing_header(rq, h, &hosts)) != 0)
@@ -200,9 +224,14 @@ int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *i
     size_t n = (size_t)pos.pos + 4;
     if (n > max)
         return -431;
-    rq->head = malloc(n + 1);
-    if (rq->head == NULL)
-        return -500;
+    if (n + 1 > rq->head_cap) {
+        char *p = realloc(rq->head_buf, n + 1);
+        if (p == NULL)
+            return -500;
+        rq->head_buf = p;
+        rq->head_cap = n + 1;
+    }
+    rq->head = rq->head_buf;
     evbuffer_remove(in, rq->head, n);
     rq->head[n] = '\0';
     if (n == 4)
@@ -306,6 +335,10 @@ int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *i
         evbuffer_remove_buffer(in, rq->body, (size_t)rq->content_length);
     }
     size_t n = evbuffer_get_length(rq->body);
+    rq->req.body = "";
+    rq->req.blen = 0;
+    if (n == 0)
+        return 1;
     rq->flat_body = malloc(n + 1);
     if (rq->flat_body == NULL)
         return -500;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct conn {
 };
 
 static void process(conn *c);
+static void response_sent(conn *c, int deferred);
 
 const http_request *server_request(const conn *c)
 {
@@ -128,7 +130,7 @@ static void conn_free(conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    request_reset(&c->rq);
+    request_free(&c->rq);
     if (c->rq.body)
         evbuffer_free(c->rq.body);
     event_free(c->deadline);
@@ -138,13 +140,27 @@ static void conn_free(conn *c)
         event_base_loopexit(w->base, NULL);
 }
 
+/* The request deadline / idle timeout (shorter while lingering).  Both are
+ * libevent common timeouts (server_init), so re-arming is a queue append,
+ * not a heap insertion. */
 static void arm_deadline(conn *c)
 {
-    double t = c->w->opts->read_timeout;
-    if (c->state == C_LINGER && t > LINGER_SECONDS)
-        t = LINGER_SECONDS;
+    evtimer_add(c->deadline, c->state == C_LINGER ? c->w->linger_tv : c->w->read_tv);
+}
+
+/* A common timeout of t seconds on w's base (NULL: out of memory). */
+static const struct timeval *common_timeout(worker *w, double t)
+{
     struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
-    evtimer_add(c->deadline, &tv);
+    return event_base_init_common_timeout(w->base, &tv);
+}
+
+int server_init(worker *w)
+{
+    double t = w->opts->read_timeout;
+    w->read_tv = common_timeout(w, t);
+    w->linger_tv = common_timeout(w, t > LINGER_SECONDS ? LINGER_SECONDS : t);
+    return w->read_tv != NULL && w->linger_tv != NULL ? 0 : -1;
 }
 
 /* Request deadline (or idle keep-alive timeout): drop the connection. */
@@ -171,42 +187,124 @@ static void linger(conn *c)
     bufferevent_enable(c->bev, EV_READ);
 }
 
+/* "Date: ...\r\n" for the loop's cached time, formatted once per second. */
+static const char *date_line(worker *w, size_t *len)
+{
+    struct timeval now;
+    event_base_gettimeofday_cached(w->base, &now);
+    if (now.tv_sec != w->date_sec || w->datelen == 0) {
+        struct tm tm;
+        time_t t = now.tv_sec;
+        gmtime_r(&t, &tm);
+        w->datelen = strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        w->date_sec = now.tv_sec;
+    }
+    *len = w->datelen;
+    return w->date;
+}
+
+/* Decimal digits of v at p; returns the end. */
+static char *put_uint(char *p, size_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Write the whole response into the output buffer in one reservation (one
+ * copy of head and body, one buffer callback).  -1: out of memory. */
+static int add_response(conn *c, int status, const char *head, size_t headlen,
+                        const char *body, size_t bodylen, int with_length, int send_body)
+{
+    size_t datelen;
+    const char *date = date_line(c->w, &datelen);
+    const char *why = reason(status);
+    size_t total = 9 + 24 + strlen(why) + 2 + datelen + headlen + 16 + 24 + 24 + 2
+                 + (send_body ? bodylen : 0);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1)
+        return -1;
+    char *p = put(v.iov_base, "HTTP/1.1 ", 9);
+    p = put_uint(p, (size_t)status);
+    *p++ = ' ';
+    p = put(p, why, strlen(why));
+    p = put(p, "\r\n", 2);
+    p = put(p, date, datelen);
+    p = put(p, head, headlen);
+    if (with_length) {
+        p = put(p, "Content-Length: ", 16);
+        p = put_uint(p, bodylen);
+        p = put(p, "\r\n", 2);
+    }
+    if (!c->rq.keep_alive)
+        p = put(p, "Connection: close\r\n", 19);
+    else if (c->rq.minor == 0)
+        p = put(p, "Connection: keep-alive\r\n", 24);
+    p = put(p, "\r\n", 2);
+    if (send_body)
+        p = put(p, body, bodylen);
+    v.iov_len = (size_t)(p - (char *)v.iov_base);
+    return evbuffer_commit_space(out, &v, 1);
+}
+
+/* Write what the output buffer holds now, without waiting for the loop;
+ * what the socket does not take is left to the bufferevent (EV_WRITE, which
+ * calls on_write once drained).  1: all written, 0: the rest is pending,
+ * -1: the connection failed. */
+static int flush(conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_unfreeze(out, 1);              /* as bufferevent_writecb does */
+    int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return -1;
+    if (evbuffer_get_length(out) == 0)
+        return 1;
+    bufferevent_enable(c->bev, EV_WRITE);
+    return 0;
+}
+
 void server_respond(conn *c, int status, const char *head, size_t headlen,
                     const char *body, size_t bodylen)
 {
     worker *w = c->w;
     int no_body = status == 204 || status == 304 || status < 200;
     int send_body = !no_body && !c->rq.is_head && !c->dead;
-    const char *path = c->rq.req.path ? c->rq.req.path : "-";
-    size_t plen = c->rq.req.path ? c->rq.req.plen : 1;
-    double ms = c->start_ms < 0 ? 0 : log_now_ms() - c->start_ms;
-    log_access(w, c->rq.req.method ? c->rq.req.method : "-", path, plen, status, ms,
-               send_body ? bodylen : 0);
+    if (!w->opts->quiet) {
+        const char *path = c->rq.req.path ? c->rq.req.path : "-";
+        size_t plen = c->rq.req.path ? c->rq.req.plen : 1;
+        double ms = c->start_ms < 0 ? 0 : log_now_ms() - c->start_ms;
+        log_access(w, c->rq.req.method ? c->rq.req.method : "-", path, plen, status, ms,
+                   send_body ? bodylen : 0);
+    }
     if (c->dead) {
         conn_free(c);
         return;
     }
     if (w->stopping)
         c->rq.keep_alive = 0;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status), date);
-    evbuffer_add(out, head, headlen);
-    if (!no_body)
-        evbuffer_add_printf(out, "Content-Length: %zu\r\n", bodylen);
-    if (!c->rq.keep_alive)
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    else if (c->rq.minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
-    if (send_body)
-        evbuffer_add(out, body, bodylen);
     c->state = C_WRITE;
-    bufferevent_enable(c->bev, EV_WRITE);
+    int r = add_response(c, status, head, headlen, body, bodylen, !no_body, send_body);
+    if (r == 0)
+        r = flush(c);
+    if (r < 0)
+        conn_free(c);
+    else if (r == 1)
+        response_sent(c, 1);
 }
 
 /* A response from the server itself (errors before or instead of the app). */
@@ -231,7 +329,7 @@ static void process(conn *c)
     if (c->rq.head == NULL) {
         if (evbuffer_get_length(in) == 0)
             return;
-        if (c->start_ms < 0)
+        if (c->start_ms < 0 && !c->w->opts->quiet)
             c->start_ms = log_now_ms();
         int r = request_read_head(&c->rq, c->w->opts, in);
         if (r < 0) {
@@ -240,8 +338,12 @@ static void process(conn *c)
         }
         if (r == 0)
             return;
-        if (c->rq.expect_continue && (c->rq.chunked || c->rq.content_length > 0) && c->rq.minor == 1)
-            bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        if (c->rq.expect_continue && (c->rq.chunked || c->rq.content_length > 0) && c->rq.minor == 1
+            && (evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0
+                || flush(c) < 0)) {
+            conn_free(c);
+            return;
+        }
     }
     int r = request_read_body(&c->rq, c->w->opts, in);
     if (r < 0) {
@@ -269,13 +371,11 @@ static void on_read(struct bufferevent *bev, void *arg)
     process(c);
 }
 
-/* Output drained: the response is out; next request or close. */
-static void on_write(struct bufferevent *bev, void *arg)
+/* The response is out: close, or wait for the next request.  Called from
+ * server_respond (deferred: a pipelined request already buffered is read
+ * from the loop, never by recursion) or from on_write. */
+static void response_sent(conn *c, int deferred)
 {
-    (void)bev;
-    conn *c = arg;
-    if (c->state != C_WRITE)
-        return;
     if (!c->rq.keep_alive || c->w->stopping) {
         linger(c);
         return;
@@ -285,7 +385,19 @@ static void on_write(struct bufferevent *bev, void *arg)
     c->start_ms = -1;
     arm_deadline(c);
     bufferevent_enable(c->bev, EV_READ);
-    process(c);
+    if (!deferred)
+        process(c);
+    else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* Output drained (EV_WRITE is on only while flush left something). */
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+    bufferevent_disable(bev, EV_WRITE);
+    if (c->state == C_WRITE)
+        response_sent(c, 0);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -380,10 +492,11 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
     request_reset(&c->rq);
     c->state = C_READ;
     c->start_ms = -1;
-    double t = w->opts->read_timeout;
-    struct timeval wtv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
-    bufferevent_set_timeouts(c->bev, NULL, &wtv);
+    int one = 1;                /* each response leaves in one write: no Nagle delay */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bufferevent_set_timeouts(c->bev, NULL, w->read_tv);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_disable(c->bev, EV_WRITE);    /* flush writes; EV_WRITE only for the rest */
     bufferevent_enable(c->bev, EV_READ);
     arm_deadline(c);
 }

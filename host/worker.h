@@ -6,6 +6,7 @@
  *   server.c    HTTP/1.1 connections on bufferevents: deadlines, framing, keep-alive
  *   request.c   parsing one request: request line, headers, body, limits
  *   app.c       the worker's lua_State: APP.lua and the router
+ *   runner.c    each request coroutine's body: request table, dispatch, response table
  *   handler.c   each request as a coroutine: start, resume, budget, 500s
  *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
  *   dbwait.c    the store's database jobs: yield the request until committed
@@ -49,7 +50,8 @@ typedef struct request_ctx request_ctx;
 struct dbwait;
 struct sc_job;
 
-/* A parsed request; every pointer stays valid until the response is sent. */
+/* A parsed request; every pointer stays valid until the response is sent.
+ * Header names are lower-cased. */
 typedef struct http_header {
     const char *name, *value;
     size_t nlen, vlen;
@@ -67,8 +69,11 @@ typedef struct http_request {
 /* The parse state of the request a connection is reading (request.c). */
 typedef struct request_parse {
     http_request req;
-    char *head;                 /* the header block, owned; req points into it */
-    http_header *headers;       /* owned */
+    char *head;                 /* the header block (in head_buf), or NULL: none yet */
+    char *head_buf;             /* owned, head_cap bytes; req points into it */
+    size_t head_cap;
+    http_header *headers;       /* owned, headers_cap entries */
+    int headers_cap;
     char *flat_body;            /* owned; req.body */
     struct evbuffer *body;      /* body bytes as they arrive */
     long long content_length;   /* -1: none */
@@ -85,8 +90,16 @@ typedef struct worker {
     struct event_base *base;
     struct evconnlistener *listener;
     struct event *stop_ev, *deadline_ev;
+    const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
+    time_t date_sec;            /* the second date[] was formatted for */
+    char date[64];              /* "Date: ...\r\n" */
+    size_t datelen;
     lua_State *L;
     int runner_ref;             /* the Lua function each request coroutine runs */
+    int idle_co[64];            /* registry refs of finished coroutines to reuse */
+    int nidle_co;
+    char *head;                 /* the response head lines runner.c converted */
+    size_t headlen, headcap;
     CURLM *multi;
     CURLSH *share;
     struct event *curl_timer;
@@ -106,6 +119,7 @@ struct request_ctx {
     worker *w;
     conn *c;
     int co_ref;                 /* registry ref of the coroutine */
+    int reusable;               /* it finished normally: back to w->idle_co */
     int xfer_ref;               /* registry ref of a pending transfer, or LUA_NOREF */
     CURL *easy;                 /* pending transfer's handle, or NULL */
     struct event *timer;        /* pending sleep, or NULL */
@@ -118,13 +132,17 @@ struct request_ctx {
  * (0 after --help, 2 after a usage error, which is printed). */
 int options_parse(int argc, char **argv, serve_opts *o, int *code);
 
-/* request.c: read_head/read_body answer 1 (complete), 0 (need more input)
+/* request.c: is ch a token character (RFC 9110 tchar)?  read_head/read_body answer 1 (complete), 0 (need more input)
  * or -status (answer that status and close). */
+int http_is_tchar(unsigned char ch);
 void request_reset(request_parse *rq);
+void request_free(request_parse *rq);
 int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *in);
 int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *in);
 
 /* server.c */
+/* The worker's common timeouts, once its base exists.  0 or -1. */
+int server_init(worker *w);
 int server_listen_socket(const char *host, int port, int *bound_port);
 void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                    int socklen, void *arg);
@@ -137,6 +155,12 @@ void server_free_all(worker *w);
 /* app.c */
 int app_load(worker *w, char **errmsg);
 void app_close(worker *w);
+
+/* runner.c: make the runner from dispatch, parse_query, parse_cookies on
+ * top (replaced by it).  Run on a coroutine with the http_request as a light
+ * userdata, it returns status, body, with the header lines in w->head.
+ * Stack: [-3, +1]. */
+void runner_push(lua_State *L, worker *w);
 
 /* handler.c */
 /* Register the worker and set the budget hook on a new state.  Stack: [-0, +0]. */

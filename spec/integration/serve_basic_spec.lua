@@ -140,6 +140,10 @@ local function suite(workers)
     lu.assertEquals({ res.status, res.body }, { 201, "float" })
     res = assert(http.get(s.url .. "/odd/header-number"))
     lu.assertEquals(res.headers["x-n"], "5")
+    lu.assertEquals({ res.headers["x-f"], res.headers["x-i"] }, { "1.5", "2.0" })   -- as tostring
+    res = assert(http.get(s.url .. "/odd/metatables"))
+    lu.assertEquals({ res.status, res.body, res.headers["x-pairs"] }, { 202, "meta", "yes" })
+    lu.assertEquals(res.headers["x-list"], "v1, v2")   -- two lines, joined by the client
     res = assert(http.get(s.url .. "/odd/huge"))
     lu.assertEquals(#res.body, 5000000)
     lu.assertEquals(res.body:sub(-10), "0123456789")

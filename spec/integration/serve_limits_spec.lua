@@ -144,6 +144,12 @@ function TestServeLimits.test_keep_alive_and_pipelining()
   lu.assertEquals(select(3, read_response(c)), "slept")
   lu.assertEquals(cjson.decode(select(3, read_response(c))).body, "abc")
   lu.assertEquals(select(3, read_response(c)), "hello c")
+  -- many in one write: each answered in order (the next one is read from
+  -- the loop once a response is out, not by recursion)
+  local many = {}
+  for i = 1, 300 do many[i] = "GET /hello?name=p" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n" end
+  c:send(table.concat(many))
+  for i = 1, 300 do lu.assertEquals(select(3, read_response(c)), "hello p" .. i) end
   -- stray CRLFs before a request are skipped
   c:send("\r\n\r\nGET /hello?name=crlf HTTP/1.1\r\nHost: x\r\n\r\n")
   lu.assertEquals(select(3, read_response(c)), "hello crlf")

@@ -22,7 +22,14 @@ local ODD = {
   ["nothing"] = function() end,
   -- these are fine:
   ["status-float"] = function() return { status = 201.0, body = "float" } end,   -- as cjson decodes
-  ["header-number"] = function() return { headers = { ["X-N"] = 5 }, body = "n" } end,
+  ["header-number"] = function() return { headers = { ["X-N"] = 5, ["X-F"] = 1.5, ["X-I"] = 2.0 }, body = "n" } end,
+  ["metatables"] = function()  -- read as Lua reads them: __index, __pairs, ipairs through __index
+    local values = setmetatable({}, { __index = function(_, i) if i <= 2 then return "v" .. i end end })
+    local headers = setmetatable({}, { __pairs = function()
+      return next, { ["X-Pairs"] = "yes", ["X-List"] = values }, nil
+    end })
+    return setmetatable({}, { __index = { status = 202, headers = headers, body = "meta" } })
+  end,
   ["framing"] = function()     -- the server's framing wins over the handler's
     return { headers = { ["Content-Length"] = "1", ["Transfer-Encoding"] = "chunked",
                          Connection = "close", Date = "yesterday" }, body = "framed" }
