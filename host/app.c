@@ -77,7 +77,7 @@ static int app_pload(lua_State *L)
     dbwait_install(L, w);
     lua_pushinteger(L, w->id);                    /* the stores share per process under serve */
     lua_setfield(L, -2, "serve_worker");
-    handler_install(L, w);                        /* before APP.lua makes coroutines */
+    budget_install(L, w);                         /* before APP.lua runs */
     if (luaL_loadfile(L, w->opts->app) != LUA_OK)
         return lua_error(L);
     lua_call(L, 0, 1);                            /* core, app */

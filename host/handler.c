@@ -15,59 +15,16 @@
  * error answers 500 instead of a panic inside a libevent or libcurl
  * callback.
  *
- * Runaway handlers: a count hook, set on the main thread before APP.lua
- * loads and so inherited by every coroutine, charges each HOOK_STEP
- * instructions to the request being resumed (w->running: coroutines a
- * handler makes itself copy the main thread's empty extra space).  Over
- * budget it raises on every instruction, so a pcall loop cannot swallow it,
- * and a handler that caught it anyway still answers 500.  Time spent inside
- * one C function (a pathological string pattern) is not counted.
+ * Runaway handlers: budget.c counts the instructions of a request that
+ * holds its worker (over budget: 500).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "worker.h"
 
-#define HOOK_STEP 1000
-
-static const char worker_key = 'w';     /* registry: the worker (light userdata) */
 static const char error_head[] = "Content-Type: text/plain; charset=utf-8\r\n";
 static const char error_body[] = "500 Internal Server Error\n";
-static const char over_budget[] = "request exceeded its instruction budget";
-
-static request_ctx *ctx_of(lua_State *co)
-{
-    return *(request_ctx **)lua_getextraspace(co);
-}
-
-/* Count hook: charge the request being resumed; over budget, raise on
- * every instruction from now on. */
-static void budget_hook(lua_State *co, lua_Debug *ar)
-{
-    (void)ar;
-    request_ctx *ctx = ctx_of(co);
-    if (ctx == NULL) {                   /* the main thread or a handler's own coroutine */
-        lua_rawgetp(co, LUA_REGISTRYINDEX, &worker_key);
-        worker *w = lua_touserdata(co, -1);
-        lua_pop(co, 1);
-        ctx = w != NULL ? w->running : NULL;
-        if (ctx == NULL)
-            return;
-    }
-    ctx->budget -= HOOK_STEP;
-    if (ctx->budget <= 0) {
-        lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
-        lua_pushstring(co, over_budget);
-        lua_error(co);
-    }
-}
-
-void handler_install(lua_State *L, worker *w)
-{
-    lua_pushlightuserdata(L, w);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
-}
 
 /* Call f(arg) protected on the worker's main thread, leaving nres results
  * (LUA_MULTRET: all).  On error (memory only) log it and push nothing. */
@@ -130,7 +87,7 @@ static void ctx_free(request_ctx *ctx)
     lua_State *co = ctx_thread(ctx);
     if (co != NULL) {
         *(request_ctx **)lua_getextraspace(co) = NULL;
-        lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+        budget_reset(co);
         int keep = ctx->reusable && w->nidle_co < (int)(sizeof w->idle_co / sizeof w->idle_co[0]);
         if (keep) {
             lua_settop(co, 0);
@@ -229,11 +186,8 @@ void handler_resume(request_ctx *ctx, int nargs)
         answer_500(ctx);
         return;
     }
-    request_ctx *outer = w->running;
-    w->running = ctx;
     int nres = 0;
-    int status = lua_resume(co, w->L, nargs, &nres);
-    w->running = outer;
+    int status = budget_resume(w, ctx, co, nargs, &nres);
     if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL || ctx->dbjob != NULL))
         return;                                   /* resumed by upstream.c or dbwait.c */
     struct report_args a = { ctx, co, NULL };
@@ -249,7 +203,7 @@ void handler_resume(request_ctx *ctx, int nargs)
     if (status == LUA_YIELD)
         a.msg = "handler yielded outside http_request/sleep";
     else if (status == LUA_OK)
-        a.msg = ctx->budget > 0 ? "handler returned no response" : over_budget;
+        a.msg = ctx->budget > 0 ? "handler returned no response" : budget_message;
     pcall_main(w, report_p, &a, 0);
     answer_500(ctx);
 }

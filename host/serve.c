@@ -82,6 +82,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 static void *worker_main(void *arg)
 {
     worker *w = arg;
+    budget_thread_init(w);
     event_base_dispatch(w->base);
     return NULL;
 }
@@ -173,8 +174,8 @@ static void wait_for_shutdown(worker *ws, int n, const sigset_t *set)
         if (signals > 0) {
             int alive = 0;
             for (int i = 0; i < n; i++) {
-                if (!ws[i].joined && pthread_tryjoin_np(ws[i].thread, NULL) == 0)
-                    ws[i].joined = 1;
+                if (!ws[i].joined)
+                    budget_join(&ws[i]);
                 alive += !ws[i].joined;
             }
             if (alive == 0)
@@ -218,6 +219,10 @@ static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
         ok = pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) == 0;
         started += ok;
     }
+    if (ok && budget_watchdog_start(ws, o->workers) != 0) {
+        log_error("cannot start the budget watchdog: %s", strerror(errno));
+        ok = 0;
+    }
     if (!ok) {
         for (int i = 0; i < started; i++)
             event_active(ws[i].stop_ev, EV_READ, 0);
@@ -230,6 +235,7 @@ static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
             o->port);
     fflush(stderr);
     wait_for_shutdown(ws, o->workers, set);
+    budget_watchdog_stop();
     return 0;
 }
 

@@ -7,7 +7,9 @@
  *   request.c   parsing one request: request line, headers, body, limits
  *   app.c       the worker's lua_State: APP.lua and the router
  *   runner.c    each request coroutine's body: request table, dispatch, response table
- *   handler.c   each request as a coroutine: start, resume, budget, 500s
+ *   handler.c   each request as a coroutine: start, resume, 500s
+ *   budget.c    the instruction budget: a watchdog starts counting a request
+ *               that holds its worker; coroutine.resume/wrap
  *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
  *   dbwait.c    the store's database jobs: yield the request until committed
  *   log.c       access log and error lines on stderr
@@ -20,6 +22,7 @@
 #define SC_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -107,6 +110,13 @@ typedef struct worker {
     int npool;
     request_ctx *ctxs;          /* all running requests */
     request_ctx *running;       /* the one being resumed, or NULL */
+    /* budget.c: what runs Lua now, for the signal handler, and since when
+     * (monotonic µs, 0 when not in Lua) and whether it was kicked, for the
+     * watchdog thread. */
+    lua_State *volatile live;
+    request_ctx *volatile live_ctx;
+    _Atomic long long live_since;
+    atomic_int kicked;
     struct dbwait *db;          /* database jobs coming back (dbwait.c) */
     conn *conns;                /* all open connections */
     int nconns;
@@ -120,6 +130,7 @@ struct request_ctx {
     conn *c;
     int co_ref;                 /* registry ref of the coroutine */
     int reusable;               /* it finished normally: back to w->idle_co */
+    int counting;               /* its instructions are counted (budget.c) */
     int xfer_ref;               /* registry ref of a pending transfer, or LUA_NOREF */
     CURL *easy;                 /* pending transfer's handle, or NULL */
     struct event *timer;        /* pending sleep, or NULL */
@@ -163,8 +174,6 @@ void app_close(worker *w);
 void runner_push(lua_State *L, worker *w);
 
 /* handler.c */
-/* Register the worker and set the budget hook on a new state.  Stack: [-0, +0]. */
-void handler_install(lua_State *L, worker *w);
 /* Run the app for a parsed request; the connection waits for server_respond. */
 void handler_start(worker *w, conn *c, const http_request *r);
 /* Call push(arg) protected on the main thread and move what it returns onto
@@ -178,6 +187,20 @@ int upstream_init(worker *w);
 void upstream_install(lua_State *L, worker *w);
 void upstream_cancel(request_ctx *ctx);
 void upstream_close(worker *w);
+
+/* budget.c */
+extern const char budget_message[];
+/* Register the worker and its coroutine.resume/wrap in a new state.  Stack: [-0, +0]. */
+void budget_install(lua_State *L, worker *w);
+/* lua_resume of a request's coroutine, for the watchdog to see. */
+int budget_resume(worker *w, request_ctx *ctx, lua_State *co, int nargs, int *nres);
+/* No hook on a coroutine going back to the pool. */
+void budget_reset(lua_State *co);
+void budget_thread_init(worker *w);
+int budget_watchdog_start(worker *ws, int n);
+/* pthread_tryjoin_np, never while the watchdog may signal the thread: 1 when joined. */
+int budget_join(worker *w);
+void budget_watchdog_stop(void);
 
 /* dbwait.c */
 int dbwait_init(worker *w);

@@ -249,16 +249,17 @@ function Sqlite:expire(now)
 end
 
 -- --------------------------------------------------------------- events
+-- One statement: a new id is inserted, an expired one is taken over, a
+-- live one is left alone (changes = 0: a duplicate).
+local EVENT_ONCE = "INSERT INTO events (id, expires_at) VALUES (?, ?) ON CONFLICT (id) " ..
+  "DO UPDATE SET expires_at = excluded.expires_at WHERE events.expires_at < ?"
+
 function Sqlite:event_once(event_id, ttl_seconds)
   id_arg(event_id, "event_once")
   local now = os.time()
-  local r, err = self:run{
-    { "DELETE FROM events WHERE id = ? AND expires_at < ?", event_id, now },
-    { "INSERT OR IGNORE INTO events (id, expires_at) VALUES (?, ?)", event_id,
-      now + int(ttl_seconds or 72 * 3600, "ttl_seconds") },
-  }
+  local r, err = self:run{ { EVENT_ONCE, event_id, now + int(ttl_seconds or 72 * 3600, "ttl_seconds"), now } }
   if not r then return nil, err end
-  return r[2].changes > 0
+  return r[1].changes > 0
 end
 
 function Sqlite:forget_event(event_id)
