@@ -32,6 +32,8 @@
 --   BENCH_BIN               the host binary (default build/stripe-connect)
 --   BENCH_NODE_DIR          the peer's npm folder (default build/bench/peer-node)
 --   BENCH_KEEP=1            keep the temporary folder (logs, configs, fixtures)
+--   BENCH_OURS_PREFIX       a command put before ours, e.g. to profile a row:
+--                           "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"
 --
 -- Output: a Markdown table on stdout and in BENCH_OUT.  Exit status 1 when a
 -- row could not run (its cells say why), 0 otherwise.
@@ -62,6 +64,8 @@ local OUT = os.getenv("BENCH_OUT") or "build/bench.md"
 local BIN = os.getenv("BENCH_BIN") or "build/stripe-connect"
 local NODE_DIR = os.getenv("BENCH_NODE_DIR") or "build/bench/peer-node"
 local KEEP = os.getenv("BENCH_KEEP") == "1"
+-- A command put before ours (profiling: "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p").
+local PREFIX = os.getenv("BENCH_OURS_PREFIX") and (os.getenv("BENCH_OURS_PREFIX") .. " ") or ""
 local SLOW_SECONDS = 0.2
 local HERE = "scripts/bench"
 
@@ -404,7 +408,7 @@ local function start_ours(row)
     STRIPE_CONNECT_BASE = "http://127.0.0.1:" .. (row.slow and standin_slow or standin_fast),
     DATABASE = row.db == "memory" and "memory:" or ("sqlite:" .. tmp .. "/" .. row.id .. ".db"),
   }
-  local proc = spawn(row.id, q(BIN) .. " serve " .. q("scripts/platform.lua") ..
+  local proc = spawn(row.id, PREFIX .. q(BIN) .. " serve " .. q("scripts/platform.lua") ..
     " --listen 127.0.0.1:" .. port .. " --quiet", env)
   wait_port(proc, port)
   return proc, port
