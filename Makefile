@@ -15,11 +15,13 @@ DEPS_PC     ?= openssl libcurl sqlite3
 
 # Debian 12 packages the build, the tests and `make run` need (chromium: the real-browser page spec;
 # nginx, its echo module and wrk: `make bench` and its smoke spec; python3: node-gyp, which builds
-# the bench peer's better-sqlite3 from source).
-APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
+# the bench peer's better-sqlite3 from source).  The LuaJIT build is against luajit2 (OpenResty's
+# branch, what Debian's nginx lua module links): plain luajit/libluajit-5.1-dev conflict with it.
+APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
                 libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
                 luarocks sqlite3 libsqlite3-dev valgrind curl lua-socket openssl ca-certificates \
-                chromium nginx libnginx-mod-http-echo wrk python3
+                chromium nginx libnginx-mod-http-echo libnginx-mod-http-lua libnginx-mod-http-ndk \
+                lua-resty-core lua-resty-lrucache wrk python3
 # Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
 # so Debian's are installed only when none is on the PATH.
 NODE_PACKAGES ?= nodejs npm
@@ -50,14 +52,21 @@ all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
 
 # `make deps` installs whatever of APT_PACKAGES is missing (as root, apt-get).
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+	@mkdir -p $(BUILD); missing=$$(for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	  done; command -v npm >/dev/null || echo $(NODE_PACKAGES)); \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing" $$missing; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (or install: $$missing)" >&2; exit 1; fi; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq || exit 1; \
+	  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove $$missing \
+	       >$(BUILD)/deps-apt.log 2>&1; then \
+	    cat $(BUILD)/deps-apt.log >&2; \
+	    echo "deps: apt-get could not install: $$missing" >&2; \
+	    echo "deps: make deps never removes a package; if apt wants to remove one (luajit and libluajit-5.1-dev" >&2; \
+	    echo "deps: conflict with luajit2, which the nginx lua module needs), remove it yourself and run make deps again" >&2; \
+	    exit 1; \
+	  fi; \
 	fi
 	@mkdir -p $(BUILD) && touch $(BUILD)/.deps
 
