@@ -11,17 +11,18 @@ BUILD       ?= build
 
 LUA_PC      ?= lua5.4
 LUAJIT_PC   ?= luajit
-DEPS_PC     ?= openssl libcurl sqlite3
+DEPS_PC     ?= openssl libcurl sqlite3 libpq
 
 # Debian 12 packages the build, the tests and `make run` need (chromium: the real-browser page spec;
-# nginx, its echo module and wrk: `make bench` and its smoke spec; python3: node-gyp, which builds
+# nginx, its echo module and wrk: `make bench` and its smoke spec; postgresql: the PostgreSQL store
+# specs start a throwaway server; python3: node-gyp, which builds
 # the bench peer's better-sqlite3 from source).  The LuaJIT build is against luajit2 (OpenResty's
 # branch, what Debian's nginx lua module links): plain luajit/libluajit-5.1-dev conflict with it.
 APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
                 libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
                 luarocks sqlite3 libsqlite3-dev valgrind curl lua-socket openssl ca-certificates \
                 chromium nginx libnginx-mod-http-echo libnginx-mod-http-lua libnginx-mod-http-ndk \
-                lua-resty-core lua-resty-lrucache wrk python3
+                lua-resty-core lua-resty-lrucache wrk python3 libpq-dev postgresql
 # Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
 # so Debian's are installed only when none is on the PATH.
 NODE_PACKAGES ?= nodejs npm
@@ -146,7 +147,8 @@ rock: all
 	@cp -r host lua stripe-connect-scm-1.rockspec $(BUILD)/rock-src/
 	cd $(BUILD)/rock-src && luarocks --lua-version=5.4 --tree=$(abspath $(BUILD))/rocks make --deps-mode=none stripe-connect-scm-1.rockspec \
 	  CURL_INCDIR=$(MULTIARCH_INC) CURL_LIBDIR=$(MULTIARCH_LIB) \
-	  SQLITE_INCDIR=/usr/include SQLITE_LIBDIR=$(MULTIARCH_LIB)
+	  SQLITE_INCDIR=/usr/include SQLITE_LIBDIR=$(MULTIARCH_LIB) \
+	  PQ_INCDIR=$(shell $(PKG_CONFIG) --variable=includedir libpq) PQ_LIBDIR=$(MULTIARCH_LIB)
 
 # valgrind: a short `serve` run (a few thousand requests, then SIGTERM) under
 # valgrind; fails on memory errors or definitely lost bytes.  Not part of `test`.

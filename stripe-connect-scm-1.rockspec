@@ -9,7 +9,7 @@ description = {
    license = "MIT",
 }
 -- lua-cjson: the oauth, fake, webhook and store modules decode JSON with it.
--- SQLite is the core's own (libsqlite3, through its C API).
+-- SQLite is the core's own (libsqlite3, through its C API); PostgreSQL through libpq.
 dependencies = {
    "lua >= 5.1",
    "lua-cjson",
@@ -18,6 +18,7 @@ external_dependencies = {
    OPENSSL = { header = "openssl/hmac.h" },
    CURL = { header = "curl/curl.h" },
    SQLITE = { header = "sqlite3.h" },
+   PQ = { header = "libpq-fe.h" },
 }
 build = {
    type = "builtin",
@@ -25,10 +26,10 @@ build = {
       ["stripe_connect.core"] = {
          sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
                      "host/core/parse.c", "host/core/http.c", "host/core/webhook.c",
-                     "host/core/db.c", "host/core/sqlite.c", "host/core/metrics.c" },
-         libraries = { "ssl", "crypto", "curl", "sqlite3", "pthread" },
-         incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(SQLITE_INCDIR)" },
-         libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(SQLITE_LIBDIR)" },
+                     "host/core/db.c", "host/core/sqlite.c", "host/core/pg.c", "host/core/metrics.c" },
+         libraries = { "ssl", "crypto", "curl", "sqlite3", "pq", "pthread" },
+         incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(SQLITE_INCDIR)", "$(PQ_INCDIR)" },
+         libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(SQLITE_LIBDIR)", "$(PQ_LIBDIR)" },
          defines = { "_GNU_SOURCE" },
       },
       ["stripe_connect"] = "lua/stripe_connect/init.lua",
@@ -48,5 +49,6 @@ build = {
       ["stripe_connect.store"] = "lua/stripe_connect/store/init.lua",
       ["stripe_connect.store.memory"] = "lua/stripe_connect/store/memory.lua",
       ["stripe_connect.store.sqlite"] = "lua/stripe_connect/store/sqlite.lua",
+      ["stripe_connect.store.postgres"] = "lua/stripe_connect/store/postgres.lua",
    },
 }

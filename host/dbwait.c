@@ -81,7 +81,7 @@ static int dbwait_exec(lua_State *L)
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
     request_ctx *ctx = *(request_ctx **)lua_getextraspace(L);
     if (ctx == NULL || ctx->w != w || !lua_isyieldable(L) || ctx->easy || ctx->timer
-        || ctx->dbjob)
+        || ctx->dbjob || ctx->pgop)
         return sc_sqlite_exec_sync(L);
     sc_db *db = sc_sqlite_check(L, 1);
     sc_job *job = sc_sqlite_job(L, 2);            /* may raise; nothing submitted yet */

@@ -188,8 +188,9 @@ void handler_resume(request_ctx *ctx, int nargs)
     }
     int nres = 0;
     int status = budget_resume(w, ctx, co, nargs, &nres);
-    if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL || ctx->dbjob != NULL))
-        return;                                   /* resumed by upstream.c or dbwait.c */
+    if (status == LUA_YIELD && (ctx->easy != NULL || ctx->timer != NULL || ctx->dbjob != NULL
+                                  || ctx->pgop != NULL))
+        return;                               /* resumed by upstream.c, dbwait.c or pgwait.c */
     struct report_args a = { ctx, co, NULL };
     ctx->reusable = status == LUA_OK;
     if (status == LUA_OK && nres == 2 && ctx->budget > 0) {
@@ -215,6 +216,7 @@ void handler_abort_all(worker *w)
         request_ctx *ctx = w->ctxs;
         upstream_cancel(ctx);
         dbwait_cancel(ctx);
+        pgwait_cancel(ctx);
         ctx_free(ctx);
     }
 }

@@ -162,7 +162,8 @@ static void check_done(worker *w)
 static request_ctx *current(lua_State *L, worker *w)
 {
     request_ctx *ctx = *(request_ctx **)lua_getextraspace(L);
-    if (ctx == NULL || ctx->w != w || !lua_isyieldable(L) || ctx->easy || ctx->timer || ctx->dbjob)
+    if (ctx == NULL || ctx->w != w || !lua_isyieldable(L) || ctx->easy || ctx->timer || ctx->dbjob
+        || ctx->pgop)
         return NULL;
     return ctx;
 }

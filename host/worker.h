@@ -12,6 +12,7 @@
  *               that holds its worker; coroutine.resume/wrap
  *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
  *   dbwait.c    the store's database jobs: yield the request until committed
+ *   pgwait.c    PostgreSQL on libpq's async API: yield the request until answered
  *   log.c       access log and error lines on stderr
  *
  * Each worker thread owns one event_base, one lua_State and one curl multi
@@ -52,6 +53,7 @@ typedef struct conn conn;
 typedef struct request_ctx request_ctx;
 struct dbwait;
 struct sc_job;
+struct pgop;
 
 /* A parsed request; every pointer stays valid until the response is sent.
  * Header names are lower-cased. */
@@ -135,6 +137,7 @@ struct request_ctx {
     CURL *easy;                 /* pending transfer's handle, or NULL */
     struct event *timer;        /* pending sleep, or NULL */
     struct sc_job *dbjob;       /* pending database job, or NULL */
+    struct pgop *pgop;          /* pending PostgreSQL connect or query, or NULL */
     long budget;                /* instructions left */
     request_ctx *prev, *next;
 };
@@ -208,6 +211,12 @@ int dbwait_init(worker *w);
 void dbwait_install(lua_State *L, worker *w);
 void dbwait_cancel(request_ctx *ctx);
 void dbwait_close(worker *w);
+
+/* pgwait.c */
+/* Replace pg_connect and query with the yielding versions in L (core table
+ * on top).  Stack: [-0, +0]. */
+void pgwait_install(lua_State *L, worker *w);
+void pgwait_cancel(request_ctx *ctx);
 
 /* log.c */
 void log_access(const worker *w, const char *method, const char *path, size_t pathlen,

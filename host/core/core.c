@@ -18,6 +18,7 @@ LUALIB_API int luaopen_stripe_connect_core(lua_State *L)
     sc_open_http(L);
     sc_open_webhook(L);
     sc_open_sqlite(L);
+    sc_open_pg(L);
     sc_open_metrics(L);
     lua_pushliteral(L, SC_VERSION);
     lua_setfield(L, -2, "version");

@@ -23,6 +23,7 @@ void sc_open_parse(lua_State *L);
 void sc_open_http(lua_State *L);
 void sc_open_webhook(lua_State *L);
 void sc_open_sqlite(lua_State *L);
+void sc_open_pg(lua_State *L);
 void sc_open_metrics(lua_State *L);
 
 /* Constant-time comparison of two byte strings (length leaks, content does not). */

@@ -1,8 +1,16 @@
 -- The store interface: the same rows run against every implementation
--- (memory, and SQLite in a fresh temp file).
+-- (memory, SQLite in a fresh temp file, and PostgreSQL in a fresh database
+-- of a throwaway server, support.postgres).
 local lu = require "luaunit"
 local store = require "stripe_connect.store"
 local files = require "support.files"
+local postgres = require "support.postgres"
+
+local pg -- the server, started by the first PostgreSQL row, stopped by teardown
+local function pg_server()
+  if not pg then pg = postgres.start() end
+  return pg
+end
 
 local tmpdir = files.tmpdir
 
@@ -15,6 +23,8 @@ local IMPLEMENTATIONS = {
       return s
     end,
     function(s) s:close(); files.rmdir(s._dir) end },
+  { "postgres", function() return assert(store.open(pg_server():fresh_url())) end,
+    function(s) s:close() end },
 }
 
 local function each(fn)
@@ -35,6 +45,10 @@ local function account(id, extra)
 end
 
 local TestStore = {}
+
+function TestStore.teardownClass()
+  if pg then pg:stop(); pg = nil end
+end
 
 function TestStore.test_open_urls()
   local rows = {
@@ -282,6 +296,54 @@ function TestStore.test_misuse_raises()
     lu.assertErrorMsgContains("must be a number", s.claim_flow, s, "n", "soon")
     lu.assertErrorMsgContains("with an id", s.put_account, s, { scope = "x" })
   end)
+end
+
+-- PostgreSQL: hosts opening one database at once migrate it once (the
+-- advisory lock); a newer schema is refused; after the server restarts the
+-- same store answers again (its pooled connections are replaced).
+function TestStore.test_postgres_migrates_once_and_refuses_newer()
+  local url = pg_server():fresh_url()
+  local dir = tmpdir()
+  local script = dir .. "/open.lua"
+  files.write(script, "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n" ..
+    "local s = assert(require('stripe_connect.store').open(arg[1]))\n" ..
+    "assert(s:claim_flow(arg[2], os.time() + 60))\nio.write('opened')\n")
+  local bin = os.getenv("STRIPE_CONNECT_BIN") or "build/stripe-connect"
+  local procs = {}
+  for i = 1, 4 do
+    procs[i] = io.popen(bin .. " run '" .. script .. "' '" .. url .. "' n" .. i .. " 2>&1")
+  end
+  for i = 1, 4 do
+    lu.assertEquals(procs[i]:read("a"), "opened", "opener " .. i)
+    procs[i]:close()
+  end
+  files.rmdir(dir)
+  local s = assert(store.open(url))
+  local c = s:acquire()
+  lu.assertEquals(c:query("SELECT version FROM schema_version")[1].version, 1)
+  lu.assertEquals(#c:query("SELECT version FROM schema_version"), 1)
+  lu.assertEquals(#c:query("SELECT nonce FROM flows"), 4)
+  assert(c:query("UPDATE schema_version SET version = 99"))
+  s:release(c)
+  s:close()
+  local s2, err = store.open(url)
+  lu.assertNil(s2)
+  lu.assertStrContains(err, "newer")
+end
+
+function TestStore.test_postgres_survives_a_server_restart()
+  local server = pg_server()
+  local s = assert(store.open(server:fresh_url()))
+  lu.assertTrue(s:put_account(account("acct_before")))
+  server:halt()
+  local ok, err = s:ping()
+  lu.assertNil(ok)
+  lu.assertStrContains(err, "postgres")
+  lu.assertNil((s:get_account("acct_before")))
+  server:resume()
+  lu.assertTrue(s:ping())
+  lu.assertEquals(s:get_account("acct_before").id, "acct_before")
+  s:close()
 end
 
 -- Memory stores: each new() is private; a name is shared by every opener

@@ -1,7 +1,7 @@
 -- stripe_connect.store — the storage-hook interface and `store.open(url)`.
 --
 -- A store is any table with these methods (the memory and SQLite stores
--- implement them; a platform may pass its own table, e.g. over PostgreSQL).
+-- implement them, and the PostgreSQL store; a platform may pass its own table).
 -- Runtime failures answer `nil, message`; misuse raises.
 --
 -- Accounts.  An account is a plain table:
@@ -61,8 +61,10 @@ M.METHODS = {
 --                       process's one, shared by all workers; elsewhere fresh
 --   "sqlite:PATH"       an SQLite file (store/sqlite.lua); opts.busy_timeout (ms),
 --                       opts.synchronous ("normal" | "full")
+--   "postgres://user:pass@host:port/db" (or postgresql://…)  PostgreSQL
+--                       (store/postgres.lua); opts.pool (connections per worker)
 function M.open(url, opts)
-  opts = util.check_opts(opts, { busy_timeout = true, synchronous = true }, "store.open")
+  opts = util.check_opts(opts, { busy_timeout = true, synchronous = true, pool = true }, "store.open")
   if type(url) ~= "string" then error("store.open: url must be a string", 2) end
   if url == "memory:" or url == "memory" then
     return require("stripe_connect.store.memory").new{ name = core.serve_worker and "memory:" or nil }
@@ -70,9 +72,13 @@ function M.open(url, opts)
   local path = url:match("^sqlite:(.+)$")
   if path then
     path = path:gsub("^//", "")
-    return require("stripe_connect.store.sqlite").open(path, opts)
+    return require("stripe_connect.store.sqlite").open(path,
+      { busy_timeout = opts.busy_timeout, synchronous = opts.synchronous })
   end
-  return nil, "unknown store URL (use sqlite:PATH or memory:)"
+  if url:match("^postgres://.") or url:match("^postgresql://.") then
+    return require("stripe_connect.store.postgres").open(url, { pool = opts.pool })
+  end
+  return nil, "unknown store URL (use sqlite:PATH, postgres://… or memory:)"
 end
 
 -- check(store) -> store | nil, message: a user-supplied store has every method.

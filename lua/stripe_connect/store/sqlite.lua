@@ -75,7 +75,7 @@ local function int(n, what)
   if n == nil then return nil end
   local v = tonumber(n)
   if not v or v ~= v or v == math.huge or v == -math.huge then
-    error("sqlite store: " .. what .. " must be a number", 3)
+    error("store: " .. what .. " must be a number", 3)
   end
   return floor(v)
 end
@@ -116,13 +116,15 @@ function Sqlite:ping()
 end
 
 -- ------------------------------------------------------------- accounts
-function Sqlite:put_account(a)
+-- account_params(a) -> the values of COLUMNS (then extra, JSON or nil) in
+-- order | nil, message.  Shared with the PostgreSQL store.
+local function account_params(a)
   assert(type(a) == "table" and type(a.id) == "string" and a.id ~= "", "put_account: account with an id expected")
   local extra = {}
   for k, v in pairs(a) do
     if not IS_COLUMN[k] then extra[k] = v end
   end
-  local stmt = { PUT_ACCOUNT }
+  local params = {}
   for i, c in ipairs(COLUMNS) do
     local v = a[c]
     if c == "status" then v = v or "connected"
@@ -134,14 +136,20 @@ function Sqlite:put_account(a)
     elseif v ~= nil then
       v = tostring(v)
     end
-    stmt[i + 1] = v
+    params[i] = v
   end
   if next(extra) then
     local json, jerr = cjson.encode(extra)
-    if not json then return nil, "sqlite: account fields cannot be stored: " .. tostring(jerr) end
-    stmt[#COLUMNS + 2] = json
+    if not json then return nil, "account fields cannot be stored: " .. tostring(jerr) end
+    params[#COLUMNS + 1] = json
   end
-  local r, err = self:run{ stmt }
+  return params
+end
+
+function Sqlite:put_account(a)
+  local params, perr = account_params(a)
+  if not params then return nil, "sqlite: " .. perr end
+  local r, err = self:run{ { PUT_ACCOUNT, (table.unpack or unpack)(params, 1, #COLUMNS + 1) } }
   if not r then return nil, err end
   return true
 end
@@ -161,6 +169,11 @@ local function row_to_account(r)
   end
   return a
 end
+
+-- What the PostgreSQL store shares with this one: the account's columns and
+-- their conversions, the argument checks.
+M.shared = { COLUMNS = COLUMNS, account_params = account_params, row_to_account = row_to_account,
+  int = int, id_arg = id_arg }
 
 function Sqlite:get_account(id)
   local r, err = self:run{ { "SELECT * FROM accounts WHERE id = ?", id_arg(id, "get_account") } }
