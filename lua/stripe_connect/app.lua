@@ -123,7 +123,13 @@ function M.new(opts)
     { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
     { "GET", "/connected", function(req)
         local id = req.args and req.args.account
-        local a = type(id) == "string" and store:get_account(id) or nil
+        local a, err
+        if type(id) == "string" then a, err = store:get_account(id) end
+        if err then
+          log("connected: get_account failed: " .. tostring(err))
+          return html(503, pages.problem{ title = "Something went wrong on our side",
+            message = "We could not look up the connection. Please reload this page in a moment.", retry = false })
+        end
         return html(200, pages.connected(a and a.status == "connected" and a.id or nil))
       end },
     { "GET", "/healthz", function()
@@ -349,7 +355,11 @@ function M.admin_routes(ctx)
         return res
       end) },
     { "GET", "^/admin/accounts/(acct_[%w_]+)$", guard(function(req)
-        local a = store:get_account(req.params[1])
+        local a, err = store:get_account(req.params[1])
+        if err then
+          ctx.log("admin: get_account failed: " .. tostring(err))
+          return json(503, { error = { reason = "store_unavailable" } })
+        end
         if not a then return json(404, { error = { reason = "not_found", message = "no such account" } }) end
         return json(200, { data = flow.public_account(a) })
       end) },

@@ -14,7 +14,8 @@
 --   STRIPE_API_BASE        optional  default https://api.stripe.com
 --   STATE_SECRETS          required  kid:secret[,kid:secret…], secrets ≥ 32 bytes
 --   STATE_TTL              optional  seconds, default 1800 (1–86400)
---   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory:
+--   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory: |
+--                                    postgres://user:pass@host:port/db (several hosts)
 --   ADMIN_TOKEN            optional  ≥ 16 characters; admin routes are 404 without it
 --   STRIPE_WEBHOOK_SECRETS optional  whsec_…[,whsec_…]; enables POST /webhooks
 --   STRIPE_TIMEOUT         optional  seconds for one call to Stripe, default 30
@@ -180,8 +181,9 @@ function M.load(getenv)
   c.state_ttl = c.state_ttl and math.floor(c.state_ttl)
 
   c.database = get("DATABASE")
-  if not (c.database:match("^sqlite:.+") or c.database == "memory:") then
-    problem("DATABASE must be sqlite:PATH (e.g. sqlite:data/connect.db) or memory:")
+  if not (c.database:match("^sqlite:.+") or c.database == "memory:" or c.database:match("^postgres://.")
+          or c.database:match("^postgresql://.")) then
+    problem("DATABASE must be sqlite:PATH (e.g. sqlite:data/connect.db), postgres://user:pass@host:port/db or memory:")
   end
 
   c.admin_token = get("ADMIN_TOKEN")

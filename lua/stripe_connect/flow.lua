@@ -400,7 +400,8 @@ end
 function M.deauthorize(ctx, id, source)
   defaults(ctx)
   local cfg = ctx.config
-  local a = ctx.store:get_account(id)
+  local a, gerr = ctx.store:get_account(id)
+  if gerr then return nil, op_error(503, "store_unavailable", "the store is unavailable", gerr) end
   if not a then return nil, op_error(404, "not_found", "no such account") end
   local res, err = ctx.oauth.deauthorize{
     secret_key = cfg.secret_key, client_id = cfg.client_id, stripe_user_id = id,
@@ -421,7 +422,8 @@ end
 function M.refresh(ctx, id)
   defaults(ctx)
   local cfg = ctx.config
-  local a = ctx.store:get_account(id)
+  local a, gerr = ctx.store:get_account(id)
+  if gerr then return nil, op_error(503, "store_unavailable", "the store is unavailable", gerr) end
   if not a then return nil, op_error(404, "not_found", "no such account") end
   if a.status ~= "connected" or not a.refresh_token then
     return nil, op_error(409, "no_refresh_token", "the account is not connected or has no refresh token")

@@ -198,7 +198,7 @@ local function dispatch(o, ev)
   if first == nil then
     o.log("event " .. ev.id .. ": store failed: " .. tostring(err))
     count(o, "failed")
-    return json_response(500, { error = "store_failed" })
+    return json_response(503, { error = "store_unavailable" }) -- Stripe retries it
   end
   if not first then
     count(o, "duplicate")

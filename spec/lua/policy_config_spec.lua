@@ -113,7 +113,7 @@ function TestConfig.test_problem_rows()
     { "bad redirect", env({ REDIRECT_URIS = "notaurl" }), { "REDIRECT_URIS" } },
     { "short secret", env({ STATE_SECRETS = "k1:" .. secret }), { "STATE_SECRETS is invalid", "at least 32 bytes" } },
     { "bad ttl", env({ STATE_TTL = "abc" }), { "STATE_TTL" } },
-    { "bad database", env({ DATABASE = "postgres://x" }), { "DATABASE must be" } },
+    { "bad database", env({ DATABASE = "mysql://x" }), { "DATABASE must be", "postgres://" } },
     { "short admin token", env({ ADMIN_TOKEN = "short" }), { "ADMIN_TOKEN must be at least 16" } },
     { "missing policy", env({ POLICY = "/nonexistent/policy.lua" }), { "POLICY" } },
     { "bad connect base", env({ STRIPE_CONNECT_BASE = "connect.stripe.com" }), { "STRIPE_CONNECT_BASE" } },

@@ -254,12 +254,13 @@ function TestWebhookHandler.test_failed_processing_without_forget_event_is_logge
   lu.assertEquals(t.handle(signed(body)).status, 200)
 end
 
-function TestWebhookHandler.test_store_failure_is_500()
+function TestWebhookHandler.test_store_failure_is_503()
   local t = setup()
   t.store.event_once = function() return nil, "database is locked" end
   local res = t.handle(signed(FIXTURE))
-  lu.assertEquals(res.status, 500)
-  lu.assertEquals(res.body, '{"error":"store_failed"}')
+  lu.assertEquals(res.status, 503)
+  lu.assertEquals(res.headers["Content-Type"], "application/json")
+  lu.assertEquals(res.body, '{"error":"store_unavailable"}')
   lu.assertEquals(#t.deauthorized, 0)
   lu.assertStrContains(t.logs[1], "database is locked")
 end
