@@ -13,11 +13,17 @@
 --   p:token_calls()                           -- authorization_code calls seen by the fake
 --   p:restart() / p:kill9_restart()           -- same port, same database and secrets
 --   p:stop()
+--
+--   platform.start{ hosts = 2, database = "postgres://…" }: two hosts (same
+--   secrets, same DATABASE, ports of their own) behind a real nginx
+--   round-robin load balancer (support.nginx) on p.port / p.url (the
+--   PUBLIC_URL); p.hosts[i] = { url =, port =, server = } reaches one host.
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local server = require "support.server"
 local http = require "support.http"
 local files = require "support.files"
+local nginx = require "support.nginx"
 
 local M = {}
 
@@ -31,11 +37,19 @@ local P = {}
 P.__index = P
 
 -- start{ env = {…} (platform env overrides; false removes), workers = N,
---        admin = true (default) | false, fake = true (default) }
+--        admin = true (default) | false, fake = true (default),
+--        hosts = N (default 1; more: behind nginx), database = URL }
 function M.start(opts)
   opts = opts or {}
   local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1 }, P)
   self.port = server.free_port()
+  if (opts.hosts or 1) > 1 then
+    self.hosts = {}
+    for i = 1, opts.hosts do
+      local port = server.free_port()
+      self.hosts[i] = { port = port, url = "http://127.0.0.1:" .. port }
+    end
+  end
   self.url = "http://127.0.0.1:" .. self.port
   self.fake = server.start{ app = "scripts/fake_connect.lua", args = { "--workers", "1" }, env = {
     FAKE_CLIENT_ID = M.CLIENT_ID, FAKE_SECRET_KEY = M.SECRET_KEY,
@@ -45,7 +59,7 @@ function M.start(opts)
   self.env = {
     STRIPE_SECRET_KEY = M.SECRET_KEY, STRIPE_CLIENT_ID = M.CLIENT_ID, PUBLIC_URL = self.url,
     STRIPE_CONNECT_BASE = self.fake.url, STRIPE_API_BASE = self.fake.url,
-    STATE_SECRETS = M.STATE_SECRETS, DATABASE = "sqlite:" .. self.dir .. "/connect.db",
+    STATE_SECRETS = M.STATE_SECRETS, DATABASE = opts.database or ("sqlite:" .. self.dir .. "/connect.db"),
     ADMIN_TOKEN = M.ADMIN_TOKEN, STRIPE_WEBHOOK_SECRETS = M.WEBHOOK_SECRET, STRIPE_TIMEOUT = "5",
   }
   if opts.admin == false then self.env.ADMIN_TOKEN = nil end
@@ -57,6 +71,17 @@ function M.start(opts)
 end
 
 function P:start_platform()
+  if self.hosts then
+    local ports = {}
+    for i, h in ipairs(self.hosts) do
+      h.server = server.start{ app = "scripts/platform.lua", env = self.env,
+        args = { "--listen", "127.0.0.1:" .. h.port, "--workers", tostring(self.workers) } }
+      ports[i] = h.port
+    end
+    self.platform = self.hosts[1].server
+    self.lb = self.lb or nginx.start{ port = self.port, upstreams = ports }
+    return
+  end
   self.platform = server.start{ app = "scripts/platform.lua", env = self.env,
     args = { "--listen", "127.0.0.1:" .. self.port, "--workers", tostring(self.workers) } }
 end
@@ -72,6 +97,10 @@ function P:kill9_restart()
 end
 
 function P:stop()
+  if self.lb then self.lb:stop() end
+  for _, h in ipairs(self.hosts or {}) do
+    if h.server and h.server ~= self.platform then h.server:stop() end
+  end
   if self.platform then self.platform:stop() end
   if self.fake then self.fake:stop() end
   files.rmdir(self.dir)
