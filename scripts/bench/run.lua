@@ -32,6 +32,8 @@
 --   BENCH_BIN               the host binary (default build/stripe-connect)
 --   BENCH_NODE_DIR          the peer's npm folder (default build/bench/peer-node)
 --   BENCH_KEEP=1            keep the temporary folder (logs, configs, fixtures)
+--   PG_BIN                  PostgreSQL's server binaries for the postgres row
+--                           (default /usr/lib/postgresql/15/bin: Debian's postgresql)
 --   BENCH_OURS_PREFIX       a command put before ours, e.g. to profile a row:
 --                           "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"
 --
@@ -294,6 +296,8 @@ local ROWS = {
   { id = "peer-connect", group = "connect", server = "peer", db = "sqlite", mode = "get", path = "/connect", expect = 302 },
   { id = "ours-callback-sqlite", group = "callback", server = "ours", db = "sqlite", mode = "callback", expect = 303 },
   { id = "ours-callback-memory", group = "callback", server = "ours", db = "memory", mode = "callback", expect = 303 },
+  { id = "ours-callback-postgres-2hosts", group = "callback", server = "ours", db = "postgres", hosts = 2,
+    mode = "callback", expect = 303 },
   { id = "peer-callback", group = "callback", server = "peer", db = "sqlite", mode = "callback", expect = 303 },
   { id = "ours-webhooks-sqlite", group = "webhooks", server = "ours", db = "sqlite", mode = "webhook", expect = 200 },
   { id = "ours-webhooks-memory", group = "webhooks", server = "ours", db = "memory", mode = "webhook", expect = 200 },
@@ -399,19 +403,55 @@ local ours_states -- one file for all of ours' callback rows: each row's server 
 
 local standin_fast, standin_slow
 
-local function start_ours(row)
-  local port = free_port()
+-- start_ours(row, name, port, public_url, database) -> process, port
+local function start_ours(row, name, port, public_url, database)
+  port = port or free_port()
   local env = {
     STRIPE_SECRET_KEY = SECRET_KEY, STRIPE_CLIENT_ID = CLIENT_ID,
-    PUBLIC_URL = "http://127.0.0.1:" .. port,
+    PUBLIC_URL = public_url or ("http://127.0.0.1:" .. port),
     STATE_SECRETS = STATE_SECRETS, STRIPE_WEBHOOK_SECRETS = WEBHOOK_SECRET,
     STRIPE_CONNECT_BASE = "http://127.0.0.1:" .. (row.slow and standin_slow or standin_fast),
-    DATABASE = row.db == "memory" and "memory:" or ("sqlite:" .. tmp .. "/" .. row.id .. ".db"),
+    DATABASE = database or (row.db == "memory" and "memory:" or ("sqlite:" .. tmp .. "/" .. row.id .. ".db")),
   }
-  local proc = spawn(row.id, PREFIX .. q(BIN) .. " serve " .. q("scripts/platform.lua") ..
+  local proc = spawn(name or row.id, PREFIX .. q(BIN) .. " serve " .. q("scripts/platform.lua") ..
     " --listen 127.0.0.1:" .. port .. " --quiet", env)
   wait_port(proc, port)
   return proc, port
+end
+
+-- The PostgreSQL server of the postgres rows: started once, a fresh
+-- database per row (the specs' throwaway server, spec/support/postgres.lua).
+local pg
+
+-- start_hosts(row) -> { processes }, port: row.hosts of ours on one
+-- PostgreSQL database behind an nginx round-robin upstream (the port).
+local function start_hosts(row)
+  if not pg then
+    package.path = "spec/?.lua;" .. package.path
+    pg = require("support.postgres").start{ durable = true }
+  end
+  local database = pg:fresh_url()
+  local lb_port = free_port()
+  local procs, upstream = {}, { "  upstream hosts {" }
+  for i = 1, row.hosts do
+    local proc, port = start_ours(row, row.id .. "-" .. i, nil, "http://127.0.0.1:" .. lb_port, database)
+    procs[i] = proc
+    upstream[#upstream + 1] = "    server 127.0.0.1:" .. port .. ";"
+  end
+  upstream[#upstream + 1] = "    keepalive 128;"
+  upstream[#upstream + 1] = "  }"
+  procs[#procs + 1] = start_nginx(row.id .. "-lb", 1, table.concat(upstream, "\n") .. "\n" .. table.concat({
+    "  server {",
+    "    listen 127.0.0.1:" .. lb_port .. ";",
+    "    location / {",
+    "      proxy_pass http://hosts;",
+    "      proxy_http_version 1.1;",
+    "      proxy_set_header Connection \"\";",
+    "      proxy_set_header Host $http_host;",
+    "    }",
+    "  }",
+  }, "\n"), { lb_port })
+  return procs, lb_port
 end
 
 local function peer_env(row, port)
@@ -492,7 +532,7 @@ local function run_row(row)
       elseif row.mode == "webhook" then
         file = fixtures("webhooks", PAIRS, tmp .. "/" .. row.id .. ".events") -- signed now: valid for 300 s
       end
-      proc, port = start_ours(row)
+      if row.hosts then proc, port = start_hosts(row) else proc, port = start_ours(row) end
     else
       if row.mode == "callback" then
         file = tmp .. "/" .. row.id .. ".states"
@@ -507,10 +547,14 @@ local function run_row(row)
     local skip = 0
     if WARMUP > 0 then skip = run_wrk(row, port, file, { duration = WARMUP, measure = false }).taken_max end
     row.result = run_wrk(row, port, file, { duration = DURATION, skip = skip, measure = true })
-    row.result.rss_kib = peak_rss(proc.pid)
-    if not alive(proc.pid) then error(row.server .. " exited during the run:\n" .. log_tail(proc), 0) end
+    local procs = proc.pid and { proc } or proc
+    row.result.rss_kib = 0
+    for _, p in ipairs(procs) do
+      row.result.rss_kib = row.result.rss_kib + peak_rss(p.pid)
+      if not alive(p.pid) then error(p.name .. " exited during the run:\n" .. log_tail(p), 0) end
+    end
   end)
-  stop(proc)
+  for _, p in ipairs(proc and (proc.pid and { proc } or proc) or {}) do stop(p) end
   if not ok then
     row.failed = tostring(err)
     log("%s failed: %s", row.id, row.failed)
@@ -552,6 +596,9 @@ local PEER_OF = { connect = "peer-connect", callback = "peer-callback", webhooks
 local function server_label(row)
   if row.server == "nginx" then return "nginx static `return 302` (ceiling)" end
   if row.server == "peer" then return "peer: Express 5 + stripe-node + better-sqlite3" end
+  if row.hosts then
+    return string.format("ours, %d hosts behind nginx (round robin), `DATABASE=postgres://…`", row.hosts)
+  end
   return "ours, `DATABASE=" .. (row.db == "memory" and "memory:" or "sqlite:") .. "`"
 end
 
@@ -636,6 +683,13 @@ local function table_text(started)
     lines[#lines + 1] = "Request-count mode (BENCH_REQUESTS): each wrk run waits out its BENCH_DURATION after the " ..
       "last answer, so req/s here is not a measurement."
   end
+  local multi = rps("ours-callback-postgres-2hosts")
+  if multi and rps("ours-callback-sqlite") then
+    lines[#lines + 1] = string.format("Several hosts: 2 hosts on one PostgreSQL %s behind nginx ÷ one host on SQLite, " ..
+      "callbacks: %s (PostgreSQL with its default durability, fsync and synchronous_commit on; every process " ..
+      "shares the same %s cores; peak RSS of that row sums both hosts and the load balancer, not PostgreSQL).", first_line((os.getenv("PG_BIN") or "/usr/lib/postgresql/15/bin") ..
+      "/postgres --version | sed -n 's/^postgres (PostgreSQL) \\([0-9.]*\\).*/\\1/p'"), fmt_ratio(multi, rps("ours-callback-sqlite")), ncpu)
+  end
   for _, n in ipairs(notes) do lines[#lines + 1] = n end
   return table.concat(lines, "\n") .. "\n"
 end
@@ -670,6 +724,7 @@ local ok, err = pcall(function()
   end
 end)
 stop_all()
+if pg then pg:stop() end
 if not KEEP then os.execute("rm -rf " .. q(tmp)) else log("kept %s", tmp) end
 if not ok then
   io.stderr:write("bench: ", tostring(err), "\n")

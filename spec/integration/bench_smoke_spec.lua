@@ -12,7 +12,7 @@ local stripe_node = require "support.stripe_node"
 
 local ROWS = {
   "ceiling", "ours-connect-sqlite", "ours-connect-memory", "peer-connect",
-  "ours-callback-sqlite", "ours-callback-memory", "peer-callback",
+  "ours-callback-sqlite", "ours-callback-memory", "ours-callback-postgres-2hosts", "peer-callback",
   "ours-webhooks-sqlite", "ours-webhooks-memory", "peer-webhooks",
   "ours-slow-sqlite", "peer-slow",
 }
@@ -97,6 +97,8 @@ function TestBenchSmoke.test_table_printed_and_written()
   lu.assertStrContains(r.out, "| route | server | req/s | p50 ms | p99 ms | errors | peak RSS MiB |")
   lu.assertStrContains(r.out, "Machine: ")
   lu.assertStrContains(r.out, "share these")
+  lu.assertStrMatches(r.out, ".*\nSeveral hosts: 2 hosts on one PostgreSQL [%d.]+ behind nginx ÷ one host on SQLite, " ..
+    "callbacks: %d+%.%d%d× .*")
   lu.assertNotNil(r.table, "BENCH_OUT was not written")
   lu.assertEquals(r.table, r.out)
   -- No secret the bench made up reaches its output or its log.

@@ -2,6 +2,8 @@
 --
 --   local postgres = require "support.postgres"
 --   local pg = postgres.start()        -- initdb in a temp folder, postgres on a loopback port
+--                                      -- (fsync off: a spec's data need not survive a power cut;
+--                                      -- start{ durable = true } keeps PostgreSQL's defaults)
 --   pg.url                             -- postgres://sc:…@127.0.0.1:PORT/postgres
 --   pg:fresh_url()                     -- a new, empty database's URL
 --   pg:halt() / pg:resume()            -- stop the server (fast), start it again on the same port
@@ -44,8 +46,10 @@ function P:log_text()
   return (files.read(self.dir .. "/spec.log") or "") .. (files.read(self.dir .. "/server.log") or "")
 end
 
-function M.start()
-  local self = setmetatable({ dir = files.tmpdir(), root = is_root(), dbs = 0 }, P)
+function M.start(opts)
+  opts = opts or {}
+  local self = setmetatable({ dir = files.tmpdir(), root = is_root(), dbs = 0,
+    fsync = opts.durable and "on" or "off" }, P)
   os.execute("chmod 755 " .. quote(self.dir))
   if self.root then os.execute("chown postgres " .. quote(self.dir)) end
   self.port = server.free_port()
@@ -71,7 +75,7 @@ end
 function P:resume()
   assert(self:sh(quote(M.BIN .. "/pg_ctl") .. " -D " .. quote(self.dir .. "/data") .. " -l " ..
     quote(self.dir .. "/server.log") .. " -w -t 30 -o " .. quote("-p " .. self.port ..
-    " -k " .. self.dir .. " -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200") ..
+    " -k " .. self.dir .. " -c listen_addresses=127.0.0.1 -c fsync=" .. self.fsync .. " -c max_connections=200") ..
     " start"), "postgres did not start:\n" .. self:log_text())
   assert(server.poll(function() return core.pg_connect(self.url) end, 20, 0.1),
     "postgres does not answer:\n" .. self:log_text())

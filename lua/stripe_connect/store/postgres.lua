@@ -5,7 +5,7 @@
 --
 -- * A pool of connections per lua_State (under `serve`, per worker: each
 --   worker opens its own store), opened as needed up to opts.pool (default
---   10); a call waits for a free one when all are busy.  Under `serve` a
+--   16); a call waits for a free one when all are busy.  Under `serve` a
 --   query yields the request's coroutine and the worker's event loop waits
 --   for the socket (libpq's asynchronous API, host/pgwait.c): a slow query
 --   holds only its own request.  Under `run` and plain Lua the same calls
@@ -109,11 +109,11 @@ end
 
 -- open(url, opts) -> store | nil, message
 -- url: a libpq connection URI (postgres://user:pass@host:port/db?…) or
--- key=value string; opts.pool: connections per lua_State (default 10).
+-- key=value string; opts.pool: connections per lua_State (default 16).
 function M.open(url, opts)
   opts = util.check_opts(opts, { pool = true }, "postgres.open")
   if type(url) ~= "string" or url == "" then error("postgres.open: url expected", 2) end
-  local pool = opts.pool or 10
+  local pool = opts.pool or 16
   if type(pool) ~= "number" or pool < 1 or pool % 1 ~= 0 then
     error("postgres.open: pool must be a positive integer", 2)
   end
