@@ -34,6 +34,8 @@
 --   BENCH_KEEP=1            keep the temporary folder (logs, configs, fixtures)
 --   PG_BIN                  PostgreSQL's server binaries for the postgres row
 --                           (default /usr/lib/postgresql/15/bin: Debian's postgresql)
+--   BENCH_PG_FSYNC=off      run that PostgreSQL with fsync=off (default: its own
+--                           durable defaults, every commit flushed)
 --   BENCH_OURS_PREFIX       a command put before ours, e.g. to profile a row:
 --                           "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"
 --
@@ -428,7 +430,7 @@ local pg
 local function start_hosts(row)
   if not pg then
     package.path = "spec/?.lua;" .. package.path
-    pg = require("support.postgres").start{ durable = true }
+    pg = require("support.postgres").start{ durable = os.getenv("BENCH_PG_FSYNC") ~= "off" }
   end
   local database = pg:fresh_url()
   local lb_port = free_port()
@@ -686,7 +688,8 @@ local function table_text(started)
   local multi = rps("ours-callback-postgres-2hosts")
   if multi and rps("ours-callback-sqlite") then
     lines[#lines + 1] = string.format("Several hosts: 2 hosts on one PostgreSQL %s behind nginx ÷ one host on SQLite, " ..
-      "callbacks: %s (PostgreSQL with its default durability, fsync and synchronous_commit on; every process " ..
+      "callbacks: %s (PostgreSQL " .. (os.getenv("BENCH_PG_FSYNC") == "off" and "with fsync=off" or
+      "with its default durability, fsync and synchronous_commit on") .. "; every process " ..
       "shares the same %s cores; peak RSS of that row sums both hosts and the load balancer, not PostgreSQL).", first_line((os.getenv("PG_BIN") or "/usr/lib/postgresql/15/bin") ..
       "/postgres --version | sed -n 's/^postgres (PostgreSQL) \\([0-9.]*\\).*/\\1/p'"), fmt_ratio(multi, rps("ours-callback-sqlite")), ncpu)
   end
