@@ -331,6 +331,18 @@ function TestStore.test_postgres_migrates_once_and_refuses_newer()
   lu.assertStrContains(err, "newer")
 end
 
+-- A call that raises (a value that cannot be bound) gives its connection back.
+function TestStore.test_postgres_pool_survives_misuse()
+  local s = assert(store.open(pg_server():fresh_url(), { pool = 2 }))
+  for _ = 1, 5 do
+    lu.assertErrorMsgContains("cannot bind a table", s.q, s, "SELECT $1::bytea AS v", {})
+  end
+  lu.assertEquals(s.open, 1)
+  lu.assertTrue(s:ping())
+  lu.assertErrorMsgContains("pool must be a positive integer", store.open, "postgres://x", { pool = 0 })
+  s:close()
+end
+
 function TestStore.test_postgres_survives_a_server_restart()
   local server = pg_server()
   local s = assert(store.open(server:fresh_url()))

@@ -163,18 +163,29 @@ function Pg:drain()
   end
 end
 
+-- query(c, sql, …) on a pooled connection: one that raises (misuse, or the
+-- request's instruction budget) goes back to the pool before the error goes on.
+function Pg:query(c, sql, ...)
+  local ok, r, err, broken = pcall(c.query, c, sql, ...)
+  if not ok then
+    self:release(c)
+    error(r, 0)
+  end
+  return r, err, broken
+end
+
 -- q(sql, value…) -> rows | nil, message: one statement on a pooled
 -- connection; a reused one the server dropped is replaced once.
 function Pg:q(sql, ...)
   local c, reused = self:acquire()
   if not c then return nil, reused end
-  local r, err, broken = c:query(sql, ...)
+  local r, err, broken = self:query(c, sql, ...)
   if not r and broken and reused then
     self:release(c)
     self:drain()
     c, reused = self:acquire()
     if not c then return nil, reused end
-    r, err = c:query(sql, ...)
+    r, err = self:query(c, sql, ...)
   end
   self:release(c)
   return r, err
