@@ -278,7 +278,8 @@ static char *put_uint(char *p, size_t v)
 
 static char *put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n > 0)                  /* s may be NULL when n is 0 (memcpy's UB: UBSan) */
+        memcpy(p, s, n);
     return p + n;
 }
 
