@@ -22,10 +22,31 @@ APT_PACKAGES ?= build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluaji
                 libssl-dev libcurl4-openssl-dev libevent-dev lua-cjson lua-unit \
                 luarocks sqlite3 libsqlite3-dev valgrind curl lua-socket openssl ca-certificates \
                 chromium nginx libnginx-mod-http-echo libnginx-mod-http-lua libnginx-mod-http-ndk \
-                lua-resty-core lua-resty-lrucache wrk python3 libpq-dev postgresql
+                lua-resty-core lua-resty-lrucache wrk python3 libpq-dev postgresql clang libclang-rt-14-dev
 # Node.js runs the official Stripe SDK in interop specs; any node+npm will do,
 # so Debian's are installed only when none is on the PATH.
 NODE_PACKAGES ?= nodejs npm
+
+# SANITIZE=1: the host and the core built with AddressSanitizer and
+# UndefinedBehaviorSanitizer into build/sanitize (the normal build stays);
+# `make test SANITIZE=1` runs the whole suite on it (README: Sanitizers).
+NODE_BUILD  ?= $(BUILD)
+ifeq ($(SANITIZE),1)
+BUILD       := build/sanitize
+NODE_BUILD  := build
+SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+CFLAGS      := -O1 -g $(SAN_FLAGS)
+LDFLAGS     := $(SAN_FLAGS)
+# lua5.4 and luajit are not built with ASan: the sanitized core.so needs the
+# runtimes preloaded.  LuaJIT's os.exit does not close its state, so what the
+# state still holds at exit is no leak: leak detection is off for that label
+# only (the host and lua5.4 labels keep it; make valgrind checks leaks too).
+SAN_PRELOAD := LD_PRELOAD="$(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)"
+SAN_LUA     := $(SAN_PRELOAD)
+SAN_LUAJIT  := $(SAN_PRELOAD) ASAN_OPTIONS=detect_leaks=0
+# make run's spec starts build/stripe-connect (scripts/dev.lua): the normal build.
+SAN_PREREQ  := sanitize-normal-build
+endif
 
 WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
@@ -47,7 +68,7 @@ HOST_BIN   := $(BUILD)/stripe-connect
 CORE54_SO  := $(BUILD)/lua/stripe_connect/core.so
 COREJIT_SO := $(BUILD)/luajit/stripe_connect/core.so
 
-.PHONY: all deps test test-quick run bench install clean valgrind rock
+.PHONY: all deps test test-quick run bench install clean valgrind rock fuzz fuzz-build sanitize-normal-build
 
 all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
 
@@ -113,9 +134,11 @@ RESULTS    = $(BUILD)/test-results
 
 # Specs that start the host or node find them through these (BUILD may be elsewhere).
 test: export STRIPE_CONNECT_BIN = $(HOST_BIN)
-test: export STRIPE_NODE_DIR = $(BUILD)/node
-test: export STRIPE_NODE_MODULES = $(abspath $(BUILD))/node/node_modules
-test: all
+test: export SPEC_SAN_LUA = $(SAN_LUA)
+test: export SPEC_SAN_LUAJIT = $(SAN_LUAJIT)
+test: export STRIPE_NODE_DIR = $(NODE_BUILD)/node
+test: export STRIPE_NODE_MODULES = $(abspath $(NODE_BUILD))/node/node_modules
+test: all $(SAN_PREREQ)
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	@set -o pipefail; status=0; \
 	run() { label=$$1; shift; \
@@ -123,8 +146,8 @@ test: all
 	  grep -Eq "^$$label: [0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$$" $(RESULTS)/$$label.txt || \
 	    { echo "$$label: 0 passed, 1 failed (the run ended without its summary line)" | tee -a $(RESULTS)/$$label.txt; status=1; }; }; \
 	run host $(HOST_BIN) run spec/run.lua --label host $(SPECS_CORE) $(SPECS_LUA) $(SPECS_INTEGRATION); \
-	run lua5.4 env $(LUA_PATHS) LUA_CPATH="$(BUILD)/lua/?.so;;" $(LUA) spec/run.lua --label lua5.4 $(SPECS_CORE) $(SPECS_LUA); \
-	run luajit env $(LUA_PATHS) LUA_CPATH="$(BUILD)/luajit/?.so;;" $(LUAJIT) spec/run.lua --label luajit $(SPECS_CORE); \
+	run lua5.4 env $(SAN_LUA) $(LUA_PATHS) LUA_CPATH="$(BUILD)/lua/?.so;;" $(LUA) spec/run.lua --label lua5.4 $(SPECS_CORE) $(SPECS_LUA); \
+	run luajit env $(SAN_LUAJIT) $(LUA_PATHS) LUA_CPATH="$(BUILD)/luajit/?.so;;" $(LUAJIT) spec/run.lua --label luajit $(SPECS_CORE); \
 	if $(MAKE) --no-print-directory rock >$(RESULTS)/rock-build.log 2>&1; then \
 	  run rock env LUA_PATH="$(BUILD)/rocks/share/lua/5.4/?.lua;$(BUILD)/rocks/share/lua/5.4/?/init.lua;;" \
 	    LUA_CPATH="$(BUILD)/rocks/lib/lua/5.4/?.so;;" $(LUA) spec/run.lua --label rock $(SPECS_CORE) $(SPECS_LUA); \
@@ -134,6 +157,43 @@ test: all
 	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4; s += $$6 } \
 	  END { printf "%d passed, %d failed%s\n", p, f, (s > 0 ? sprintf(", %d skipped", s) : ""); exit (f > 0) }' || status=1; \
 	exit $$status
+
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer targets (spec/fuzz/fuzz_*.c, README: Fuzzing) built with clang,
+# ASan and UBSan into $(FUZZ_BUILD); `make fuzz` runs each for FUZZ_SECONDS,
+# FUZZ_JOBS at a time, from the seeds in spec/fuzz/corpus/<target>/ (what
+# they find goes to $(FUZZ_BUILD)/corpus/, crashes to $(FUZZ_BUILD)/crashes/).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_JOBS    ?= 2
+FUZZ_BUILD   ?= build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(FUZZ_SAN) -DFUZZ_LUA_DIR='"$(CURDIR)/lua"' \
+                -Ihost $(call PC,$(LUA_PC) $(DEPS_PC) libevent)
+FUZZ_SRCS    := $(sort $(wildcard spec/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(FUZZ_SRCS:spec/fuzz/%.c=%)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+FUZZ_OBJS    := $(CORE_SRCS:host/core/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/request.o
+
+$(FUZZ_BUILD)/obj/%.o: host/core/%.c $(HEADERS) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/obj/request.o: host/request.c $(HEADERS) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: spec/fuzz/fuzz_%.c spec/fuzz/fuzz_lua.h spec/fuzz/fuzz_http.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ \
+	  $(call PL,$(LUA_PC) $(DEPS_PC) libevent) -lpthread -lm -ldl
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@spec/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+sanitize-normal-build:
+	@$(MAKE) --no-print-directory all SANITIZE=0
 
 # Debian keeps curl.h and the libraries under multiarch folders LuaRocks does not search.
 MULTIARCH     := $(shell $(CC) -print-multiarch 2>/dev/null)

@@ -22,7 +22,7 @@ static const char router_lua[] =
 "local type, ipairs, error = type, ipairs, error\n"
 "local find, concat, unpack = string.find, table.concat, table.unpack\n"
 "local TEXT = 'text/plain; charset=utf-8'\n"
-"local dispatch\n"
+"local dispatch, body_limit\n"
 "if type(app) == 'function' then\n"
 "  dispatch = app\n"
 "elseif type(app) == 'table' then\n"
@@ -31,9 +31,27 @@ static const char router_lua[] =
 "    if type(r) ~= 'table' or type(r[1]) ~= 'string' or type(r[2]) ~= 'string' or r[3] == nil then\n"
 "      error(('route %d: expected { METHOD, PATH, handler }'):format(i), 0)\n"
 "    end\n"
-"    routes[i] = { method = r[1], path = r[2], pattern = r[2]:sub(1, 1) == '^', handler = r[3] }\n"
+"    local mb = r.max_body\n"
+"    if mb ~= nil and (math.type(mb) ~= 'integer' or mb < 0) then\n"
+"      error(('route %d: max_body must be a whole number of bytes'):format(i), 0)\n"
+"    end\n"
+"    if mb == nil then mb = (r[1] == 'GET' or r[1] == 'HEAD') and 0 or -1 end\n"
+"    routes[i] = { method = r[1], path = r[2], pattern = r[2]:sub(1, 1) == '^', handler = r[3],\n"
+"                  max_body = mb }\n"
 "  end\n"
 "  if #routes == 0 then error('APP.lua returned an empty routes table', 0) end\n"
+"  local function takes(rm, method)\n"
+"    return rm == '*' or rm == method or (method == 'HEAD' and rm == 'GET')\n"
+"  end\n"
+"  body_limit = function(method, path)\n"
+"    for i = 1, #routes do\n"
+"      local r = routes[i]\n"
+"      if (r.pattern and find(path, r.path) or r.path == path) and takes(r.method, method) then\n"
+"        return r.max_body\n"
+"      end\n"
+"    end\n"
+"    return 0\n"
+"  end\n"
 "  dispatch = function(req)\n"
 "    local path, method, allowed = req.path, req.method, nil\n"
 "    for i = 1, #routes do\n"
@@ -46,7 +64,7 @@ static const char router_lua[] =
 "      end\n"
 "      if caps then\n"
 "        local rm = r.method\n"
-"        if rm == '*' or rm == method or (method == 'HEAD' and rm == 'GET') then\n"
+"        if takes(rm, method) then\n"
 "          req.params = caps\n"
 "          return r.handler(req)\n"
 "        end\n"
@@ -63,7 +81,7 @@ static const char router_lua[] =
 "else\n"
 "  error('APP.lua must return a handler function or a routes table, not ' .. type(app), 0)\n"
 "end\n"
-"return dispatch\n";
+"return dispatch, body_limit\n";
 
 /* Protected part of app_load.  Stack: [-0, +1] (the runner). */
 static int app_pload(lua_State *L)
@@ -85,7 +103,11 @@ static int app_pload(lua_State *L)
     if (luaL_loadbuffer(L, router_lua, sizeof router_lua - 1, "=router") != LUA_OK)
         return lua_error(L);
     lua_insert(L, -2);
-    lua_call(L, 1, 1);                            /* core, dispatch */
+    lua_call(L, 1, 2);                            /* core, dispatch, body_limit */
+    if (lua_isnil(L, -1))
+        lua_pop(L, 1);                            /* a handler function: --max-body-size */
+    else
+        w->limit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -2, "parse_query");
     lua_getfield(L, -3, "parse_cookies");
     runner_push(L, w);                            /* core, runner */
@@ -96,6 +118,7 @@ static int app_pload(lua_State *L)
  * (malloc'd) set.  Runs on the main thread before the worker starts. */
 int app_load(worker *w, char **errmsg)
 {
+    w->limit_ref = LUA_NOREF;
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         *errmsg = strdup("cannot create state: not enough memory");
@@ -114,6 +137,36 @@ int app_load(worker *w, char **errmsg)
     }
     w->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
+}
+
+/* Protected part of app_body_limit.  Stack: [-2 (function, request), +1]. */
+static int app_plimit(lua_State *L)
+{
+    const http_request *r = lua_touserdata(L, 2);
+    lua_settop(L, 1);
+    lua_pushlstring(L, r->method, r->mlen);
+    lua_pushlstring(L, r->path, r->plen);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+size_t app_body_limit(worker *w, const http_request *r, size_t max)
+{
+    if (w->limit_ref == LUA_NOREF)
+        return max;
+    lua_State *L = w->L;
+    lua_pushcfunction(L, app_plimit);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->limit_ref);
+    lua_pushlightuserdata(L, (void *)r);
+    size_t limit = 0;
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        log_error("body limit: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+    } else if (lua_isinteger(L, -1)) {
+        lua_Integer v = lua_tointeger(L, -1);
+        limit = v < 0 || (unsigned long long)v > max ? max : (size_t)v;
+    }
+    lua_pop(L, 1);
+    return limit;
 }
 
 void app_close(worker *w)

@@ -203,11 +203,18 @@ static int parse_head(request_parse *rq, const serve_opts *o)
     }
     if ((rq->minor == 1 && hosts != 1) || hosts > 1)
         return 400;
-    if (rq->chunked && rq->content_length >= 0)
-        return 400;
-    if (rq->content_length > (long long)o->max_body_size)
-        return 413;
-    return 0;
+    if (rq->chunked && (rq->content_length >= 0 || rq->minor == 0))
+        return 400;                 /* RFC 9112 §6.1: chunked on 1.0 is faulty framing */
+    rq->max_body = o->max_body_size;
+    rq->max_trailer = o->max_header_size;
+    return request_check_length(rq);
+}
+
+/* Content-Length over rq->max_body: 413 (before any of the body is read).
+ * 0 or an error status. */
+int request_check_length(const request_parse *rq)
+{
+    return rq->content_length > (long long)rq->max_body ? 413 : 0;
 }
 
 /* Read the header block if complete.  1: parsed, 0: need more, <0: -status. */
@@ -242,14 +249,24 @@ int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *i
     return err ? -err : 1;
 }
 
-/* A chunk-size line: 1-16 hex digits, then the end, ';' or whitespace
- * (extensions are ignored).  strtoull's leniency ("0x", "-", "+", leading
- * space) would read sizes another parser reads differently.  0 or -1. */
-static int parse_chunk_size(const char *line, unsigned long long *size)
+static int is_ws(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* A chunk-size line [line, line + n) without its CRLF (RFC 9112 §7.1):
+ *   chunk-size [ chunk-ext ]
+ *   chunk-size = 1*HEXDIG (at most 16 here)
+ *   chunk-ext  = *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
+ * Extensions are checked, then ignored.  Anything else (a bare CR or LF, a
+ * NUL, trailing whitespace, "0x", "+", "-", a leading space) is refused:
+ * another parser in front may end the line or read the size differently.
+ * 0 or -1. */
+int request_parse_chunk_size(const char *line, size_t n, unsigned long long *size)
 {
     unsigned long long v = 0;
     size_t i = 0;
-    for (;; i++) {
+    for (; i < n; i++) {
         char ch = line[i];
         int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
               : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
@@ -259,15 +276,70 @@ static int parse_chunk_size(const char *line, unsigned long long *size)
             return -1;
         v = v * 16 + (unsigned long long)d;
     }
-    if (i == 0 || (line[i] != '\0' && line[i] != ';' && line[i] != ' ' && line[i] != '\t'))
+    if (i == 0)
         return -1;
+    while (i < n) {                                  /* one chunk-ext per round */
+        while (i < n && is_ws(line[i]))
+            i++;
+        if (i == n || line[i++] != ';')
+            return -1;
+        while (i < n && is_ws(line[i]))
+            i++;
+        size_t start = i;
+        while (i < n && http_is_tchar((unsigned char)line[i]))
+            i++;
+        if (i == start)
+            return -1;                               /* chunk-ext-name = token */
+        size_t j = i;
+        while (j < n && is_ws(line[j]))
+            j++;
+        if (j == n || line[j] != '=')
+            continue;                                /* no value; BWS before ';' */
+        for (i = j + 1; i < n && is_ws(line[i]); i++)
+            ;
+        if (i < n && line[i] == '"') {               /* quoted-string */
+            for (i++;; i++) {
+                if (i == n)
+                    return -1;
+                unsigned char ch = (unsigned char)line[i];
+                if (ch == '"')
+                    break;
+                if (ch == '\\') {                   /* quoted-pair */
+                    if (++i == n)
+                        return -1;
+                    ch = (unsigned char)line[i];
+                    if (ch != '\t' && (ch < 0x20 || ch == 0x7f))
+                        return -1;
+                } else if (ch != '\t' && (ch < 0x20 || ch == 0x7f)) {
+                    return -1;                       /* qdtext: HTAB SP VCHAR obs-text */
+                }
+            }
+            i++;
+        } else {
+            start = i;
+            while (i < n && http_is_tchar((unsigned char)line[i]))
+                i++;
+            if (i == start)
+                return -1;
+        }
+    }
     *size = v;
     return 0;
 }
 
+/* One trailer field line (RFC 9112 §7.1.2): checked like a header field
+ * line, then discarded.  0 or an error status. */
+static int trailer_line(char *line, size_t n)
+{
+    http_header h;
+    if (memchr(line, '\0', n) != NULL)
+        return 400;
+    return parse_header_line(line, line + n, &h);
+}
+
 /* One chunk-size or trailer line.  1: the body is complete; 0: go on, or
  * with *more set: need more input; <0: -status. */
-static int chunk_line(request_parse *rq, const serve_opts *o, struct evbuffer *in, int *more)
+static int chunk_line(request_parse *rq, struct evbuffer *in, int *more)
 {
     size_t n;
     char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
@@ -276,29 +348,32 @@ static int chunk_line(request_parse *rq, const serve_opts *o, struct evbuffer *i
         return evbuffer_get_length(in) > 4096 ? -400 : 0;
     }
     if (rq->chunk_left == CHUNK_TRAILER) {
-        free(line);
         rq->trailer_bytes += n + 2;
-        if (rq->trailer_bytes > o->max_header_size)
+        int err = n == 0 ? 0 : trailer_line(line, n);
+        free(line);
+        if (err)
+            return -err;
+        if (rq->trailer_bytes > rq->max_trailer)
             return -431;
         return n == 0 ? 1 : 0;
     }
     unsigned long long size;
-    int bad = parse_chunk_size(line, &size) != 0;
+    int bad = request_parse_chunk_size(line, n, &size) != 0;
     free(line);
     if (bad)
         return -400;
-    if (size > o->max_body_size || evbuffer_get_length(rq->body) + size > o->max_body_size)
+    if (size > rq->max_body || evbuffer_get_length(rq->body) + size > rq->max_body)
         return -413;
     rq->chunk_left = size == 0 ? CHUNK_TRAILER : (long long)size;
     return 0;
 }
 
 /* Decode chunked body bytes from `in`.  1: complete, 0: need more, <0: -status. */
-static int read_chunked(request_parse *rq, const serve_opts *o, struct evbuffer *in)
+static int read_chunked(request_parse *rq, struct evbuffer *in)
 {
     for (;;) {
         if (rq->chunk_left == CHUNK_SIZE || rq->chunk_left == CHUNK_TRAILER) {
-            int more = 0, r = chunk_line(rq, o, in, &more);
+            int more = 0, r = chunk_line(rq, in, &more);
             if (r != 0 || more)
                 return r;
         } else if (rq->chunk_left == CHUNK_CRLF) {
@@ -323,10 +398,10 @@ static int read_chunked(request_parse *rq, const serve_opts *o, struct evbuffer 
 }
 
 /* Read the body if complete into rq->req.body.  1, 0 or -status. */
-int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *in)
+int request_read_body(request_parse *rq, struct evbuffer *in)
 {
     if (rq->chunked) {
-        int r = read_chunked(rq, o, in);
+        int r = read_chunked(rq, in);
         if (r != 1)
             return r;
     } else if (rq->content_length > 0) {

@@ -2,9 +2,10 @@
  * serve.c — `stripe-connect serve APP.lua [OPTIONS]`: listening sockets,
  * worker threads and signals (the options are options.c's).
  *
- * The main thread parses options, binds one SO_REUSEPORT socket per worker
- * on the same port (with port 0, the first socket picks it and the others
- * bind to it), creates each worker's event base and lua_State and loads
+ * The main thread parses options, claims the port (another process
+ * listening on it refuses the start: SO_REUSEPORT would let this one join it
+ * silently), binds one SO_REUSEPORT socket per worker on the same port (with
+ * port 0, the first socket picks it and the others bind to it), creates each worker's event base and lua_State and loads
  * APP.lua into it, then starts the threads and prints the ready line.  From
  * then on it only waits for SIGTERM/SIGINT (blocked in every thread and
  * taken with sigtimedwait): the first one asks every worker to stop
@@ -125,6 +126,11 @@ static struct event_base *new_base(void)
 static int worker_setup(worker *w, serve_opts *o)
 {
     int port = o->port;
+    if (w->id == 1 && port != 0 && server_claim_port(o->host, port) != 0) {
+        log_error("cannot listen on %s:%d: %s", o->host, o->port,
+                  errno == EADDRINUSE ? "in use (by another process)" : strerror(errno));
+        return -1;
+    }
     int fd = server_listen_socket(o->host, o->port, &port);
     if (fd < 0) {
         log_error("cannot listen on %s:%d: %s", o->host, o->port, strerror(errno));

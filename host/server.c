@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -50,7 +51,8 @@ const http_request *server_request(const conn *c)
 
 /* A listening TCP socket on host:port with SO_REUSEPORT; -1 on failure
  * (errno set).  *bound_port receives the real port (for port 0). */
-int server_listen_socket(const char *host, int port, int *bound_port)
+/* host:port as a passive TCP address; NULL (errno EADDRNOTAVAIL) when it is none. */
+static struct addrinfo *resolve(const char *host, int port)
 {
     struct addrinfo hints, *ai = NULL;
     char portstr[16];
@@ -61,8 +63,16 @@ int server_listen_socket(const char *host, int port, int *bound_port)
     snprintf(portstr, sizeof portstr, "%d", port);
     if (getaddrinfo(host, portstr, &hints, &ai) != 0 || ai == NULL) {
         errno = EADDRNOTAVAIL;
-        return -1;
+        return NULL;
     }
+    return ai;
+}
+
+int server_listen_socket(const char *host, int port, int *bound_port)
+{
+    struct addrinfo *ai = resolve(host, port);
+    if (ai == NULL)
+        return -1;
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0
@@ -82,6 +92,55 @@ int server_listen_socket(const char *host, int port, int *bound_port)
     *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
     return fd;
+}
+
+/* Claim host:port for this process before its workers bind it with
+ * SO_REUSEPORT (which lets any process of the same user join a port, and
+ * then share its requests).  A plain bind (SO_REUSEADDR only, as a restart
+ * beside TIME_WAIT connections needs) must succeed: it fails while anyone
+ * listens there.  An abstract unix socket named after the address, held
+ * until the process exits, keeps two serves starting at the same moment
+ * from both passing.  0, or -1 with errno (EADDRINUSE: in use). */
+int server_claim_port(const char *host, int port)
+{
+    static int lock_fd = -1;
+    struct sockaddr_un un;
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    int n = snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "stripe-connect-listen %s:%d", host, port);
+    if (n < 0 || (size_t)n >= sizeof un.sun_path - 1)
+        n = (int)sizeof un.sun_path - 2;
+    int lk = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lk < 0)
+        return -1;
+    if (bind(lk, (struct sockaddr *)&un, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0) {
+        int e = errno;
+        close(lk);
+        errno = e;
+        return -1;
+    }
+    struct addrinfo *ai = resolve(host, port);
+    if (ai == NULL) {
+        close(lk);
+        errno = EADDRNOTAVAIL;
+        return -1;
+    }
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+    int one = 1, ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0
+                      && bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    if (!ok) {
+        close(lk);
+        errno = e;
+        return -1;
+    }
+    if (lock_fd >= 0)
+        close(lock_fd);
+    lock_fd = lk;
+    return 0;
 }
 
 static const char *reason(int status)
@@ -219,7 +278,8 @@ static char *put_uint(char *p, size_t v)
 
 static char *put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n > 0)                  /* s may be NULL when n is 0 (memcpy's UB: UBSan) */
+        memcpy(p, s, n);
     return p + n;
 }
 
@@ -338,6 +398,15 @@ static void process(conn *c)
         }
         if (r == 0)
             return;
+        /* The route's body limit, before any of the body is read or a 100
+         * Continue invites it: a GET route takes none. */
+        if (c->rq.chunked || c->rq.content_length > 0) {
+            c->rq.max_body = app_body_limit(c->w, &c->rq.req, c->rq.max_body);
+            if ((r = request_check_length(&c->rq)) != 0) {
+                respond_plain(c, r);
+                return;
+            }
+        }
         if (c->rq.expect_continue && (c->rq.chunked || c->rq.content_length > 0) && c->rq.minor == 1
             && (evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0
                 || flush(c) < 0)) {
@@ -345,7 +414,7 @@ static void process(conn *c)
             return;
         }
     }
-    int r = request_read_body(&c->rq, c->w->opts, in);
+    int r = request_read_body(&c->rq, in);
     if (r < 0) {
         respond_plain(c, -r);
         return;

@@ -84,6 +84,8 @@ typedef struct request_parse {
     long long content_length;   /* -1: none */
     long long chunk_left;       /* chunked decoder state */
     size_t trailer_bytes;
+    size_t max_body;            /* this request's body limit (the route's, capped by --max-body-size) */
+    size_t max_trailer;         /* trailer bytes (--max-header-size) */
     int minor;                  /* HTTP/1.minor */
     int keep_alive, chunked, expect_continue, is_head;
 } request_parse;
@@ -101,6 +103,7 @@ typedef struct worker {
     size_t datelen;
     lua_State *L;
     int runner_ref;             /* the Lua function each request coroutine runs */
+    int limit_ref;              /* the router's body_limit(method, path), or LUA_NOREF */
     int idle_co[64];            /* registry refs of finished coroutines to reuse */
     int nidle_co;
     char *head;                 /* the response head lines runner.c converted */
@@ -152,12 +155,18 @@ int http_is_tchar(unsigned char ch);
 void request_reset(request_parse *rq);
 void request_free(request_parse *rq);
 int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *in);
-int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *in);
+int request_read_body(request_parse *rq, struct evbuffer *in);
+/* 413 when the Content-Length is over rq->max_body, else 0. */
+int request_check_length(const request_parse *rq);
+/* A chunk-size line without its CRLF, extensions checked (RFC 9112 §7.1.1); 0 or -1. */
+int request_parse_chunk_size(const char *line, size_t n, unsigned long long *size);
 
 /* server.c */
 /* The worker's common timeouts, once its base exists.  0 or -1. */
 int server_init(worker *w);
 int server_listen_socket(const char *host, int port, int *bound_port);
+/* Refuse a port another process listens on (before the first bind); 0 or -1 with errno. */
+int server_claim_port(const char *host, int port);
 void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                    int socklen, void *arg);
 void server_respond(conn *c, int status, const char *head, size_t headlen,
@@ -168,6 +177,10 @@ void server_free_all(worker *w);
 
 /* app.c */
 int app_load(worker *w, char **errmsg);
+/* The body limit of the route r goes to (the routes' max_body: 0 for GET
+ * and HEAD routes and for no route, --max-body-size for the rest unless
+ * declared), capped by max. */
+size_t app_body_limit(worker *w, const http_request *r, size_t max);
 void app_close(worker *w);
 
 /* runner.c: make the runner from dispatch, parse_query, parse_cookies on

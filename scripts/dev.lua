@@ -48,7 +48,7 @@ local port = getenv("PORT", "8080")
 local fake_port = getenv("FAKE_PORT", "12111")
 if not port:match("^%d+$") or not fake_port:match("^%d+$") then die("PORT and FAKE_PORT must be numbers") end
 local data = getenv("DATA_DIR", "data")
-if not os.execute("mkdir -p " .. sh_quote(data)) then die("cannot create " .. data) end
+if not os.execute("umask 077 && mkdir -p " .. sh_quote(data)) then die("cannot create " .. data) end
 
 local state_secrets = read_or_create(data .. "/state_secrets", function()
   return "k1:" .. core.base64url_encode(core.random_bytes(32))
@@ -127,13 +127,12 @@ add("wait -n; rc=$?; stop")
 add("case $rc in 0|130) echo; echo 'make run: stopped' >&2; exit 0;; esac")
 add("echo \"make run: a server exited (status $rc); stopped the other\" >&2; exit 1")
 
+-- The supervisor file holds the secrets: created 0600 (umask 077, and
+-- noclobber so it is a new file), only then written.
 local run_file = data .. "/.run.sh"
 os.remove(run_file)
-local f = io.open(run_file, "w")
-if not f then die("cannot write " .. run_file) end
-f:close()
-os.execute("chmod 600 " .. run_file)
-f = assert(io.open(run_file, "w"))
+if not os.execute("umask 077 && set -C && : > " .. sh_quote(run_file)) then die("cannot write " .. run_file) end
+local f = assert(io.open(run_file, "w"))
 f:write(table.concat(script, "\n"), "\n")
 f:close()
 local ok, how, code = os.execute("exec bash " .. run_file)

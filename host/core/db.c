@@ -15,11 +15,13 @@
  * WAL on every commit, and survives those too).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "db.h"
 
@@ -555,6 +557,14 @@ static sc_db *db_new(const char *path, char *key, const sc_db_opts *o, char **er
     db->refs = 1;
     int memory = strcmp(path, ":memory:") == 0;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    /* The database holds tokens: a new file is created 0600 here, before
+     * SQLite would create it 0644; SQLite gives its -wal and -shm files the
+     * database file's mode. */
+    if (!memory && path[0] != '\0') {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
     if (sqlite3_open_v2(path, &db->conn, flags, NULL) != SQLITE_OK) {
         *err = dup_printf("sqlite: cannot open %s: %s", path,
                           db->conn ? sqlite3_errmsg(db->conn) : "out of memory");

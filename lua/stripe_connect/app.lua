@@ -69,6 +69,10 @@ local function route_label(path)
   return (path:sub(2):gsub("%$$", ""):gsub("%b()", "{id}"))
 end
 
+-- The body limit of the routes that take a form (the admin's POSTs,
+-- /onboard); the GET routes take none, /webhooks the webhook handler's.
+M.FORM_MAX_BODY = 4096
+
 -- timed(metrics, routes) -> routes with each handler measured into the
 -- route's latency histogram (wall time from call to return, time spent
 -- waiting on Stripe included; a handler that raises is not observed).
@@ -157,7 +161,8 @@ function M.new(opts)
 
   if cfg.onboarding and cfg.onboarding.account_links then
     local onboard = require "stripe_connect.onboard"
-    routes[#routes + 1] = { "POST", "/onboard", function(req) return onboard.start(ctx, req) end }
+    routes[#routes + 1] = { "POST", "/onboard", function(req) return onboard.start(ctx, req) end,
+                            max_body = M.FORM_MAX_BODY }
     routes[#routes + 1] = { "GET", "/onboard/refresh", function(req) return onboard.refresh(ctx, req) end }
     routes[#routes + 1] = { "GET", "/onboard/return", function(req) return onboard.finish(ctx, req) end }
   end
@@ -172,14 +177,17 @@ function M.new(opts)
           require("stripe_connect.onboard").on_event(ctx, event) -- account.updated: onboarding status
           return policy.on_event(event)
         end,
-      } }
+      }, max_body = webhook.DEFAULT_MAX_BODY or M.FORM_MAX_BODY }
     else
       log("STRIPE_WEBHOOK_SECRETS is set but stripe_connect.webhook has no handler; /webhooks is off")
     end
   end
 
   if cfg.admin_token then
-    for _, r in ipairs(M.admin_routes(ctx)) do routes[#routes + 1] = r end
+    for _, r in ipairs(M.admin_routes(ctx)) do
+      if r[1] ~= "GET" then r.max_body = r.max_body or M.FORM_MAX_BODY end
+      routes[#routes + 1] = r
+    end
   end
   return timed(metrics, routes)
 end

@@ -197,9 +197,12 @@ end
 function TestHostRun.test_lua54_and_luajit_compute_the_same_hmac()
   local chunk = 'local c = require "stripe_connect.core"; io.write(c.hex_encode(c.hmac_sha256("whsec_x", "t.payload")), " ", c.lua_version)'
   local want = core.hex_encode(core.hmac_sha256("whsec_x", "t.payload"))
-  local rows = { { "lua5.4", BUILD .. "/lua", "Lua 5.4" }, { "luajit", BUILD .. "/luajit", "Lua 5.1" } }
+  local rows = { { "lua5.4", BUILD .. "/lua", "Lua 5.4", os.getenv("SPEC_SAN_LUA") },
+                 { "luajit", BUILD .. "/luajit", "Lua 5.1", os.getenv("SPEC_SAN_LUAJIT") } }
   for _, r in ipairs(rows) do
-    local code, out, err = sh("cd " .. q(ROOT) .. " && LUA_CPATH=" .. q(r[2] .. "/?.so") .. " " .. r[1] ..
+    -- make test SANITIZE=1: the sanitized core.so needs the sanitizer runtimes preloaded
+    local pre = r[4] and r[4] ~= "" and ("env " .. r[4] .. " ") or ""
+    local code, out, err = sh("cd " .. q(ROOT) .. " && LUA_CPATH=" .. q(r[2] .. "/?.so") .. " " .. pre .. r[1] ..
       " -e " .. q(chunk))
     lu.assertEquals(code, 0, r[1] .. ": " .. err)
     lu.assertEquals(out, want .. " " .. r[3], r[1])

@@ -4,48 +4,15 @@
 -- malformed requests (400 …), keep-alive, pipelining, chunked bodies,
 -- Expect: 100-continue.
 local lu = require "luaunit"
-local socket = require "socket"
 local cjson = require "cjson"
 local server = require "support.server"
+local raw = require "support.raw_http"
 
 local APP = "spec/support/apps/serve_basic.lua"
 
-local function connect(s)
-  local c = assert(socket.connect("127.0.0.1", s.port))
-  c:settimeout(5)
-  return c
-end
-
--- Read one response: status, headers (lower-cased), body; or nil, "closed".
-local function read_response(c)
-  local line, err = c:receive("*l")
-  if not line then return nil, err end
-  local status = tonumber(line:match("^HTTP/1%.1 (%d%d%d) "))
-  local headers = {}
-  while true do
-    local h = assert(c:receive("*l"))
-    if h == "" then break end
-    local name, value = h:match("^([^:]+):%s*(.*)$")
-    headers[name:lower()] = value
-  end
-  local body = ""
-  local n = tonumber(headers["content-length"] or "0")
-  if n > 0 then body = assert(c:receive(n)) end
-  return status, headers, body
-end
-
--- Send `data` on a new connection and read one response.
-local function exchange(s, data)
-  local c = connect(s)
-  c:send(data)
-  local status, headers, body = read_response(c)
-  return status, headers, body, c
-end
-
-local function closed(c)
-  local data, err, partial = c:receive(1)
-  return data == nil and err == "closed" and partial == ""
-end
+local function connect(s) return raw.connect(s.port) end
+local read_response, closed = raw.read_response, raw.closed
+local function exchange(s, data) return raw.exchange(s.port, data) end
 
 local TestServeLimits = {}
 local s
