@@ -5,8 +5,8 @@ local lu = require "luaunit"
 local socket = require "socket"
 local platform = require "support.platform"
 local server = require "support.server"
-local http = require "support.http"
 local files = require "support.files"
+local wire = require "support.wire"
 local store_mod = require "stripe_connect.store"
 
 local T = {}
@@ -33,42 +33,13 @@ local function hold_write_lock(path)
   end
 end
 
--- A request sent on a connection of its own (Connection: close); the answer is
--- read later with read_answer.
-local function send(port, method, path, cookie)
-  local c = assert(socket.connect("127.0.0.1", port))
-  c:settimeout(15)
-  assert(c:send(method .. " " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" ..
-    (cookie and ("Cookie: " .. cookie .. "\r\n") or "") ..
-    (method == "POST" and "Content-Length: 0\r\n" or "") .. "\r\n"))
-  return c
+local send, read_answer, answered = wire.send, wire.read_answer, wire.answered
+
+local function send_get(port, path, cookie)
+  return send(port, "GET", path, cookie and { Cookie = cookie } or nil)
 end
 
-local function send_get(port, path, cookie) return send(port, "GET", path, cookie) end
-
--- -> status, raw answer (read to the close).
-local function read_answer(c)
-  local data = c:receive("*a")
-  c:close()
-  return tonumber((data or ""):match("^HTTP/1%.1 (%d%d%d)")), data or ""
-end
-
--- Whether an answer has started to arrive on c (without waiting).
-local function answered(c)
-  local r = socket.select({ c }, nil, 0)
-  return r[1] ~= nil
-end
-
-local function path_of(url)
-  return url:match("^https?://[^/]+(/.*)$")
-end
-
--- A flow up to the callback URL: -> callback path, the browser's cookie.
-local function prepared_callback(p)
-  local b = http.browser()
-  local cb = p:decide(p:begin(b), "approve")
-  return path_of(cb), b:cookie_header()
-end
+local function prepared_callback(p) return p:prepare_callback() end
 
 -- A slow SQLite: another process holds the write lock while a callback
 -- waits on it; /connect and / on the same (single) worker answer anyway.

@@ -10,6 +10,7 @@
 --   local cb = p:decide(auth, "approve")      -- the fake's consent form → callback URL
 --   local res = b:get(cb)                     -- GET /oauth/callback
 --   p:connect(b)                              -- all three; answers res, callback URL
+--   p:prepare_callback()                      -- /connect and approve: callback path, cookie
 --   p:token_calls()                           -- authorization_code calls seen by the fake
 --   p:restart() / p:kill9_restart()           -- same port, same database and secrets
 --   p:stop()
@@ -111,6 +112,15 @@ function P:connect(b, opts)
   opts = opts or {}
   local cb = self:decide(self:begin(b, opts.path), opts.decision, opts.account)
   return assert(b:get(cb)), cb
+end
+
+-- prepare_callback() -> the callback's path (with code and state) and the
+-- browser's Cookie header: a flow taken up to the callback, for specs that
+-- send the callback themselves (support.wire).
+function P:prepare_callback()
+  local b = http.browser()
+  local cb = self:decide(self:begin(b), "approve")
+  return cb:match("^https?://[^/]+(/.*)$"), b:cookie_header()
 end
 
 -- The fake's request log (array of records).
