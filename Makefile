@@ -103,7 +103,8 @@ $(HOST_BIN): $(HOST_OBJS) $(CORE54_OBJS)
 
 # ---------------------------------------------------------------- tests
 # Spec groups: core (C primitives; also under LuaJIT), lua (pure-Lua units),
-# integration (real servers over loopback; under the host only).
+# integration (real servers over loopback; under the host only), final (the
+# secret scan of the servers' logs, after all the others).
 SPECS_CORE        := $(sort $(wildcard spec/core/*_spec.lua))
 SPECS_LUA         := $(sort $(wildcard spec/lua/*_spec.lua))
 SPECS_INTEGRATION := $(sort $(wildcard spec/integration/*_spec.lua))
@@ -114,8 +115,11 @@ RESULTS    = $(BUILD)/test-results
 test: export STRIPE_CONNECT_BIN = $(HOST_BIN)
 test: export STRIPE_NODE_DIR = $(BUILD)/node
 test: export STRIPE_NODE_MODULES = $(abspath $(BUILD))/node/node_modules
+# Every server a spec starts keeps its output there; the `secrets` run, last,
+# greps it for the secrets the specs configured and the codes and tokens issued.
+test: export STRIPE_CONNECT_TEST_LOGS = $(abspath $(BUILD))/test-logs
 test: all
-	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@rm -rf $(RESULTS) $(STRIPE_CONNECT_TEST_LOGS) && mkdir -p $(RESULTS) $(STRIPE_CONNECT_TEST_LOGS)
 	@set -o pipefail; status=0; \
 	run() { label=$$1; shift; \
 	  "$$@" 2>&1 | tee $(RESULTS)/$$label.txt || status=1; \
@@ -130,6 +134,7 @@ test: all
 	else \
 	  cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed (luarocks make failed)" | tee $(RESULTS)/rock.txt; status=1; \
 	fi; \
+	run secrets $(HOST_BIN) run spec/run.lua --label secrets spec/final/secret_scan_spec.lua; \
 	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4; s += $$6 } \
 	  END { printf "%d passed, %d failed%s\n", p, f, (s > 0 ? sprintf(", %d skipped", s) : ""); exit (f > 0) }' || status=1; \
 	exit $$status

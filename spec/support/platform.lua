@@ -166,6 +166,7 @@ function P:script(name, args)
   local ok, _, code = os.execute(cmd)
   local text = files.read(out) or ""
   os.remove(out)
+  server.keep_log("script-" .. name, text, self.env)
   return ok and 0 or code, text
 end
 
