@@ -46,7 +46,7 @@ HOST_BIN   := $(BUILD)/stripe-connect
 CORE54_SO  := $(BUILD)/lua/stripe_connect/core.so
 COREJIT_SO := $(BUILD)/luajit/stripe_connect/core.so
 
-.PHONY: all deps test test-quick run bench install clean valgrind rock
+.PHONY: all deps test test-quick run bench soak install clean valgrind rock
 
 all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
 
@@ -169,6 +169,13 @@ bench: export BENCH_OUT ?= $(BUILD)/bench.md
 bench: export BENCH_NODE_DIR ?= $(BUILD)/bench/peer-node
 bench: all
 	@$(HOST_BIN) run scripts/bench/run.lua
+
+# soak: SOAK_DURATION seconds (default 300) of mixed load (connect, callback, webhooks,
+# admin) with wrk; errors must be 0 and the server's RSS growth under 5%.  Not part of
+# `test` nor CI.  Settings: scripts/bench/soak.lua.
+soak: export SOAK_BIN ?= $(HOST_BIN)
+soak: all
+	@$(HOST_BIN) run scripts/bench/soak.lua
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect \
