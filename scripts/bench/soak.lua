@@ -180,7 +180,10 @@ local function main()
   connect_first(port)
   log("platform pid %s on port %d, %d workers; %d segments of %.0f s, wrk -t %d -c %d, mix %s",
     server, port, WORKERS, SEGMENTS, SEGMENT, THREADS, CONNECTIONS, MIX)
-  local need = 20000 -- lines per fixture file; grows with what a segment used
+  -- Lines per fixture file: 2000/s (more than this machine serves of either
+  -- kind), doubled after a segment that ran out, up to 8000/s; making them
+  -- takes about 5 s per 100,000 of each.
+  local need = math.ceil(2000 * SEGMENT)
   local total, rows = {}, {}
   for seg = 1, SEGMENTS do
     local states, events = fixtures(seg, need)
@@ -201,10 +204,10 @@ local function main()
     rows[seg] = r
     for k, v in pairs(r) do if type(v) == "number" then total[k] = (total[k] or 0) + v end end
     log("segment %d: %d requests (%d/s), connect %d, callback %d, webhook %d, admin %d, unexpected %d, " ..
-      "socket errors %d, exhausted %d, VmRSS %d KiB", seg, r.requests, r.requests // SEGMENT, r.connect, r.callback,
+      "socket errors %d, exhausted %d, VmRSS %d KiB%s", seg, r.requests, r.requests // SEGMENT, r.connect, r.callback,
       r.webhook, r.admin, r.unexpected, r.errors_connect + r.errors_read + r.errors_write + r.errors_timeout,
-      r.exhausted, r.rss)
-    need = math.max(need, math.ceil(1.5 * (math.max(r.sent_callback, r.sent_webhook) + r.exhausted)))
+      r.exhausted, r.rss, r.statuses ~= "-" and (" (unexpected statuses " .. r.statuses .. ")") or "")
+    if r.exhausted > 0 then need = math.min(2 * need, math.ceil(8000 * SEGMENT)) end
   end
   local socket_errors = total.errors_connect + total.errors_read + total.errors_write + total.errors_timeout
   -- wrk's status errors are answers >= 400: each is also unexpected here.
