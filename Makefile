@@ -68,7 +68,7 @@ HOST_BIN   := $(BUILD)/stripe-connect
 CORE54_SO  := $(BUILD)/lua/stripe_connect/core.so
 COREJIT_SO := $(BUILD)/luajit/stripe_connect/core.so
 
-.PHONY: all deps test test-quick run bench install clean valgrind rock fuzz fuzz-build sanitize-normal-build
+.PHONY: all deps test test-quick run bench soak install clean valgrind rock fuzz fuzz-build sanitize-normal-build
 
 all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
 
@@ -125,7 +125,8 @@ $(HOST_BIN): $(HOST_OBJS) $(CORE54_OBJS)
 
 # ---------------------------------------------------------------- tests
 # Spec groups: core (C primitives; also under LuaJIT), lua (pure-Lua units),
-# integration (real servers over loopback; under the host only).
+# integration (real servers over loopback; under the host only), final (the
+# secret scan of the servers' logs, after all the others).
 SPECS_CORE        := $(sort $(wildcard spec/core/*_spec.lua))
 SPECS_LUA         := $(sort $(wildcard spec/lua/*_spec.lua))
 SPECS_INTEGRATION := $(sort $(wildcard spec/integration/*_spec.lua))
@@ -138,8 +139,11 @@ test: export SPEC_SAN_LUA = $(SAN_LUA)
 test: export SPEC_SAN_LUAJIT = $(SAN_LUAJIT)
 test: export STRIPE_NODE_DIR = $(NODE_BUILD)/node
 test: export STRIPE_NODE_MODULES = $(abspath $(NODE_BUILD))/node/node_modules
+# Every server a spec starts keeps its output there; the `secrets` run, last,
+# greps it for the secrets the specs configured and the codes and tokens issued.
+test: export STRIPE_CONNECT_TEST_LOGS = $(abspath $(BUILD))/test-logs
 test: all $(SAN_PREREQ)
-	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@rm -rf $(RESULTS) $(STRIPE_CONNECT_TEST_LOGS) && mkdir -p $(RESULTS) $(STRIPE_CONNECT_TEST_LOGS)
 	@set -o pipefail; status=0; \
 	run() { label=$$1; shift; \
 	  "$$@" 2>&1 | tee $(RESULTS)/$$label.txt || status=1; \
@@ -154,6 +158,7 @@ test: all $(SAN_PREREQ)
 	else \
 	  cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed (luarocks make failed)" | tee $(RESULTS)/rock.txt; status=1; \
 	fi; \
+	run secrets $(HOST_BIN) run spec/run.lua --label secrets spec/final/secret_scan_spec.lua; \
 	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4; s += $$6 } \
 	  END { printf "%d passed, %d failed%s\n", p, f, (s > 0 ? sprintf(", %d skipped", s) : ""); exit (f > 0) }' || status=1; \
 	exit $$status
@@ -226,6 +231,13 @@ bench: export BENCH_OUT ?= $(BUILD)/bench.md
 bench: export BENCH_NODE_DIR ?= $(BUILD)/bench/peer-node
 bench: all
 	@$(HOST_BIN) run scripts/bench/run.lua
+
+# soak: SOAK_DURATION seconds (default 300) of mixed load (connect, callback, webhooks,
+# admin) with wrk; errors must be 0 and the server's RSS growth under 5%.  Not part of
+# `test` nor CI.  Settings: scripts/bench/soak.lua.
+soak: export SOAK_BIN ?= $(HOST_BIN)
+soak: all
+	@$(HOST_BIN) run scripts/bench/soak.lua
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect \

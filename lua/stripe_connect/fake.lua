@@ -53,7 +53,8 @@ end
 
 -- config_from_env([getenv]) -> config for M.new, from FAKE_CLIENT_ID,
 -- FAKE_SECRET_KEY, FAKE_REDIRECT_URIS, FAKE_WEBHOOK_URL, FAKE_WEBHOOK_SECRETS
--- (comma lists) and FAKE_PLATFORM_NAME; unset or empty → M.DEFAULTS.
+-- (comma lists), FAKE_PLATFORM_NAME and FAKE_ISSUED_LOG; unset or empty →
+-- M.DEFAULTS (no issued log).
 function M.config_from_env(getenv)
   getenv = getenv or os.getenv
   local function get(name)
@@ -68,12 +69,14 @@ function M.config_from_env(getenv)
     webhook_url = get("FAKE_WEBHOOK_URL"),
     webhook_secrets = secrets and split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
     platform_name = get("FAKE_PLATFORM_NAME") or M.DEFAULTS.platform_name,
+    issued_log = get("FAKE_ISSUED_LOG"),
   }
 end
 
 local CONFIG_KEYS = {
   client_id = true, secret_key = true, redirect_uris = true, webhook_url = true,
   webhook_secrets = true, platform_name = true, clock = true, http_request = true, sleep = true,
+  issued_log = true,
 }
 
 local Fake = {}
@@ -83,7 +86,9 @@ Fake.__index = Fake
 -- sk_live_…: sets the mode; the same key with the other prefix is the
 -- platform's key in the other mode), redirect_uris (list), webhook_url,
 -- webhook_secrets (list), platform_name; for specs: clock (function → unix
--- seconds), http_request and sleep (default the core's).
+-- seconds), http_request and sleep (default the core's), issued_log (a file
+-- the fake appends every code and token it issues to, one a line: what the
+-- secret scan of `make test` looks for in the logs).
 function M.new(config)
   util.check_opts(config, CONFIG_KEYS, "fake.new")
   assert(type(config.client_id) == "string" and config.client_id:match("^ca_"),
@@ -116,6 +121,18 @@ local function random_id(prefix, bytes)
 end
 
 local function mode_name(livemode) return livemode and "live" or "test" end
+
+-- Appends a code or token the fake issued to config.issued_log (when set).
+function Fake:issued(value)
+  local path = self.config.issued_log
+  if not path then return value end
+  local f = io.open(path, "ab")
+  if f then
+    f:write(value, "\n")
+    f:close()
+  end
+  return value
+end
 
 -- ------------------------------------------------------------ answers
 local JSON_HEADERS = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" }
@@ -353,7 +370,7 @@ function Fake:decide(req)
     elseif not account:match("^acct_%w+$") or #account > 64 then
       return oauth_error(400, "invalid_request", "account must look like acct_…", v.state)
     end
-    local code = random_id("ac_", 16)
+    local code = self:issued(random_id("ac_", 16))
     self.codes[code] = { account = account, scope = v.scope, livemode = self.livemode,
                          expires_at = self:now() + M.CODE_TTL }
     location = with_query(v.redirect_uri, { { "scope", v.scope }, { "code", code }, { "state", v.state } })
@@ -383,7 +400,7 @@ function Fake:issue(account, scope, livemode, refresh_token)
     end
   end
   local prefix = mode_name(livemode)
-  local access = random_id("sk_" .. prefix .. "_", 16)
+  local access = self:issued(random_id("sk_" .. prefix .. "_", 16))
   self.tokens[access] = { kind = "access", account = account, scope = scope, livemode = livemode }
   return {
     access_token = access, livemode = livemode, refresh_token = refresh_token, scope = scope,
@@ -412,7 +429,7 @@ function Fake:exchange_code(form, key_livemode, rec)
       " mode, but a " .. mode_name(key_livemode) .. " mode API key was used.")
   end
   c.used = true
-  local refresh = random_id("rt_", 24)
+  local refresh = self:issued(random_id("rt_", 24))
   self.tokens[refresh] = { kind = "refresh", account = c.account, scope = c.scope, livemode = c.livemode }
   self.connections[c.account] = { account = c.account, scope = c.scope, livemode = c.livemode, connected = true }
   return json(200, self:issue(c.account, c.scope, c.livemode, refresh))

@@ -44,16 +44,10 @@
 local core = require "stripe_connect.core"
 local socket = require "socket"
 
-local function env_number(name, default)
-  local v = os.getenv(name)
-  if v == nil or v == "" then return default end
-  local n = tonumber(v)
-  if not n or n <= 0 then
-    io.stderr:write("bench: ", name, " must be a positive number\n")
-    os.exit(2)
-  end
-  return n
-end
+local common = dofile("scripts/bench/common.lua")
+local q, sh, read, write = common.q, common.sh, common.read, common.write
+local free_port, random_token, alive, ULIMIT = common.free_port, common.random_token, common.alive, common.ULIMIT
+local function env_number(name, default) return common.env_number("bench", name, default) end
 
 local DURATION = env_number("BENCH_DURATION", 10)
 local CONNECTIONS = math.floor(env_number("BENCH_CONNECTIONS", 64))
@@ -80,52 +74,15 @@ end
 
 -- ------------------------------------------------------------ the shell
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
-
-local function read(path) -- nil when missing
-  local f = io.open(path, "rb")
-  local s = f and f:read("a")
-  if f then f:close() end
-  return s
-end
-
 local function exists(path)
   local f = io.open(path, "rb")
   if f then f:close() end
   return f ~= nil
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  assert(f:close())
-end
-
 local function log(fmt, ...) io.stderr:write("bench: ", string.format(fmt, ...), "\n") end
 
 local function have(cmd) return select(2, sh("command -v " .. q(cmd))) == 0 end
-
--- Each process runs with as many descriptors as allowed (wrk -c 1000 and a
--- server with as many upstream connections need more than a soft 1024).
-local ULIMIT = "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn) 2>/dev/null"
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local function random_token(bytes)
-  return (core.base64url_encode(core.random_bytes(bytes)):gsub("[-_]", "x"))
-end
 
 local driver_pid = (function()
   local p = io.popen("echo $PPID")
@@ -138,11 +95,6 @@ end)()
 
 local tmp = assert(sh("mktemp -d /tmp/stripe-connect-bench.XXXXXX"):match("^(%S+)"))
 local running = {}
-
-local function alive(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  return stat ~= nil and stat:match("^%d+ %(.*%) (%a)") ~= "Z"
-end
 
 local function wait_dead(pid, timeout)
   local deadline = socket.gettime() + timeout
@@ -255,35 +207,12 @@ local TOKEN_JSON = string.format(
 local ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
 local function nginx_conf(name, workers, servers, modules)
-  local d = tmp .. "/" .. name
-  os.execute("mkdir -p " .. q(d))
-  local temp = {}
-  for _, kind in ipairs({ "client_body", "proxy", "fastcgi", "uwsgi", "scgi" }) do
-    temp[#temp + 1] = string.format("  %s_temp_path %s/%s;", kind, d, kind)
-  end
-  local conf = table.concat({
-    modules or "",
-    "daemon off;",
-    "worker_processes " .. workers .. ";",
-    "worker_rlimit_nofile 65536;",
-    "pid " .. d .. "/nginx.pid;",
-    "error_log " .. d .. "/error.log warn;",
-    "events { worker_connections 8192; }",
-    "http {",
-    "  access_log off;",
-    "  keepalive_requests 1000000;",
-    "  client_body_buffer_size 64k;",
-    table.concat(temp, "\n"),
-    servers,
-    "}", "",
-  }, "\n")
-  write(d .. "/nginx.conf", conf)
-  return d
+  return common.nginx_conf(tmp .. "/" .. name, workers, servers, modules)
 end
 
 local function start_nginx(name, workers, servers, ports, modules)
   local d = nginx_conf(name, workers, servers, modules)
-  local proc = spawn(name, "nginx -p " .. q(d) .. " -c " .. q(d .. "/nginx.conf") .. " -e " .. q(d .. "/error.log"))
+  local proc = spawn(name, common.nginx_command(d))
   for _, port in ipairs(ports) do wait_port(proc, port) end
   return proc
 end

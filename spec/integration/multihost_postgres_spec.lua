@@ -10,7 +10,7 @@ local webhook = require "stripe_connect.webhook"
 local platform = require "support.platform"
 local postgres = require "support.postgres"
 local http = require "support.http"
-local rawhttp = require "support.rawhttp"
+local wire = require "support.wire"
 
 local T = {}
 
@@ -89,10 +89,10 @@ function T.test_2_the_same_callback_on_both_hosts_at_once_spends_the_code_once()
     local before = p:token_calls()
     local cb, b = prepared(1 + round % 2, "acct_1MultiHostTwin" .. round)
     local path, cookie = path_of(cb), b:cookie_header()
-    local c1 = rawhttp.send(p.hosts[1].port, "GET", path, cookie)
-    local c2 = rawhttp.send(p.hosts[2].port, "GET", path, cookie)
-    local st1, raw1 = rawhttp.read_answer(c1)
-    local st2, raw2 = rawhttp.read_answer(c2)
+    local c1 = wire.send(p.hosts[1].port, "GET", path, { Cookie = cookie })
+    local c2 = wire.send(p.hosts[2].port, "GET", path, { Cookie = cookie })
+    local st1, raw1 = wire.read_answer(c1)
+    local st2, raw2 = wire.read_answer(c2)
     lu.assertEquals(p:token_calls(), before + 1, "round " .. round)
     -- The first claimant connects; the twin answers the recorded outcome
     -- (303) or, while the first still works, "still connecting" (503).
@@ -127,7 +127,7 @@ function T.test_3_a_webhook_on_both_hosts_at_once_is_processed_once()
     end
     local answers = {}
     for i = 1, 2 do
-      local st, raw = rawhttp.read_answer(conns[i])
+      local st, raw = wire.read_answer(conns[i])
       lu.assertEquals(st, 200, raw)
       answers[i] = cjson.decode(raw:match("\r\n\r\n(.*)$"))
     end

@@ -58,6 +58,8 @@ function TestPlatformDev.test_make_run_flow_and_ctrl_c()
   end, 10)
   if not stopped then os.execute("kill -KILL -" .. pid .. " 2>/dev/null") end
   local out = files.read(dir .. "/out") or ""
+  server.keep_log("make-run", out, { STATE_SECRETS_FILE = dir .. "/state_secrets",
+    ADMIN_TOKEN_FILE = dir .. "/admin_token" })
   files.rmdir(dir)
   if not ok then error(err, 0) end
   lu.assertTrue(stopped, "dev.lua exited on SIGINT")

@@ -7,7 +7,7 @@ local core = require "stripe_connect.core"
 local server = require "support.server"
 local http = require "support.http"
 local postgres = require "support.postgres"
-local rawhttp = require "support.rawhttp"
+local wire = require "support.wire"
 
 local T = {}
 
@@ -31,7 +31,7 @@ end
 function T.test_pg_sleep_delays_no_other_request_of_the_worker()
   local s = server.start{ app = "spec/support/apps/pg_app.lua", env = { DATABASE = pg:fresh_url() },
     args = { "--workers", "1" } }
-  local slow = rawhttp.send(s.port, "GET", "/sleep")
+  local slow = wire.send(s.port, "GET", "/sleep")
   local c, pid = sleeping_backend()
   lu.assertNotNil(pid, "pg_sleep is not running")
   -- One worker, one query sleeping: every other request answers meanwhile.
@@ -43,9 +43,9 @@ function T.test_pg_sleep_delays_no_other_request_of_the_worker()
     lu.assertEquals(body(res).id, id)
     lu.assertEquals(http.get(s.url .. "/ping").status, 200)
   end
-  lu.assertFalse(rawhttp.answered(slow), "the slow query answered before it was cancelled")
+  lu.assertFalse(wire.answered(slow), "the slow query answered before it was cancelled")
   lu.assertTrue(c:query("SELECT pg_cancel_backend($1::int) AS ok", pid)[1].ok)
-  local status, raw = rawhttp.read_answer(slow)
+  local status, raw = wire.read_answer(slow)
   lu.assertEquals(status, 503)
   lu.assertStrContains(raw, "canceling statement")
   -- The cancelled query's connection went back to the pool and still works.

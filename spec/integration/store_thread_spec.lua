@@ -5,9 +5,8 @@ local lu = require "luaunit"
 local socket = require "socket"
 local platform = require "support.platform"
 local server = require "support.server"
-local http = require "support.http"
 local files = require "support.files"
-local rawhttp = require "support.rawhttp"
+local wire = require "support.wire"
 local store_mod = require "stripe_connect.store"
 
 local T = {}
@@ -34,19 +33,13 @@ local function hold_write_lock(path)
   end
 end
 
-local send, read_answer, answered = rawhttp.send, rawhttp.read_answer, rawhttp.answered
-local function send_get(port, path, cookie) return send(port, "GET", path, cookie) end
+local send, read_answer, answered = wire.send, wire.read_answer, wire.answered
 
-local function path_of(url)
-  return url:match("^https?://[^/]+(/.*)$")
+local function send_get(port, path, cookie)
+  return send(port, "GET", path, cookie and { Cookie = cookie } or nil)
 end
 
--- A flow up to the callback URL: -> callback path, the browser's cookie.
-local function prepared_callback(p)
-  local b = http.browser()
-  local cb = p:decide(p:begin(b), "approve")
-  return path_of(cb), b:cookie_header()
-end
+local function prepared_callback(p) return p:prepare_callback() end
 
 -- A slow SQLite: another process holds the write lock while a callback
 -- waits on it; /connect and / on the same (single) worker answer anyway.

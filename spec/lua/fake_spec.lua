@@ -179,6 +179,21 @@ function TestFake.test_token_success_fields()
   lu.assertStrMatches(t.stripe_publishable_key, "pk_test_%w+")
 end
 
+-- issued_log: every code, access token and refresh token issued, one a line.
+function TestFake.test_issued_log_lists_codes_and_tokens()
+  local path = os.tmpname()
+  local env = setup{ issued_log = path }
+  local code = approve(env)
+  local t = decode(token(env, "code=" .. code .. "&grant_type=authorization_code"))
+  local r = decode(token(env, "refresh_token=" .. t.refresh_token .. "&grant_type=refresh_token"))
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("a")
+  f:close()
+  os.remove(path)
+  lu.assertEquals(text, table.concat({ code, t.refresh_token, t.access_token, r.access_token }, "\n") .. "\n")
+  lu.assertEquals(fake.config_from_env(function(k) return k == "FAKE_ISSUED_LOG" and path or nil end).issued_log, path)
+end
+
 function TestFake.test_token_auth_methods()
   local env = setup()
   local rows = {

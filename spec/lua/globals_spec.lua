@@ -23,6 +23,8 @@ for name in ([[
 local HOST_API = {
   ["scripts/bench/wrk.lua"] = { setup = true, init = true, request = true, response = true, done = true,
                                 wrk = true, id = true, counts = true },
+  ["scripts/bench/soak_wrk.lua"] = { setup = true, init = true, request = true, response = true, done = true,
+                                     wrk = true, id = true, counts = true, statuses = true },
 }
 
 local function lines_of(cmd)

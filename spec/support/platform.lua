@@ -10,6 +10,7 @@
 --   local cb = p:decide(auth, "approve")      -- the fake's consent form → callback URL
 --   local res = b:get(cb)                     -- GET /oauth/callback
 --   p:connect(b)                              -- all three; answers res, callback URL
+--   p:prepare_callback()                      -- /connect and approve: callback path, cookie
 --   p:token_calls()                           -- authorization_code calls seen by the fake
 --   p:restart() / p:kill9_restart()           -- same port, same database and secrets
 --   p:stop()
@@ -142,6 +143,15 @@ function P:connect(b, opts)
   return assert(b:get(cb)), cb
 end
 
+-- prepare_callback() -> the callback's path (with code and state) and the
+-- browser's Cookie header: a flow taken up to the callback, for specs that
+-- send the callback themselves (support.wire).
+function P:prepare_callback()
+  local b = http.browser()
+  local cb = self:decide(self:begin(b), "approve")
+  return cb:match("^https?://[^/]+(/.*)$"), b:cookie_header()
+end
+
 -- The fake's request log (array of records).
 function P:fake_requests()
   local res = assert(http.get(self.fake.url .. "/__fake/requests"))
@@ -185,6 +195,7 @@ function P:script(name, args)
   local ok, _, code = os.execute(cmd)
   local text = files.read(out) or ""
   os.remove(out)
+  server.keep_log("script-" .. name, text, self.env)
   return ok and 0 or code, text
 end
 

@@ -8,6 +8,15 @@
 --   s:kill()   -- SIGKILL, wait; returns the exit code (137)
 --   s:log_text()  -- what the server wrote to stderr so far
 --   server.bin    -- the host binary ($STRIPE_CONNECT_BIN or build/stripe-connect)
+--   server.keep_log(name, text, env)  -- keep another process's output for the scan
+--
+-- Kept logs: when STRIPE_CONNECT_TEST_LOGS names a folder (`make test` sets
+-- build/test-logs), each server's stderr (NAME.log) and stdout (NAME.out)
+-- are written there and kept, with NAME.secrets (the secret values of the
+-- environment it was given: every variable named …SECRET…, …TOKEN… or
+-- …KEY…, and the files of …_FILE ones) and FAKE_ISSUED_LOG=NAME.issued (the
+-- codes and tokens a fake Connect issued).  The last spec of `make test`
+-- (spec/final/secret_scan_spec.lua) greps the logs for those values.
 --
 -- The server listens on 127.0.0.1 with an ephemeral port (`--listen
 -- 127.0.0.1:0`) and start() polls its log for the ready line with a
@@ -82,6 +91,62 @@ function M.run_listener(script, ...)
   return pid, port
 end
 
+-- ------------------------------------------------------------ kept logs
+local LOG_DIR = os.getenv("STRIPE_CONNECT_TEST_LOGS")
+if LOG_DIR == "" then LOG_DIR = nil end
+M.log_dir = LOG_DIR
+
+local kept = 0
+
+-- log_base(name) -> a path prefix for one process's files: under LOG_DIR
+-- (unique per spec process and call) when set, else a temp name.
+local function log_base(name)
+  if not LOG_DIR then
+    local base = os.tmpname()
+    os.remove(base)
+    return base
+  end
+  kept = kept + 1
+  return ("%s/%s-%03d-%s"):format(LOG_DIR, my_pid(), kept, (name:gsub("^.*/", ""):gsub("%.lua$", ""):gsub("[^%w]+", "_")))
+end
+
+-- secret_values(env) -> the values of env's secret-looking variables: each
+-- comma-separated item, and the part after `kid:` of keyring items
+-- (STATE_SECRETS, TOKEN_KEYS); …_FILE variables give their file's contents.
+function M.secret_values(env)
+  local out = {}
+  for name, value in pairs(env or {}) do
+    name = tostring(name)
+    if (name:find("SECRET") or name:find("TOKEN") or name:find("KEY")) and type(value) == "string" then
+      if name:match("_FILE$") then value = files.read(value) or "" end
+      for item in value:gmatch("[^,\n]+") do
+        item = item:match("^%s*(.-)%s*$")
+        if item ~= "" then
+          out[#out + 1] = item
+          local after = item:match("^[%w_.-]+:(.+)$")
+          if after then out[#out + 1] = after end
+        end
+      end
+    end
+  end
+  return out
+end
+
+local function write_secrets(base, env)
+  local values = M.secret_values(env)
+  if #values > 0 then files.write(base .. ".secrets", table.concat(values, "\n") .. "\n") end
+end
+
+-- keep_log(name, text, env): keeps `text` (output of a process a spec ran
+-- itself) as NAME.log under LOG_DIR, with the secrets of env; no-op when
+-- LOG_DIR is unset.
+function M.keep_log(name, text, env)
+  if not LOG_DIR then return end
+  local base = log_base(name)
+  files.write(base .. ".log", text or "")
+  write_secrets(base, env)
+end
+
 local Server = {}
 Server.__index = Server
 
@@ -97,18 +162,25 @@ end
 -- start{ app = PATH, env = { NAME = value }, args = { ... }, ready_timeout = 10 }
 function M.start(opts)
   start_options(opts)
-  local base = os.tmpname()
-  os.remove(base)
+  local base = log_base(opts.app)
   local self = setmetatable({ log = base .. ".log", pidfile = base .. ".pid",
                               rcfile = base .. ".rc", app = opts.app }, Server)
+  local given = {}
+  for k, v in pairs(opts.env or {}) do given[k] = v end
+  local stdout = "/dev/null"
+  if LOG_DIR then
+    stdout = base .. ".out"
+    given.FAKE_ISSUED_LOG = given.FAKE_ISSUED_LOG or (base .. ".issued")
+    write_secrets(base, given)
+  end
   local env = {}
-  for k, v in pairs(opts.env or {}) do env[#env + 1] = quote(k .. "=" .. tostring(v)) end
+  for k, v in pairs(given) do env[#env + 1] = quote(k .. "=" .. tostring(v)) end
   local args = {}
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = quote(a) end
   local cmd = table.concat({ "exec", "env", table.concat(env, " "), quote(BIN), "serve",
     quote(opts.app), "--listen", "127.0.0.1:0", table.concat(args, " ") }, " ")
   local script = table.concat({
-    "(" .. cmd .. " </dev/null >/dev/null 2>" .. quote(self.log) .. ") &",
+    "(" .. cmd .. " </dev/null >" .. quote(stdout) .. " 2>" .. quote(self.log) .. ") &",
     "spid=$!",
     "echo $spid > " .. quote(self.pidfile),
     "(while kill -0 " .. my_pid() .. " 2>/dev/null && kill -0 $spid 2>/dev/null; do sleep 1; done;",
