@@ -31,10 +31,12 @@ local P = {}
 P.__index = P
 
 -- start{ env = {…} (platform env overrides; false removes), workers = N,
---        admin = true (default) | false, fake = true (default) }
+--        admin = true (default) | false, fake = true (default),
+--        target = "host" (default: `stripe-connect serve scripts/platform.lua`)
+--               | "nginx" (scripts/openresty/serve: the same app inside nginx) }
 function M.start(opts)
   opts = opts or {}
-  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1 }, P)
+  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1, target = opts.target or "host" }, P)
   self.port = server.free_port()
   self.url = "http://127.0.0.1:" .. self.port
   self.fake = server.start{ app = "scripts/fake_connect.lua", args = { "--workers", "1" }, env = {
@@ -57,7 +59,9 @@ function M.start(opts)
 end
 
 function P:start_platform()
+  assert(self.target == "host" or self.target == "nginx", "platform.start: target is host or nginx")
   self.platform = server.start{ app = "scripts/platform.lua", env = self.env,
+    launcher = self.target == "nginx" and "scripts/openresty/serve" or nil, ready_timeout = 20,
     args = { "--listen", "127.0.0.1:" .. self.port, "--workers", tostring(self.workers) } }
 end
 

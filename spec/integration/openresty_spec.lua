@@ -1,0 +1,74 @@
+-- The platform inside nginx (scripts/openresty/serve --workers 2: Debian's
+-- nginx with lua-nginx-module, stripe_connect.ngx) against the fake Connect
+-- from the host: the platform's end-to-end specs run a second time, unchanged,
+-- against the nginx target (connect → approve → callback → account listed;
+-- deny; tampered and other-browser state; replay; concurrent twin callbacks →
+-- one token call, across two worker processes; admin with and without token;
+-- webhook disconnect and duplicates), plus the launcher's own behaviour.
+local lu = require "luaunit"
+local http = require "support.http"
+local platform = require "support.platform"
+local server = require "support.server"
+local files = require "support.files"
+
+local suite = {}
+for _, file in ipairs({ "spec/integration/platform_flow_spec.lua", "spec/integration/webhook_e2e_spec.lua" }) do
+  for name, class in pairs(assert(loadfile(file))("nginx")) do suite[name] = class end
+end
+
+local TestOpenrestyServe = {}
+
+local function run(cmd)
+  local out = os.tmpname()
+  local ok, _, code = os.execute(cmd .. " >" .. out .. " 2>&1")
+  local text = files.read(out) or ""
+  os.remove(out)
+  return ok and 0 or code, text
+end
+
+-- A bad setting stops the launcher before nginx starts, with the host's message.
+function TestOpenrestyServe.test_bad_setting_refused_with_the_host_message()
+  local env = "env -i PATH=\"$PATH\" STRIPE_SECRET_KEY=sk_test_x STRIPE_CLIENT_ID=ca_x " ..
+    "PUBLIC_URL=http://127.0.0.1:1 STATE_SECRETS=short DATABASE=memory: "
+  local rc, text = run(env .. "scripts/openresty/serve --listen 127.0.0.1:0 --workers 1")
+  local hrc, htext = run(env .. server.bin .. " serve scripts/platform.lua --listen 127.0.0.1:0")
+  lu.assertEquals(rc, 2, text)
+  lu.assertEquals(hrc, 2, htext)
+  lu.assertStrContains(text, "stripe-connect: refusing to start; fix these settings:")
+  lu.assertStrContains(text, "STATE_SECRETS")
+  lu.assertEquals(text, htext)
+  lu.assertNotStrContains(text, "listening on")
+  rc, text = run("scripts/openresty/serve --workers zero")
+  lu.assertEquals(rc, 2)
+  lu.assertStrContains(text, "--workers must be a whole number")
+end
+
+-- Two worker processes, the metrics of both in /metrics; SIGTERM stops nginx
+-- (no process left) and the launcher exits 0.
+function TestOpenrestyServe.test_workers_metrics_and_stop()
+  local p = platform.start{ workers = 2, target = "nginx", env = { DATABASE = "memory:" } }
+  local ok, err = pcall(function()
+    local n = 20
+    for _ = 1, n do lu.assertEquals(assert(http.get(p.url .. "/connect")).status, 302) end
+    local body = assert(http.get(p.url .. "/metrics")).body
+    lu.assertStrContains(body, "stripe_connect_connect_total " .. n .. "\n")
+    lu.assertStrContains(body, 'stripe_connect_request_duration_seconds_count{route="/connect"} ' .. n .. "\n")
+    local res = assert(http.request{ method = "POST", url = p.url .. "/connect", body = "" })
+    lu.assertEquals(res.status, 405)
+    lu.assertEquals(res.headers["allow"], "GET")
+    lu.assertEquals(assert(http.get(p.url .. "/nosuch")).status, 404)
+    lu.assertEquals(assert(http.get(p.url .. "/connect?%zz")).status, 400)
+  end)
+  local _, master = run("pgrep -P " .. p.platform.pid .. " -x nginx")
+  master = master:match("%d+")
+  lu.assertNotNil(master)
+  local rc = p.platform:stop()
+  p.platform = nil
+  p:stop()
+  assert(ok, err)
+  lu.assertEquals(rc, 0)
+  lu.assertNotEquals(run("kill -0 " .. master), 0) -- nginx is gone
+end
+
+suite.TestOpenrestyServe = TestOpenrestyServe
+return suite
