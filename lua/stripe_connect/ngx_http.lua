@@ -16,8 +16,10 @@
 -- keep-alive pool (per host and port, 60 s idle, 32 each) when the answer
 -- allows it; `fresh_connect = true` (the code exchange) takes a connection
 -- of its own and closes it afterwards, so the request can never ride on a
--- pooled connection the server is closing.  No request is sent twice: a
--- failure after the first byte went out is answered as a failure.
+-- pooled connection the server is closing.  As libcurl does, any other
+-- request that fails on a reused keep-alive connection before a byte of the
+-- answer arrived (the server closed it while idle) is sent once more on a new
+-- connection; nothing else is ever resent.
 -- lua-nginx-module's API table (a global it sets in every nginx Lua VM).
 local ngx = rawget(_G, "ngx")
 
@@ -140,8 +142,9 @@ local function read_body(sock, method, status, h, max)
   return table.concat(parts), true
 end
 
--- request(r) -> response | nil, message, code (see the top of the file).
-function M.request(r)
+-- One try; -> response | nil, message, code, stale (stale: it failed on a
+-- reused connection before any byte of the answer: safe to send again).
+local function attempt(r, new_connection)
   assert(type(r) == "table", "http request: options table expected")
   local method = (r.method or "GET"):upper()
   local scheme, host, port, path = parse_url(r.url or "")
@@ -154,7 +157,7 @@ function M.request(r)
   local sock = ngx.socket.tcp()
   sock:settimeouts(connect_ms, timeout_ms, timeout_ms)
   local pool = scheme .. "://" .. host .. ":" .. port
-  if r.fresh_connect then
+  if r.fresh_connect or new_connection then
     fresh_seq = fresh_seq + 1
     pool = pool .. "#fresh" .. ngx.worker.pid() .. "." .. fresh_seq -- a pool of its own: never a reused connection
   end
@@ -169,11 +172,19 @@ function M.request(r)
   sock:settimeouts(connect_ms, left, left)
 
   local head = header_block(method, host, port, scheme, path, r.headers, r.body)
+  local reused = sock:getreusedtimes() > 0
   local sent, serr = sock:send(r.body and { head, r.body } or head)
-  if not sent then return fail(sock, "sending the request: " .. tostring(serr), code_of(serr)) end
+  if not sent then
+    local m, c = select(2, fail(sock, "sending the request: " .. tostring(serr), code_of(serr)))
+    return nil, m, c, reused and c == "reset"
+  end
 
   local line, lerr = sock:receive("*l")
-  if not line then return fail(sock, "reading the status line: " .. tostring(lerr), code_of(lerr)) end
+  if not line then
+    local stale = sock:getreusedtimes() > 0 and lerr == "closed"
+    local m, c = select(2, fail(sock, "reading the status line: " .. tostring(lerr), code_of(lerr)))
+    return nil, m, c, stale
+  end
   local status = tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
   if not status then return fail(sock, "malformed status line", "failed") end
   local headers, hbytes = {}, #line
@@ -199,12 +210,21 @@ function M.request(r)
   local body, close_after, code = read_body(sock, method, status, headers, max)
   if not body then return fail(sock, close_after, code) end
   local conn = (headers["connection"] or ""):lower()
-  if close_after or r.fresh_connect or conn:find("close", 1, true) or line:match("^HTTP/1%.0") then
+  if close_after or r.fresh_connect or new_connection or conn:find("close", 1, true) or line:match("^HTTP/1%.0") then
     sock:close()
   else
     sock:setkeepalive(M.POOL_IDLE_MS, M.POOL_SIZE)
   end
   return { status = status, headers = headers, body = body }
+end
+
+-- request(r) -> response | nil, message, code (see the top of the file).
+function M.request(r)
+  local res, message, code, stale = attempt(r, false)
+  if not res and stale and not r.fresh_connect then
+    return attempt(r, true)
+  end
+  return res, message, code
 end
 
 return M

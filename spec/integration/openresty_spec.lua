@@ -70,5 +70,72 @@ function TestOpenrestyServe.test_workers_metrics_and_stop()
   lu.assertNotEquals(run("kill -0 " .. master), 0) -- nginx is gone
 end
 
+-- stripe_connect.ngx_http (the cosocket client) inside nginx against a raw
+-- upstream (spec/support/ngx_http_upstream.lua), through a test location
+-- (spec/support/ngx_http.conf, started by the launcher's --conf).
+local TestNgxHttp = {}
+local ngx_server, up_pid, up_port
+
+function TestNgxHttp.setupClass()
+  up_pid, up_port = server.run_listener("spec/support/ngx_http_upstream.lua")
+  ngx_server = server.start{ app = "scripts/platform.lua", launcher = "scripts/openresty/serve",
+    args = { "--conf", "spec/support/ngx_http.conf", "--workers", "1" }, ready_timeout = 20,
+    env = { STRIPE_SECRET_KEY = platform.SECRET_KEY, STRIPE_CLIENT_ID = platform.CLIENT_ID,
+      PUBLIC_URL = "http://127.0.0.1:1", STATE_SECRETS = platform.STATE_SECRETS, DATABASE = "memory:" } }
+end
+
+function TestNgxHttp.teardownClass()
+  if ngx_server then ngx_server:stop() end
+  if up_pid then os.execute("kill " .. up_pid .. " 2>/dev/null") end
+end
+
+-- call(path, query) -> the client's { res, message, code } for http://127.0.0.1:UP/path.
+local function call(path, extra, port)
+  local url = "http://127.0.0.1:" .. (port or up_port) .. path
+  local res = assert(http.get(ngx_server.url .. "/t?url=" .. require("stripe_connect.core").url_encode(url) ..
+    (extra or "")))
+  lu.assertEquals(res.status, 200, res.body)
+  return assert(require("cjson.safe").decode(res.body), res.body)
+end
+
+function TestNgxHttp.test_bodies()
+  local r = call("/length")
+  lu.assertEquals(r.res.status, 200)
+  lu.assertEquals(r.res.body, "hello")
+  lu.assertEquals(r.res.headers["content-type"], "text/plain")
+  r = call("/chunked")
+  lu.assertEquals(r.res.status, 201)
+  lu.assertEquals(r.res.body, "hello")
+  lu.assertEquals(r.res.headers["set-cookie"], { "a=1", "b=2" })
+  r = call("/close")
+  lu.assertEquals(r.res.body, "until the close")
+end
+
+function TestNgxHttp.test_failures_have_codes()
+  lu.assertEquals(call("/big", "&max_size=1000").code, "too_large")
+  lu.assertEquals(call("/big").res.body, ("x"):rep(5000))
+  lu.assertEquals(call("/slow", "&timeout=0.5").code, "timeout")
+  lu.assertEquals(call("/", "", server.free_port()).code, "connect")
+  lu.assertEquals(call("/x").res.status, 200) -- and the next request is answered
+end
+
+function TestNgxHttp.test_keepalive_and_fresh_connections()
+  local a = call("/count", "&method=POST&body=abc").res.body
+  local conn, n = a:match("conn=(%d+) req=(%d+)")
+  conn, n = tonumber(conn), tonumber(n)
+  lu.assertStrContains(a, " method=POST body=abc host=127.0.0.1:" .. up_port)
+  local b = call("/count").res.body
+  lu.assertStrContains(b, "conn=" .. conn .. " req=" .. (n + 1) .. " method=GET") -- the pooled connection
+  local c = call("/count", "&fresh=1").res.body
+  lu.assertStrContains(c, "conn=" .. (conn + 1) .. " req=1") -- a connection of its own
+  -- fresh_connect: an answer that never comes is a failure, never a resend
+  local d = call("/drop", "&fresh=1")
+  lu.assertEquals(d.res, false)
+  lu.assertEquals(d.code, "reset")
+  local e = call("/count", "&fresh=1").res.body
+  lu.assertStrContains(e, "conn=" .. (conn + 3) .. " req=1") -- the drop took one connection, no second try
+end
+
+suite.TestNgxHttp = TestNgxHttp
 suite.TestOpenrestyServe = TestOpenrestyServe
 return suite
