@@ -5,8 +5,10 @@
 --   call(url, method, ...) -> true, results… | false, message
 --
 -- Each pool thread opens the store of `url` (store.open, the host's SQLite
--- store, unchanged) on its first call and keeps it; the calls are the store
--- interface's methods (store/init.lua).  A store method that raises answers
+-- store, unchanged) on its first call and keeps it; the core's registry
+-- gives every pool thread of one worker process the same connection and
+-- database thread per file.  The calls are the store interface's methods
+-- (store/init.lua).  A store method that raises answers
 -- false and its message.
 local M = {}
 
