@@ -70,6 +70,19 @@ function TestOpenrestyServe.test_workers_metrics_and_stop()
   lu.assertNotEquals(run("kill -0 " .. master), 0) -- nginx is gone
 end
 
+-- A launcher killed with SIGKILL does not leave nginx behind.
+function TestOpenrestyServe.test_killed_launcher_takes_nginx_along()
+  local p = platform.start{ workers = 1, target = "nginx", env = { DATABASE = "memory:" } }
+  local _, master = run("pgrep -P " .. p.platform.pid .. " -x nginx")
+  master = master:match("%d+")
+  p.platform:kill()
+  p.platform = nil
+  p:stop()
+  lu.assertNotNil(master)
+  lu.assertTrue(server.poll(function() return run("kill -0 " .. master) ~= 0 end, 10) or false,
+    "nginx " .. master .. " still runs after its launcher was killed")
+end
+
 -- stripe_connect.ngx_http (the cosocket client) inside nginx against a raw
 -- upstream (spec/support/ngx_http_upstream.lua), through a test location
 -- (spec/support/ngx_http.conf, started by the launcher's --conf).
