@@ -89,16 +89,44 @@ end
 local TestNgxHttp = {}
 local ngx_server, up_pid, up_port
 
+local tls_dir, tls_ok, tls_untrusted
+
+-- Two TLS upstreams in the same nginx: one with a certificate the client
+-- trusts (lua_ssl_trusted_certificate), one with another self-signed one.
+local function tls_conf()
+  tls_dir = files.tmpdir()
+  for _, name in ipairs({ "trusted", "other" }) do
+    local rc, out = run(string.format("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/%s.key -out %s/%s.crt " ..
+      "-subj /CN=127.0.0.1 -addext subjectAltName=DNS:127.0.0.1,IP:127.0.0.1 -days 2", tls_dir, name, tls_dir, name))
+    assert(rc == 0, out)
+  end
+  tls_ok, tls_untrusted = server.free_port(), server.free_port()
+  local block = {}
+  for port, name in pairs({ [tls_ok] = "trusted", [tls_untrusted] = "other" }) do
+    block[#block + 1] = string.format("server { listen 127.0.0.1:%d ssl; ssl_certificate %s/%s.crt; " ..
+      "ssl_certificate_key %s/%s.key; location / { return 200 \"tls $ssl_server_name\"; } }",
+      port, tls_dir, name, tls_dir, name)
+  end
+  block[#block + 1] = "lua_ssl_trusted_certificate " .. tls_dir .. "/trusted.crt;"
+  local text = assert(files.read("spec/support/ngx_http.conf")):gsub("# @TLS@", (table.concat(block, "\n    "):gsub("%%", "%%%%")))
+  local path = tls_dir .. "/ngx_http.conf"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 function TestNgxHttp.setupClass()
   up_pid, up_port = server.run_listener("spec/support/ngx_http_upstream.lua")
   ngx_server = server.start{ app = "scripts/platform.lua", launcher = "scripts/openresty/serve",
-    args = { "--conf", "spec/support/ngx_http.conf", "--workers", "1" }, ready_timeout = 20,
+    args = { "--conf", tls_conf(), "--workers", "1" }, ready_timeout = 20,
     env = { STRIPE_SECRET_KEY = platform.SECRET_KEY, STRIPE_CLIENT_ID = platform.CLIENT_ID,
       PUBLIC_URL = "http://127.0.0.1:1", STATE_SECRETS = platform.STATE_SECRETS, DATABASE = "memory:" } }
 end
 
 function TestNgxHttp.teardownClass()
   if ngx_server then ngx_server:stop() end
+  if tls_dir then files.rmdir(tls_dir) end
   if up_pid then os.execute("kill " .. up_pid .. " 2>/dev/null") end
 end
 
@@ -109,6 +137,22 @@ local function call(path, extra, port)
     (extra or "")))
   lu.assertEquals(res.status, 200, res.body)
   return assert(require("cjson.safe").decode(res.body), res.body)
+end
+
+-- https: the certificate is verified (against the trusted file) and SNI is sent.
+function TestNgxHttp.test_tls_verified_with_sni()
+  local function tls(port)
+    local res = assert(http.get(ngx_server.url .. "/t?url=" ..
+      require("stripe_connect.core").url_encode("https://127.0.0.1:" .. port .. "/")))
+    return assert(require("cjson.safe").decode(res.body), res.body)
+  end
+  local r = tls(tls_ok)
+  lu.assertEquals(r.res and r.res.status, 200, r.message)
+  lu.assertEquals(r.res.body, "tls 127.0.0.1") -- the name the client sent in SNI
+  lu.assertEquals(tls(tls_ok).res.body, "tls 127.0.0.1") -- again, on the pooled TLS connection
+  r = tls(tls_untrusted)
+  lu.assertEquals(r.res, false)
+  lu.assertEquals(r.code, "tls")
 end
 
 function TestNgxHttp.test_bodies()
