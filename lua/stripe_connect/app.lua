@@ -90,14 +90,16 @@ local function timed(metrics, routes)
   return routes
 end
 
--- new{ config=, store=, policy=, oauth=?, log=?, webhook=?, metrics=? } -> routes
+-- new{ config=, store=, policy=, oauth=?, log=?, webhook=?, metrics=?, transport=?, sleep=? } -> routes
 -- (webhook: the stripe_connect.webhook module, default required lazily;
--- metrics: a stripe_connect.metrics registry, default the process-wide one.)
+-- metrics: a stripe_connect.metrics registry, default the process-wide one;
+-- transport and sleep: for the API client and the twin callback's wait,
+-- default core.http_request and core.sleep; nginx passes its own.)
 -- Only the callback sweeps the store (store:expire, every EXPIRE_EVERY
 -- seconds per worker): /connect touches no store at all.
 function M.new(opts)
   opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
-    webhook = true, replay_wait = true, metrics = true, transport = true }, "app.new")
+    webhook = true, replay_wait = true, metrics = true, transport = true, sleep = true }, "app.new")
   local cfg, store, policy = opts.config, opts.store, opts.policy
   assert(cfg and store and policy, "app.new: config, store and policy are required")
   local ok, serr = require("stripe_connect.store").check(store)
@@ -105,7 +107,7 @@ function M.new(opts)
   local log = util.redacting_log(opts.log, require("stripe_connect.config").secret_values(cfg))
   local metrics = opts.metrics or metrics_mod
   local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
-    replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport }
+    replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport, sleep = opts.sleep }
   local last_expire = 0
 
   local function sweep()
@@ -203,6 +205,22 @@ function M.link_origins(cfg)
   return table.concat(out, " ")
 end
 
+-- policy_of(cfg) -> policy | nil, problem: the policy of the platform's
+-- settings (the POLICY file, when set, loaded into stripe_connect.policy).
+-- Shared by from_env and the nginx entry points (stripe_connect.ngx).
+function M.policy_of(cfg)
+  local config = require "stripe_connect.config"
+  local policy_mod = require "stripe_connect.policy"
+  local hooks
+  if cfg.policy_path then
+    local perr
+    hooks, perr = policy_mod.load(cfg.policy_path)
+    if not hooks then return nil, "POLICY: " .. perr end
+  end
+  local log = util.redacting_log(nil, config.secret_values(cfg))
+  return policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris, log = log })
+end
+
 -- from_env() -> { config, store, policy }: the platform's pieces from the
 -- environment (config.load, DATABASE, POLICY).  Prints what to fix and exits
 -- 2 when a setting is missing or invalid, the store cannot be opened or the
@@ -211,7 +229,6 @@ end
 function M.from_env(getenv)
   local config = require "stripe_connect.config"
   local store_mod = require "stripe_connect.store"
-  local policy_mod = require "stripe_connect.policy"
   local function refuse(problem)
     io.stderr:write(config.format_problems({ problem }))
     io.stderr:flush()
@@ -222,15 +239,9 @@ function M.from_env(getenv)
   if not store then
     refuse("DATABASE: " .. tostring(err) .. " (check the path, and that its folder exists and is writable)")
   end
-  local hooks
-  if cfg.policy_path then
-    local perr
-    hooks, perr = policy_mod.load(cfg.policy_path)
-    if not hooks then refuse("POLICY: " .. perr) end
-  end
-  local log = util.redacting_log(nil, config.secret_values(cfg))
-  return { config = cfg, store = store,
-    policy = policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris, log = log }) }
+  local policy, perr = M.policy_of(cfg)
+  if not policy then refuse(perr) end
+  return { config = cfg, store = store, policy = policy }
 end
 
 -- account_script(name, op) — the body of scripts/deauthorize.lua and

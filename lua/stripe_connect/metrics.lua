@@ -116,6 +116,10 @@ local function lua_backend()
   return b
 end
 
+-- The Lua-table backend (its checks are the core's): stripe_connect.ngx checks
+-- series with it before counting them in a shared dict.
+M.lua_backend = lua_backend
+
 -- A label value escaped for the exposition (\ " and newline).
 local function label_value(s)
   return (s:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))

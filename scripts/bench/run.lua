@@ -224,11 +224,13 @@ local ROWS = {
   { id = "ceiling", group = "connect", server = "nginx", mode = "get", path = "/connect", expect = 302 },
   { id = "ours-connect-sqlite", group = "connect", server = "ours", db = "sqlite", mode = "get", path = "/connect", expect = 302 },
   { id = "ours-connect-memory", group = "connect", server = "ours", db = "memory", mode = "get", path = "/connect", expect = 302 },
+  { id = "nginx-connect-sqlite", group = "connect", server = "openresty", db = "sqlite", mode = "get", path = "/connect", expect = 302 },
   { id = "peer-connect", group = "connect", server = "peer", db = "sqlite", mode = "get", path = "/connect", expect = 302 },
   { id = "ours-callback-sqlite", group = "callback", server = "ours", db = "sqlite", mode = "callback", expect = 303 },
   { id = "ours-callback-memory", group = "callback", server = "ours", db = "memory", mode = "callback", expect = 303 },
   { id = "ours-callback-postgres-2hosts", group = "callback", server = "ours", db = "postgres", hosts = 2,
     mode = "callback", expect = 303 },
+  { id = "nginx-callback-sqlite", group = "callback", server = "openresty", db = "sqlite", mode = "callback", expect = 303 },
   { id = "peer-callback", group = "callback", server = "peer", db = "sqlite", mode = "callback", expect = 303 },
   { id = "ours-webhooks-sqlite", group = "webhooks", server = "ours", db = "sqlite", mode = "webhook", expect = 200 },
   { id = "ours-webhooks-memory", group = "webhooks", server = "ours", db = "memory", mode = "webhook", expect = 200 },
@@ -344,8 +346,10 @@ local function start_ours(row, name, port, public_url, database)
     STRIPE_CONNECT_BASE = "http://127.0.0.1:" .. (row.slow and standin_slow or standin_fast),
     DATABASE = database or (row.db == "memory" and "memory:" or ("sqlite:" .. tmp .. "/" .. row.id .. ".db")),
   }
-  local proc = spawn(name or row.id, PREFIX .. q(BIN) .. " serve " .. q("scripts/platform.lua") ..
-    " --listen 127.0.0.1:" .. port .. " --quiet", env)
+  -- the nginx rows: the same app inside nginx through its launcher, 2 worker processes
+  local serve = row.server == "openresty" and (q("scripts/openresty/serve") .. " --workers 2")
+    or (PREFIX .. q(BIN) .. " serve " .. q("scripts/platform.lua"))
+  local proc = spawn(name or row.id, serve .. " --listen 127.0.0.1:" .. port .. " --quiet", env)
   wait_port(proc, port)
   return proc, port
 end
@@ -456,7 +460,7 @@ local function run_row(row)
   local ok, err = pcall(function()
     if row.server == "nginx" then
       proc, port = start_ceiling()
-    elseif row.server == "ours" then
+    elseif row.server == "ours" or row.server == "openresty" then
       if row.mode == "callback" then
         ours_states = ours_states or fixtures("states", PAIRS, tmp .. "/ours-states.txt")
         file = ours_states
@@ -530,6 +534,7 @@ local function server_label(row)
   if row.hosts then
     return string.format("ours, %d hosts behind nginx (round robin), `DATABASE=postgres://…`", row.hosts)
   end
+  if row.server == "openresty" then return "ours in nginx (`scripts/openresty/serve --workers 2`), `DATABASE=sqlite:`" end
   return "ours, `DATABASE=" .. (row.db == "memory" and "memory:" or "sqlite:") .. "`"
 end
 
@@ -583,7 +588,7 @@ local function table_text(started)
       if row.result then
         local r = row.result
         local to_peer, to_ceiling, rss_peer = "", "", ""
-        if row.server == "ours" then
+        if row.server == "ours" or row.server == "openresty" then
           local peer = PEER_OF[row.group]
           to_peer = fmt_ratio(r.rps, rps(peer))
           if row.slow then

@@ -1,6 +1,6 @@
 -- `make bench`'s scripts (scripts/bench/) end to end in request-count mode: a
 -- few hundred requests per row against nginx's static 302, the platform with
--- SQLite and memory:, the Express peer (its npm packages installed from the
+-- SQLite and memory: (and inside nginx, scripts/openresty/serve), the Express peer (its npm packages installed from the
 -- registry, better-sqlite3 built from source) and the slow token stand-in,
 -- with every answer's status checked (302, 303, 200).  Behaviour only: every
 -- row filled, zero errors, the table printed and written; never timing or
@@ -11,8 +11,9 @@ local server = require "support.server"
 local stripe_node = require "support.stripe_node"
 
 local ROWS = {
-  "ceiling", "ours-connect-sqlite", "ours-connect-memory", "peer-connect",
-  "ours-callback-sqlite", "ours-callback-memory", "ours-callback-postgres-2hosts", "peer-callback",
+  "ceiling", "ours-connect-sqlite", "ours-connect-memory", "nginx-connect-sqlite", "peer-connect",
+  "ours-callback-sqlite", "ours-callback-memory", "ours-callback-postgres-2hosts", "nginx-callback-sqlite",
+  "peer-callback",
   "ours-webhooks-sqlite", "ours-webhooks-memory", "peer-webhooks",
   "ours-slow-sqlite", "peer-slow",
 }
@@ -81,9 +82,9 @@ function TestBenchSmoke.test_every_row_filled_without_errors()
     lu.assertStrMatches(cells[7], "%d+%.%d", nil, nil, what)    -- peak RSS MiB
     lu.assertTrue(tonumber(cells[7]) > 0, what)
   end
-  -- Ours' rows carry both ratios, the peer's and the ceiling's none.
+  -- Ours' rows (in the host and in nginx) carry both ratios, the peer's and the ceiling's none.
   for i, cells in ipairs(rows) do
-    if ROWS[i]:match("^ours") then
+    if ROWS[i]:match("^ours") or ROWS[i]:match("^nginx%-") then
       lu.assertStrMatches(cells[8], "%d+%.%d%d×", nil, nil, ROWS[i])
       lu.assertStrMatches(cells[9], "%d+%.%d%d×.*", nil, nil, ROWS[i])
     else

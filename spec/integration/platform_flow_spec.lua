@@ -8,12 +8,16 @@ local http = require "support.http"
 local platform = require "support.platform"
 local server = require "support.server"
 
+-- "host", or "nginx" when spec/integration/openresty_spec.lua loads this file
+-- with that argument: the same cases against scripts/openresty/serve.
+local target = ... or "host"
+
 local p -- one platform + fake for the class
 
 local TestPlatformFlow = {}
 
 function TestPlatformFlow.setupClass()
-  p = platform.start{ workers = 2 }
+  p = platform.start{ workers = 2, target = target }
 end
 
 function TestPlatformFlow.teardownClass()
@@ -302,4 +306,5 @@ function TestPlatformFlow.test_metrics()
   lu.assertStrContains(res.body, 'stripe_connect_accounts{status="connected"}')
 end
 
+if target == "nginx" then return { TestPlatformFlowNginx = TestPlatformFlow } end
 return { TestPlatformFlow = TestPlatformFlow }

@@ -23,6 +23,10 @@ local platform = require "support.platform"
 local server = require "support.server"
 local stripe_node = require "support.stripe_node"
 
+-- "host", or "nginx" when spec/integration/openresty_spec.lua loads this file
+-- with that argument: TestWebhookE2E against scripts/openresty/serve.
+local target = ... or "host"
+
 local q, sh = stripe_node.q, stripe_node.sh
 local SECRET = platform.WEBHOOK_SECRET
 
@@ -32,7 +36,7 @@ local function setup()
   if p then return p end
   hook_log = os.tmpname()
   p = platform.start {
-    workers = 2,
+    workers = 2, target = target,
     env = { POLICY = "spec/support/webhook_e2e_policy.lua", WEBHOOK_E2E_LOG = hook_log },
   }
   return p
@@ -407,5 +411,6 @@ function TestSendWebhookScript.test_usage_errors_and_exit_codes()
   assert(ok, err)
 end
 
+if target == "nginx" then return { TestWebhookE2ENginx = TestWebhookE2E } end
 return { TestWebhookE2E = TestWebhookE2E, TestWebhookServerLimits = TestWebhookServerLimits,
          TestSendWebhookScript = TestSendWebhookScript }

@@ -39,10 +39,12 @@ P.__index = P
 
 -- start{ env = {…} (platform env overrides; false removes), workers = N,
 --        admin = true (default) | false, fake = true (default),
---        hosts = N (default 1; more: behind nginx), database = URL }
+--        hosts = N (default 1; more: behind nginx), database = URL,
+--        target = "host" (default: `stripe-connect serve scripts/platform.lua`)
+--               | "nginx" (scripts/openresty/serve: the same app inside nginx) }
 function M.start(opts)
   opts = opts or {}
-  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1 }, P)
+  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1, target = opts.target or "host" }, P)
   self.port = server.free_port()
   if (opts.hosts or 1) > 1 then
     self.hosts = {}
@@ -72,6 +74,7 @@ function M.start(opts)
 end
 
 function P:start_platform()
+  assert(self.target == "host" or self.target == "nginx", "platform.start: target is host or nginx")
   if self.hosts then
     local ports = {}
     for i, h in ipairs(self.hosts) do
@@ -84,6 +87,7 @@ function P:start_platform()
     return
   end
   self.platform = server.start{ app = "scripts/platform.lua", env = self.env,
+    launcher = self.target == "nginx" and "scripts/openresty/serve" or nil, ready_timeout = 20,
     args = { "--listen", "127.0.0.1:" .. self.port, "--workers", tostring(self.workers) } }
 end
 

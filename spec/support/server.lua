@@ -153,13 +153,13 @@ Server.__index = Server
 local function start_options(opts)
   assert(type(opts) == "table", "server.start: options table expected")
   for k in pairs(opts) do
-    assert(k == "app" or k == "env" or k == "args" or k == "ready_timeout",
+    assert(k == "app" or k == "env" or k == "args" or k == "ready_timeout" or k == "launcher",
            "server.start: unknown option " .. tostring(k))
   end
   assert(type(opts.app) == "string", "server.start: app (path of APP.lua) is required")
 end
 
--- start{ app = PATH, env = { NAME = value }, args = { ... }, ready_timeout = 10 }
+-- start{ app = PATH, env = { NAME = value }, args = { ... }, ready_timeout = 10, launcher = PATH? }
 function M.start(opts)
   start_options(opts)
   local base = log_base(opts.app)
@@ -177,8 +177,10 @@ function M.start(opts)
   for k, v in pairs(given) do env[#env + 1] = quote(k .. "=" .. tostring(v)) end
   local args = {}
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = quote(a) end
-  local cmd = table.concat({ "exec", "env", table.concat(env, " "), quote(BIN), "serve",
-    quote(opts.app), "--listen", "127.0.0.1:0", table.concat(args, " ") }, " ")
+  -- launcher: a command that takes serve's options in place of `BIN serve APP`
+  -- (scripts/openresty/serve: the platform inside nginx)
+  local serve = opts.launcher and quote(opts.launcher) or (quote(BIN) .. " serve " .. quote(opts.app))
+  local cmd = table.concat({ "exec", "env", table.concat(env, " "), serve, "--listen", "127.0.0.1:0", table.concat(args, " ") }, " ")
   local script = table.concat({
     "(" .. cmd .. " </dev/null >" .. quote(stdout) .. " 2>" .. quote(self.log) .. ") &",
     "spid=$!",
