@@ -10,8 +10,8 @@
 --   PUBLIC_URL             required  http(s)://host[:port] the browser uses (the app
 --                                    serves its routes at the root of that origin)
 --   REDIRECT_URIS          optional  comma list; default PUBLIC_URL/oauth/callback
---   STRIPE_CONNECT_BASE    optional  default https://connect.stripe.com
---   STRIPE_API_BASE        optional  default https://api.stripe.com
+--   STRIPE_CONNECT_BASE    optional  default https://connect.stripe.com (https:// with a live key)
+--   STRIPE_API_BASE        optional  default https://api.stripe.com (https:// with a live key)
 --   STATE_SECRETS          required  kid:secret[,kid:secret…], secrets ≥ 32 bytes
 --   STATE_TTL              optional  seconds, default 1800 (1–86400)
 --   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory:
@@ -156,8 +156,15 @@ function M.load(getenv)
   end
 
   for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
-    local v = base_url(get(name))
-    if not v then problem("%s must be an http(s) base URL such as %s", name, M.DEFAULTS[name]) end
+    local v, https = base_url(get(name))
+    if not v then
+      problem("%s must be an http(s) base URL such as %s", name, M.DEFAULTS[name])
+    elseif c.livemode and not https then
+      -- A live key (and the codes and tokens) would cross the network in clear.
+      problem("%s must be https:// with a live key (the secret key, codes and tokens would travel " ..
+        "unencrypted); unset it to use %s", name, M.DEFAULTS[name])
+      v = nil
+    end
     c[name == "STRIPE_CONNECT_BASE" and "connect_base" or "api_base"] = v
   end
 

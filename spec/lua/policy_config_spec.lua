@@ -138,6 +138,30 @@ function TestConfig.test_problem_rows()
   end
 end
 
+-- Finding 7: STRIPE_CONNECT_BASE / STRIPE_API_BASE over http:// were
+-- accepted with a live key (the key, codes and tokens then cross the
+-- network in clear).  Refused at start-up for sk_live_ and rk_live_; a test
+-- key keeps http:// (the fake Connect on loopback).
+function TestConfig.test_finding_7_live_key_refuses_http_stripe_bases()
+  local live = { STRIPE_SECRET_KEY = "sk_live_x1", PUBLIC_URL = "https://p.example" }
+  for _, key in ipairs({ "sk_live_x1", "rk_live_x1" }) do
+    for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
+      local over = { STRIPE_SECRET_KEY = key, PUBLIC_URL = live.PUBLIC_URL, [name] = "http://127.0.0.1:12111" }
+      local c, problems = config.load(env(over))
+      lu.assertNil(c, key .. " " .. name)
+      local text = config.format_problems(problems)
+      lu.assertStrContains(text, name .. " must be https:// with a live key", false, key .. " " .. name)
+      lu.assertNotStrContains(text, key, false, "the key is not echoed")
+      -- https is fine
+      over[name] = "https://stripe-proxy.internal"
+      lu.assertNotNil(config.load(env(over)), key .. " " .. name .. " over https")
+    end
+  end
+  local t = assert(config.load(env({ STRIPE_CONNECT_BASE = "http://127.0.0.1:12111", STRIPE_API_BASE = "http://127.0.0.1:12111" })))
+  lu.assertEquals(t.connect_base, "http://127.0.0.1:12111")
+  lu.assertEquals(t.api_base, "http://127.0.0.1:12111")
+end
+
 -- A webhook secret pasted into the wrong variable (an sk_… key) was
 -- accepted and every webhook then failed verification; now it is refused,
 -- naming the entry but never echoing it.
