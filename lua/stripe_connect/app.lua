@@ -121,11 +121,7 @@ function M.new(opts)
       end },
     { "GET", "/connect", function(req) return flow.begin(ctx, req) end },
     { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
-    { "GET", "/connected", function(req)
-        local id = req.args and req.args.account
-        local a = type(id) == "string" and store:get_account(id) or nil
-        return html(200, pages.connected(a and a.status == "connected" and a.id or nil))
-      end },
+    { "GET", "/connected", function(req) return flow.connected_page(ctx, req) end },
     { "GET", "/healthz", function()
         local ok, err = true, nil
         if store.ping then ok, err = store:ping() end
@@ -161,10 +157,12 @@ function M.new(opts)
     if webhook.handler then
       routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
         secrets = cfg.webhook_secrets, store = store, log = log, livemode = cfg.livemode,
-        on_deauthorized = policy.on_deauthorized, metrics = metrics,
+        -- A hook that raises answers 500 and releases the event id (the
+        -- retry runs it again); policies without p.webhook keep swallowing.
+        on_deauthorized = (policy.webhook or policy).on_deauthorized, metrics = metrics,
         on_event = function(event)
           require("stripe_connect.onboard").on_event(ctx, event) -- account.updated: onboarding status
-          return policy.on_event(event)
+          return (policy.webhook or policy).on_event(event)
         end,
       } }
     else

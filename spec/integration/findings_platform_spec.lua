@@ -1,0 +1,164 @@
+-- The review's findings on the platform's flow (issue 13), each test named
+-- after its finding, against the real host, the fake Connect and SQLite:
+--   finding 4  a webhook hook that raises answers 500 and releases the event
+--              id, so Stripe's retry runs the hook again
+--   finding 6  /connected shows the success page only to the browser that
+--              connected the account; bad input is a 400, never a 500
+--   finding 8  invalid_client from deauthorize marks the account
+--              disconnected only when it means "not connected"
+local lu = require "luaunit"
+local cjson = require "cjson.safe"
+local core = require "stripe_connect.core"
+local webhook = require "stripe_connect.webhook"
+local http = require "support.http"
+local platform = require "support.platform"
+local files = require "support.files"
+
+local p, hook_fail, hook_log
+
+local TestFindingsPlatform = {}
+
+function TestFindingsPlatform.setupClass()
+  local dir = files.tmpdir()
+  hook_fail, hook_log = dir .. "/fail", dir .. "/hooks.log"
+  p = platform.start{ workers = 2, env = { POLICY = "spec/support/failing_hook_policy.lua",
+    HOOK_FAIL = hook_fail, HOOK_LOG = hook_log } }
+  p.hook_dir = dir
+end
+
+function TestFindingsPlatform.teardownClass()
+  if p then p:stop(); files.rmdir(p.hook_dir) end
+end
+
+local function hook_lines() return files.lines(hook_log) end
+
+local function deliver(body)
+  return assert(http.request{ method = "POST", url = p.url .. "/webhooks", body = body,
+    headers = { ["Content-Type"] = "application/json",
+      ["Stripe-Signature"] = webhook.sign(body, platform.WEBHOOK_SECRET) } })
+end
+
+local function account(id)
+  local status, body = p:admin("GET", "/admin/accounts/" .. id)
+  return status == 200 and body.data or nil
+end
+
+local function connected_id(res)
+  return (res.headers["location"] or ""):match("/connected%?account=(acct_[%w]+)$")
+end
+
+function TestFindingsPlatform.test_finding_4_failing_webhook_hook_answers_500_and_the_retry_runs_it()
+  for _, kind in ipairs({ "on_event", "on_deauthorized" }) do
+    local body, ev
+    if kind == "on_event" then
+      body, ev = webhook.event{ type = "customer.created", account = "acct_hookfail" }
+    else
+      local res = p:connect(http.browser(), { account = "acct_hookdeauth" })
+      lu.assertEquals(res.status, 303)
+      body, ev = webhook.event{ type = webhook.DEAUTHORIZED, account = "acct_hookdeauth" }
+    end
+    files.write(hook_fail, "x")
+    local first = deliver(body)
+    lu.assertEquals(first.status, 500, kind .. ": a hook that raises is not acknowledged")
+    lu.assertEquals(cjson.decode(first.body), { error = "processing_failed" }, kind)
+    lu.assertNotStrContains(first.body, "downstream", false, kind .. ": the hook's error stays in the log")
+    os.remove(hook_fail)
+    -- Stripe's retry of the same event (same id, same body) runs the hook
+    local retry = deliver(body)
+    lu.assertEquals(retry.status, 200, kind .. ": the retry after the hook is fixed")
+    lu.assertEquals(cjson.decode(retry.body), { received = true }, kind .. ": processed, not a duplicate")
+    local want = kind .. " " .. (kind == "on_event" and ev.id or "acct_hookdeauth")
+    local n = 0
+    for _, l in ipairs(hook_lines()) do if l == want then n = n + 1 end end
+    lu.assertEquals(n, 1, kind .. ": the hook ran once, on the retry")
+    -- a third delivery is the duplicate
+    lu.assertEquals(cjson.decode(deliver(body).body), { received = true, duplicate = true }, kind)
+  end
+  lu.assertEquals(account("acct_hookdeauth").status, "disconnected")
+end
+
+function TestFindingsPlatform.test_finding_6_connected_page_only_for_the_browser_that_connected()
+  local b = http.browser()
+  local res = p:connect(b, { account = "acct_findingsix" })
+  local id = connected_id(res)
+  lu.assertEquals(id, "acct_findingsix")
+  local mine = assert(b:get(p.url .. res.headers["location"]))
+  lu.assertEquals(mine.status, 200)
+  lu.assertStrContains(mine.body, "You're connected")
+  lu.assertStrContains(mine.body, "acct_findingsix")
+  -- anyone else: no cookie, another browser's binding cookie
+  local other = http.browser()
+  p:begin(other) -- a binding cookie of its own
+  local refused = {
+    { "no cookie", assert(http.get(p.url .. "/connected?account=acct_findingsix")) },
+    { "another browser", assert(other:get(p.url .. "/connected?account=acct_findingsix")) },
+    { "unknown account", assert(other:get(p.url .. "/connected?account=acct_neverseen")) },
+    { "unknown account, no cookie", assert(http.get(p.url .. "/connected?account=acct_neverseen")) },
+  }
+  for _, row in ipairs(refused) do
+    lu.assertEquals(row[2].status, 403, row[1])
+    lu.assertNotStrContains(row[2].body, "You're connected", false, row[1])
+    lu.assertNotStrContains(row[2].body, "acct_", false, row[1])
+  end
+  -- connected and unknown accounts look alike to another browser
+  lu.assertEquals(refused[2][2].body, refused[3][2].body)
+  -- disconnected: the same browser no longer sees the success page
+  lu.assertEquals((p:admin("POST", "/admin/accounts/acct_findingsix/deauthorize")), 200)
+  lu.assertEquals(assert(b:get(p.url .. "/connected?account=acct_findingsix")).status, 403)
+end
+
+function TestFindingsPlatform.test_finding_6_connected_page_bad_input_is_a_400()
+  local b = http.browser()
+  p:connect(b, { account = "acct_findingsixb" })
+  for _, q in ipairs({ "", "?account=", "?account=acct_%00", "?account=acct_findingsixb%00",
+                       "?account=acct_%FF%FE", "?account=acct_x%22%3E%3Cscript%3E", "?account=cus_123",
+                       "?account=acct_findingsixb&account=acct_findingsixb", "?account=" .. ("a"):rep(300),
+                       "?account=acct_" .. ("a"):rep(300), "?account[]=acct_findingsixb", "?x=%zz" }) do
+    local res = assert(b:get(p.url .. "/connected" .. q))
+    lu.assertEquals(res.status, 400, q)
+    -- a query that does not decode is refused by the host, before the app (text/plain)
+    if q ~= "?x=%zz" then lu.assertStrContains(res.headers["content-type"], "text/html", false, q) end
+    lu.assertNotStrContains(res.body, "traceback", true, q)
+    lu.assertNotStrContains(res.body, "<script", false, q)
+    lu.assertNotStrContains(res.body, ".lua", false, q)
+  end
+end
+
+function TestFindingsPlatform.test_finding_8_invalid_client_for_a_wrong_key_keeps_the_account_connected()
+  lu.assertEquals(p:connect(http.browser(), { account = "acct_findingeight" }).status, 303)
+  local saved = { key = p.env.STRIPE_SECRET_KEY, client = p.env.STRIPE_CLIENT_ID }
+  local rows = {
+    { "wrong secret key", "STRIPE_SECRET_KEY", "sk_test_not_the_platforms_key" },
+    { "wrong client id", "STRIPE_CLIENT_ID", "ca_not_the_platforms_client" },
+  }
+  for _, row in ipairs(rows) do
+    p.env[row[2]] = row[3]
+    local code, out = p:script("deauthorize", "acct_findingeight")
+    p.env.STRIPE_SECRET_KEY, p.env.STRIPE_CLIENT_ID = saved.key, saved.client
+    lu.assertEquals(code, 1, row[1] .. ": " .. out)
+    lu.assertStrContains(out, "invalid_client", false, row[1])
+    lu.assertStrContains(out, "stays connected", false, row[1])
+    lu.assertNotStrContains(out, "sk_test_not", false, row[1] .. ": no secret key is echoed")
+    lu.assertEquals(account("acct_findingeight").status, "connected", row[1])
+  end
+  -- the fake still has the connection; the right key disconnects it
+  local code, out = p:script("deauthorize", "acct_findingeight")
+  lu.assertEquals(code, 0, out)
+  lu.assertEquals(account("acct_findingeight").status, "disconnected")
+end
+
+function TestFindingsPlatform.test_finding_8_invalid_client_not_connected_marks_the_account_disconnected()
+  lu.assertEquals(p:connect(http.browser(), { account = "acct_findingeightb" }).status, 303)
+  -- disconnected on Stripe's side without a webhook reaching us
+  local res = assert(http.request{ method = "POST", url = p.fake.url .. "/oauth/deauthorize",
+    headers = { Authorization = "Bearer " .. platform.SECRET_KEY,
+      ["Content-Type"] = "application/x-www-form-urlencoded" },
+    body = "client_id=" .. platform.CLIENT_ID .. "&stripe_user_id=acct_findingeightb" })
+  lu.assertEquals(res.status, 200, res.body)
+  lu.assertEquals(account("acct_findingeightb").status, "connected")
+  local status, body = p:admin("POST", "/admin/accounts/acct_findingeightb/deauthorize")
+  lu.assertEquals(status, 200, cjson.encode(body))
+  lu.assertEquals(body.data.status, "disconnected")
+end
+
+return { TestFindingsPlatform = TestFindingsPlatform }
