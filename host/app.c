@@ -75,6 +75,7 @@ static int app_pload(lua_State *L)
     lua_call(L, 1, 1);
     upstream_install(L, w);                       /* core table stays at -1 */
     dbwait_install(L, w);
+    tasks_install(L, w);
     lua_pushinteger(L, w->id);                    /* the stores share per process under serve */
     lua_setfield(L, -2, "serve_worker");
     budget_install(L, w);                         /* before APP.lua runs */

@@ -33,7 +33,19 @@ local util = require "stripe_connect.util"
 
 local M = {}
 
-local EXPIRE_EVERY = 300 -- seconds between store:expire sweeps, per worker
+-- Seconds between store:expire sweeps where the host has no timer
+-- (core.every: only `serve`), then run from the callback, per worker.
+local EXPIRE_EVERY = 300
+
+-- Seconds a webhook event id is kept: Stripe retries a delivery for up to
+-- three days, plus an hour of margin.
+M.EVENT_RETENTION = 72 * 3600 + 3600
+
+-- sweep_every(cfg) -> seconds between the timer's sweeps: half the state
+-- TTL, from 1 s to 60 s, so a flow row goes soon after it can matter.
+function M.sweep_every(cfg)
+  return math.max(1, math.min(60, math.floor((cfg.state_ttl or 1800) / 2)))
+end
 
 -- Seconds an admin sign-in (the HTML page's cookie) lasts.
 M.SESSION_TTL = 8 * 3600
@@ -89,8 +101,11 @@ end
 -- new{ config=, store=, policy=, oauth=?, log=?, webhook=?, metrics=? } -> routes
 -- (webhook: the stripe_connect.webhook module, default required lazily;
 -- metrics: a stripe_connect.metrics registry, default the process-wide one.)
--- Only the callback sweeps the store (store:expire, every EXPIRE_EVERY
--- seconds per worker): /connect touches no store at all.
+-- The store is swept (store:expire: flows past their time, event ids past
+-- EVENT_RETENTION) on a timer, once per process, every sweep_every(cfg)
+-- seconds, off the request path (core.every under `serve`).  Without a host
+-- timer (another host) the callback sweeps at most every EXPIRE_EVERY
+-- seconds per worker.  /connect touches no store at all.
 function M.new(opts)
   opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
     webhook = true, replay_wait = true, metrics = true, transport = true }, "app.new")
@@ -104,12 +119,20 @@ function M.new(opts)
     replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport }
   local last_expire = 0
 
-  local function sweep()
-    local now = os.time()
-    if now - last_expire >= EXPIRE_EVERY then
-      last_expire = now
-      local ok, err = store:expire(now)
-      if not ok then log("store expire failed: " .. tostring(err)) end
+  local function expire()
+    local ok, err = store:expire(os.time())
+    if not ok then log("store expire failed: " .. tostring(err)) end
+  end
+  local sweep = function() end
+  if core.every then
+    core.every(M.sweep_every(cfg), expire) -- armed on one worker per process
+  else
+    sweep = function()
+      local now = os.time()
+      if now - last_expire >= EXPIRE_EVERY then
+        last_expire = now
+        expire()
+      end
     end
   end
 
@@ -157,6 +180,7 @@ function M.new(opts)
     if webhook.handler then
       routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
         secrets = cfg.webhook_secrets, store = store, log = log, livemode = cfg.livemode,
+        event_ttl = M.EVENT_RETENTION,
         -- A hook that raises answers 500 and releases the event id (the
         -- retry runs it again); policies without p.webhook keep swallowing.
         on_deauthorized = (policy.webhook or policy).on_deauthorized, metrics = metrics,

@@ -37,9 +37,12 @@ local pages = require "stripe_connect.pages"
 
 local M = {}
 
--- Seconds a consumed flow is remembered after its state was issued: the
--- longest STATE_TTL config accepts, plus the state's allowed clock skew.
-local FLOW_RETENTION = 86400 + 300
+-- Seconds a consumed flow is remembered past its state's expiry: the
+-- clocks of hosts sharing a store may differ by this much.  Hosts whose
+-- clocks differ by STATE_TTL or more cannot complete flows anyway (one
+-- host's states look expired to the other), so the margin is STATE_TTL,
+-- at most 300 s.
+local function flow_margin(ttl) return math.min(ttl, 300) end
 
 -- Each failure reason: HTTP status and the words the page shows.
 M.REASONS = {
@@ -386,10 +389,12 @@ function M.complete(ctx, req)
     return M.render(failure(reason))
   end
 
-  -- Keep the flow record as long as any STATE_TTL (≤ 1 day) could still
-  -- accept this state, so a later TTL increase cannot make a swept flow's
-  -- code spendable twice.
-  local keep_until = claims.issued_at + FLOW_RETENTION
+  -- Keep the flow record while this state verifies (STATE_TTL), plus the
+  -- clock margin; the timer sweeps it after that (app.lua).  Raising
+  -- STATE_TTL lets the states of already swept flows verify again in the
+  -- same browser; their codes are single-use at Stripe (invalid_grant).
+  local ttl = cfg.state_ttl or state.DEFAULT_TTL
+  local keep_until = claims.issued_at + ttl + flow_margin(ttl)
   local claimed, recorded = store:claim_flow(claims.nonce, keep_until)
   if claimed == nil then
     ctx.log("callback: store failed to claim the flow: " .. tostring(recorded))

@@ -4,6 +4,7 @@
 --              id, so Stripe's retry runs the hook again
 --   finding 6  /connected shows the success page only to the browser that
 --              connected the account; bad input is a 400, never a 500
+--   finding 5  flow rows and event ids expire on a timer, without requests
 --   finding 8  invalid_client from deauthorize marks the account
 --              disconnected only when it means "not connected"
 local lu = require "luaunit"
@@ -161,4 +162,41 @@ function TestFindingsPlatform.test_finding_8_invalid_client_not_connected_marks_
   lu.assertEquals(body.data.status, "disconnected")
 end
 
-return { TestFindingsPlatform = TestFindingsPlatform }
+
+-- Finding 5: flow rows stayed 24 h whatever STATE_TTL was, and event ids
+-- were expired only from the callback.  A timer per process (core.every on
+-- worker 1) sweeps both: a flow row goes STATE_TTL (+ the clock margin,
+-- here STATE_TTL too) after its state was issued, an event id past its
+-- time, and neither needs a request.
+local TestFinding5 = {}
+
+function TestFinding5.test_finding_5_flows_and_event_ids_expire_on_a_timer_without_requests()
+  local q = platform.start{ workers = 2, env = { STATE_TTL = "2" } }
+  local ok, err = pcall(function()
+    lu.assertEquals(q:connect(http.browser(), { account = "acct_findingfive" }).status, 303)
+    local s = assert(require("stripe_connect.store").open(q.env.DATABASE))
+    local function count(sql)
+      return assert(s:run{ { sql } })[1][1].n
+    end
+    lu.assertEquals(count("SELECT COUNT(*) AS n FROM flows"), 1)
+    local now = os.time()
+    assert(s:run{ { "INSERT INTO events (id, expires_at) VALUES ('evt_stale', ?)", now - 1 },
+                  { "INSERT INTO events (id, expires_at) VALUES ('evt_live', ?)", now + 3600 } })
+    local requests = select(2, q.platform:log_text():gsub("method=", ""))
+    local deadline = os.time() + 30
+    while os.time() < deadline and (count("SELECT COUNT(*) AS n FROM flows") > 0
+        or count("SELECT COUNT(*) AS n FROM events WHERE id = 'evt_stale'") > 0) do
+      core.sleep(0.2)
+    end
+    lu.assertEquals(count("SELECT COUNT(*) AS n FROM flows"), 0, "the flow row is swept")
+    lu.assertEquals(count("SELECT COUNT(*) AS n FROM events WHERE id = 'evt_stale'"), 0, "the stale event id is swept")
+    lu.assertEquals(count("SELECT COUNT(*) AS n FROM events WHERE id = 'evt_live'"), 1, "a live event id stays")
+    lu.assertEquals(select(2, q.platform:log_text():gsub("method=", "")), requests, "no request came meanwhile")
+    lu.assertEquals(count("SELECT COUNT(*) AS n FROM accounts WHERE id = 'acct_findingfive'"), 1, "accounts stay")
+    s:close()
+  end)
+  q:stop()
+  if not ok then error(err, 0) end
+end
+
+return { TestFindingsPlatform = TestFindingsPlatform, TestFinding5 = TestFinding5 }
