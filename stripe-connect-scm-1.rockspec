@@ -25,7 +25,8 @@ build = {
       ["stripe_connect.core"] = {
          sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
                      "host/core/parse.c", "host/core/http.c", "host/core/webhook.c",
-                     "host/core/db.c", "host/core/sqlite.c", "host/core/metrics.c" },
+                     "host/core/db.c", "host/core/sqlite.c", "host/core/metrics.c",
+                     "host/core/ratelimit.c" },
          libraries = { "ssl", "crypto", "curl", "sqlite3", "pthread" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(SQLITE_INCDIR)" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(SQLITE_LIBDIR)" },

@@ -81,6 +81,45 @@ local function route_label(path)
   return (path:sub(2):gsub("%$$", ""):gsub("%b()", "{id}"))
 end
 
+-- The routes counted against a client address's token bucket (config
+-- rate_limit), and which bucket: a user's Connect flow takes a few of
+-- these; admin sign-in has a bucket of its own.
+M.RATE_LIMITED = {
+  ["GET /connect"] = "flow", ["GET /oauth/callback"] = "flow", ["POST /onboard"] = "flow",
+  ["POST /admin/login"] = "admin",
+}
+
+-- limited(cfg, metrics, routes) -> routes, those in RATE_LIMITED wrapped in
+-- the per-address token bucket (core.rate_take: process memory, shared by
+-- the workers of one `serve`).  Past the bucket: 429 with Retry-After, and
+-- the handler does not run.  A request without remote_addr is not counted.
+local function limited(cfg, metrics, routes)
+  local rl = cfg.rate_limit
+  if not rl then return routes end
+  for _, r in ipairs(routes) do
+    local bucket = M.RATE_LIMITED[r[1] .. " " .. r[2]]
+    if bucket then
+      local handler, series = r[3], string.format('stripe_connect_rate_limited_total{bucket="%s"}', bucket)
+      r[3] = function(req)
+        local addr = req.remote_addr
+        if type(addr) == "string" and addr ~= "" then
+          local ok, retry_after = core.rate_take(bucket .. " " .. addr:sub(1, 100), rl.burst, rl.per_minute)
+          if not ok then
+            metrics.incr(series)
+            local res = html(429, pages.problem{ title = "Too many requests",
+              message = "Too many attempts from your network in a short time. Please wait a minute and try again.",
+              retry = false })
+            res.headers["Retry-After"] = tostring(retry_after)
+            return res
+          end
+        end
+        return handler(req)
+      end
+    end
+  end
+  return routes
+end
+
 -- timed(metrics, routes) -> routes with each handler measured into the
 -- route's latency histogram (wall time from call to return, time spent
 -- waiting on Stripe included; a handler that raises is not observed).
@@ -197,7 +236,7 @@ function M.new(opts)
   if cfg.admin_token then
     for _, r in ipairs(M.admin_routes(ctx)) do routes[#routes + 1] = r end
   end
-  return timed(metrics, routes)
+  return timed(metrics, limited(cfg, metrics, routes))
 end
 
 -- link_origins(cfg) -> "origin [origin]": where Account Links send the browser

@@ -21,6 +21,9 @@
 --   POLICY                 optional  path of a Lua policy file (see policy.lua)
 --   ONBOARDING             optional  oauth (default) | account_links | both: what the
 --                                    home page offers (POST /onboard is Account Links)
+--   RATE_LIMIT             optional  BURST/PER_MINUTE (default 30/30) | off: the token
+--                                    bucket per client address on /connect, the
+--                                    callback, POST /onboard and POST /admin/login
 --
 -- Each secret (STRIPE_SECRET_KEY, STATE_SECRETS, ADMIN_TOKEN,
 -- STRIPE_WEBHOOK_SECRETS) may instead come from a file named by NAME_FILE
@@ -37,6 +40,7 @@ M.DEFAULTS = {
   DATABASE = "sqlite:data/connect.db",
   STRIPE_TIMEOUT = "30",
   ONBOARDING = "oauth",
+  RATE_LIMIT = "30/30",
 }
 
 -- The settings that may come from NAME_FILE instead.
@@ -215,6 +219,18 @@ function M.load(getenv)
   c.onboarding = ({ oauth = { oauth = true }, account_links = { account_links = true },
     both = { oauth = true, account_links = true } })[onboarding]
   if not c.onboarding then problem("ONBOARDING must be oauth, account_links or both (default oauth)") end
+
+  local rl = get("RATE_LIMIT")
+  if rl ~= "off" then
+    local burst, per_minute = rl:match("^(%d+)/(%d+)$")
+    burst, per_minute = tonumber(burst), tonumber(per_minute)
+    if not burst or burst < 1 or burst > 1e9 or per_minute < 1 or per_minute > 1e9 then
+      problem("RATE_LIMIT must be BURST/PER_MINUTE (whole numbers from 1 to 1000000000, e.g. 30/30: " ..
+        "30 requests at once, then 30 a minute per client address) or off (default 30/30)")
+    else
+      c.rate_limit = { burst = burst, per_minute = per_minute }
+    end
+  end
 
   c.policy_path = trim(getenv("POLICY"))
   if c.policy_path then

@@ -5,6 +5,8 @@
 --   finding 6  /connected shows the success page only to the browser that
 --              connected the account; bad input is a 400, never a 500
 --   finding 5  flow rows and event ids expire on a timer, without requests
+--   finding 11 a token bucket per client address on /connect, the callback
+--              and admin sign-in, shared by the workers: 429 + Retry-After
 --   finding 8  invalid_client from deauthorize marks the account
 --              disconnected only when it means "not connected"
 local lu = require "luaunit"
@@ -199,4 +201,70 @@ function TestFinding5.test_finding_5_flows_and_event_ids_expire_on_a_timer_witho
   if not ok then error(err, 0) end
 end
 
-return { TestFindingsPlatform = TestFindingsPlatform, TestFinding5 = TestFinding5 }
+-- One request on a connection of its own (Connection: close), so SO_REUSEPORT
+-- spreads them over the workers -> status, raw answer.
+local function fresh_request(port, method, path, body)
+  local socket = require "socket"
+  local c = assert(socket.connect("127.0.0.1", port))
+  c:settimeout(15)
+  assert(c:send(method .. " " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" ..
+    (body and ("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " .. #body .. "\r\n") or "") ..
+    "\r\n" .. (body or "")))
+  local data = c:receive("*a") or ""
+  c:close()
+  return tonumber(data:match("^HTTP/1%.1 (%d%d%d)")), data
+end
+
+local TestFinding11 = {}
+
+function TestFinding11.test_finding_11_rate_limit_per_address_shared_by_workers()
+  local q = platform.start{ workers = 2, env = { RATE_LIMIT = "4/1" } }
+  local ok, err = pcall(function()
+    -- /connect and the callback share the address's flow bucket: 4 in all
+    -- over both workers (16 fresh connections; per-worker buckets would let 8 in)
+    local allowed, limited = {}, 0
+    for i = 1, 16 do
+      local path = i % 2 == 1 and "/connect" or "/oauth/callback?code=x&state=y"
+      local status, raw = fresh_request(q.port, "GET", path)
+      if status == 429 then
+        limited = limited + 1
+        local retry = tonumber(raw:match("\r\nRetry%-After: (%d+)\r\n"))
+        lu.assertNotNil(retry, raw)
+        lu.assertTrue(retry >= 1 and retry <= 60, raw)
+        lu.assertStrContains(raw, "Too many requests")
+        lu.assertStrContains(raw, "Cache-Control: no-store")
+      else
+        allowed[#allowed + 1] = status
+      end
+    end
+    lu.assertEquals(allowed, { 302, 403, 302, 403 })
+    lu.assertEquals(limited, 12)
+    local log = q.platform:log_text()
+    lu.assertStrContains(log, 'worker=1 method=GET path="/')
+    lu.assertStrContains(log, 'worker=2 method=GET path="/')
+    -- other routes are not limited; admin sign-in has its own bucket
+    lu.assertEquals((fresh_request(q.port, "GET", "/")), 200)
+    lu.assertEquals((fresh_request(q.port, "GET", "/healthz")), 200)
+    local login = {}
+    for i = 1, 5 do login[i] = (fresh_request(q.port, "POST", "/admin/login", "token=wrong")) end
+    lu.assertEquals(login, { 401, 401, 401, 401, 429 })
+    -- the Bearer API is not sign-in
+    lu.assertEquals((q:admin("GET", "/admin/accounts")), 200)
+    local _, metrics = fresh_request(q.port, "GET", "/metrics")
+    lu.assertStrContains(metrics, 'stripe_connect_rate_limited_total{bucket="flow"} 12')
+    lu.assertStrContains(metrics, 'stripe_connect_rate_limited_total{bucket="admin"} 1')
+  end)
+  q:stop()
+  if not ok then error(err, 0) end
+end
+
+function TestFinding11.test_finding_11_rate_limit_off()
+  local q = platform.start{ env = { RATE_LIMIT = "off" } }
+  local ok, err = pcall(function()
+    for i = 1, 40 do lu.assertEquals((fresh_request(q.port, "GET", "/connect")), 302, "request " .. i) end
+  end)
+  q:stop()
+  if not ok then error(err, 0) end
+end
+
+return { TestFindingsPlatform = TestFindingsPlatform, TestFinding5 = TestFinding5, TestFinding11 = TestFinding11 }

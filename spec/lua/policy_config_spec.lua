@@ -93,6 +93,9 @@ function TestConfig.test_good_defaults()
   lu.assertFalse(c.livemode)
   lu.assertNil(c.admin_token)
   lu.assertNil(c.webhook_secrets)
+  lu.assertEquals(c.rate_limit, { burst = 30, per_minute = 30 })
+  lu.assertNil(assert(config.load(env({ RATE_LIMIT = "off" }))).rate_limit)
+  lu.assertEquals(assert(config.load(env({ RATE_LIMIT = "5/120" }))).rate_limit, { burst = 5, per_minute = 120 })
   local s = assert(config.load(env({ PUBLIC_URL = "https://p.example", REDIRECT_URIS = "https://p.example/a, https://p.example/b",
     STRIPE_WEBHOOK_SECRETS = "whsec_1,whsec_2", ADMIN_TOKEN = ("t"):rep(20), STATE_TTL = "60", DATABASE = "memory:" })))
   lu.assertTrue(s.secure)
@@ -127,6 +130,11 @@ function TestConfig.test_problem_rows()
     { "duplicate key id", env({ STATE_SECRETS = "k1:" .. ("x"):rep(32) .. ",k1:" .. ("y"):rep(32) }),
       { "STATE_SECRETS is invalid", "appears twice" } },
     { "state secret without kid", env({ STATE_SECRETS = ("x"):rep(40) }), { "STATE_SECRETS is invalid", "kid:secret" } },
+    { "rate limit not burst/rate", env({ RATE_LIMIT = "30" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit zero", env({ RATE_LIMIT = "0/30" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit zero rate", env({ RATE_LIMIT = "30/0" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit fraction", env({ RATE_LIMIT = "1.5/30" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit huge", env({ RATE_LIMIT = "10000000000/1" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
   }
   for _, row in ipairs(rows) do
     local c, problems = config.load(row[2])
