@@ -38,6 +38,7 @@ build = {
       ["stripe_connect.fake"] = "lua/stripe_connect/fake.lua",
       ["stripe_connect.util"] = "lua/stripe_connect/util.lua",
       ["stripe_connect.state"] = "lua/stripe_connect/state.lua",
+      ["stripe_connect.tokens"] = "lua/stripe_connect/tokens.lua",
       ["stripe_connect.config"] = "lua/stripe_connect/config.lua",
       ["stripe_connect.policy"] = "lua/stripe_connect/policy.lua",
       ["stripe_connect.flow"] = "lua/stripe_connect/flow.lua",

@@ -269,13 +269,19 @@ function M.from_env(getenv)
   if not store then
     refuse("DATABASE: " .. tostring(err) .. " (check the path, and that its folder exists and is writable)")
   end
+  local log = util.redacting_log(nil, config.secret_values(cfg))
+  if cfg.token_keys then
+    store = require("stripe_connect.tokens").wrap(store, cfg.token_keys, log)
+  elseif (core.serve_worker or 1) == 1 then
+    log("stripe-connect: TOKEN_KEYS is not set: the accounts' tokens are stored unencrypted (test mode only; " ..
+      "a live key refuses to start without it)")
+  end
   local hooks
   if cfg.policy_path then
     local perr
     hooks, perr = policy_mod.load(cfg.policy_path)
     if not hooks then refuse("POLICY: " .. perr) end
   end
-  local log = util.redacting_log(nil, config.secret_values(cfg))
   return { config = cfg, store = store,
     policy = policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris, log = log }) }
 end

@@ -21,15 +21,20 @@
 --   POLICY                 optional  path of a Lua policy file (see policy.lua)
 --   ONBOARDING             optional  oauth (default) | account_links | both: what the
 --                                    home page offers (POST /onboard is Account Links)
+--   TOKEN_KEYS             kid:base64key[,kid:base64key…] (32-byte keys): the
+--                                    accounts' tokens are encrypted at rest under the
+--                                    first (AES-256-GCM), all decrypt; required with a
+--                                    live key (test mode without it: plaintext, warned)
 --   RATE_LIMIT             optional  BURST/PER_MINUTE (default 30/30) | off: the token
 --                                    bucket per client address on /connect, the
 --                                    callback, POST /onboard and POST /admin/login
 --
 -- Each secret (STRIPE_SECRET_KEY, STATE_SECRETS, ADMIN_TOKEN,
--- STRIPE_WEBHOOK_SECRETS) may instead come from a file named by NAME_FILE
+-- STRIPE_WEBHOOK_SECRETS, TOKEN_KEYS) may instead come from a file named by NAME_FILE
 -- (its contents, surrounding white space trimmed), e.g. a 0600 file or a
 -- container secret, so the value stays out of the process environment.
 local state = require "stripe_connect.state"
+local tokens = require "stripe_connect.tokens"
 
 local M = {}
 
@@ -44,7 +49,8 @@ M.DEFAULTS = {
 }
 
 -- The settings that may come from NAME_FILE instead.
-M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true }
+M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true,
+  TOKEN_KEYS = true }
 
 local function trim(s)
   if s == nil then return nil end
@@ -220,6 +226,20 @@ function M.load(getenv)
     both = { oauth = true, account_links = true } })[onboarding]
   if not c.onboarding then problem("ONBOARDING must be oauth, account_links or both (default oauth)") end
 
+  local token_keys = get("TOKEN_KEYS")
+  if token_keys then
+    local kr, err = tokens.keyring(token_keys)
+    if not kr then
+      problem("TOKEN_KEYS is invalid (%s): use kid:base64key[,kid:base64key…], each key 32 random bytes, " ..
+        "e.g. TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64) (first encrypts, all decrypt), " ..
+        "or name a file holding them in TOKEN_KEYS_FILE", err)
+    end
+    c.token_keys = kr
+  elseif c.livemode then
+    problem("TOKEN_KEYS is not set: with a live key the accounts' tokens must be encrypted at rest; export " ..
+      "TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64), or name a 0600 file holding it in TOKEN_KEYS_FILE")
+  end
+
   local rl = get("RATE_LIMIT")
   if rl ~= "off" then
     local burst, per_minute = rl:match("^(%d+)/(%d+)$")
@@ -269,6 +289,7 @@ function M.secret_values(cfg)
   add(cfg.admin_token)
   for _, w in ipairs(cfg.webhook_secrets or {}) do add(w) end
   for _, k in ipairs(cfg.keyring and cfg.keyring.keys or {}) do add(k.secret) end
+  for _, k in ipairs(cfg.token_keys and cfg.token_keys.keys or {}) do add(k.text) end
   return out
 end
 

@@ -410,6 +410,7 @@ local function start_ours(row)
     -- wrk sends everything from one address: the limiter stays on the
     -- measured path with a bucket no run can empty.
     RATE_LIMIT = "1000000000/1000000000",
+    TOKEN_KEYS = "b1:" .. core.base64_encode(core.random_bytes(32)), -- tokens sealed, as in production
   }
   local proc = spawn(row.id, PREFIX .. q(BIN) .. " serve " .. q("scripts/platform.lua") ..
     " --listen 127.0.0.1:" .. port .. " --quiet", env)

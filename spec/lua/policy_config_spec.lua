@@ -4,6 +4,7 @@ local lu = require "luaunit"
 local policy_mod = require "stripe_connect.policy"
 local config = require "stripe_connect.config"
 local util = require "stripe_connect.util"
+local core = require "stripe_connect.core"
 
 local ALLOW = { "https://p.example/oauth/callback", "https://p.example/alt/callback" }
 
@@ -154,7 +155,8 @@ function TestConfig.test_finding_7_live_key_refuses_http_stripe_bases()
   local live = { STRIPE_SECRET_KEY = "sk_live_x1", PUBLIC_URL = "https://p.example" }
   for _, key in ipairs({ "sk_live_x1", "rk_live_x1" }) do
     for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
-      local over = { STRIPE_SECRET_KEY = key, PUBLIC_URL = live.PUBLIC_URL, [name] = "http://127.0.0.1:12111" }
+      local over = { STRIPE_SECRET_KEY = key, PUBLIC_URL = live.PUBLIC_URL, [name] = "http://127.0.0.1:12111",
+        TOKEN_KEYS = "t1:" .. core.base64_encode(("k"):rep(32)) }
       local c, problems = config.load(env(over))
       lu.assertNil(c, key .. " " .. name)
       local text = config.format_problems(problems)
