@@ -26,7 +26,8 @@ build = {
       ["stripe_connect.core"] = {
          sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
                      "host/core/parse.c", "host/core/http.c", "host/core/webhook.c",
-                     "host/core/db.c", "host/core/sqlite.c", "host/core/pg.c", "host/core/metrics.c" },
+                     "host/core/db.c", "host/core/sqlite.c", "host/core/pg.c", "host/core/metrics.c",
+                     "host/core/ratelimit.c" },
          libraries = { "ssl", "crypto", "curl", "sqlite3", "pq", "pthread" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(SQLITE_INCDIR)", "$(PQ_INCDIR)" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(SQLITE_LIBDIR)", "$(PQ_LIBDIR)" },
@@ -38,6 +39,7 @@ build = {
       ["stripe_connect.fake"] = "lua/stripe_connect/fake.lua",
       ["stripe_connect.util"] = "lua/stripe_connect/util.lua",
       ["stripe_connect.state"] = "lua/stripe_connect/state.lua",
+      ["stripe_connect.tokens"] = "lua/stripe_connect/tokens.lua",
       ["stripe_connect.config"] = "lua/stripe_connect/config.lua",
       ["stripe_connect.policy"] = "lua/stripe_connect/policy.lua",
       ["stripe_connect.flow"] = "lua/stripe_connect/flow.lua",

@@ -94,6 +94,7 @@ static int app_pload(lua_State *L)
     upstream_install(L, w);                       /* core table stays at -1 */
     dbwait_install(L, w);
     pgwait_install(L, w);
+    tasks_install(L, w);
     lua_pushinteger(L, w->id);                    /* the stores share per process under serve */
     lua_setfield(L, -2, "serve_worker");
     budget_install(L, w);                         /* before APP.lua runs */

@@ -96,6 +96,8 @@ static void ctx_free(request_ctx *ctx)
             luaL_unref(w->L, LUA_REGISTRYINDEX, ctx->co_ref);
         }
     }
+    if (ctx->task != NULL)
+        task_set_run(ctx->task, NULL);
     if (ctx->prev)
         ctx->prev->next = ctx->next;
     else
@@ -107,35 +109,66 @@ static void ctx_free(request_ctx *ctx)
 
 static void answer_500(request_ctx *ctx)
 {
+    if (ctx->c == NULL) {                        /* a task: nobody to answer */
+        ctx_free(ctx);
+        return;
+    }
     server_respond(ctx->c, 500, error_head, sizeof error_head - 1, error_body,
                    sizeof error_body - 1);
     ctx_free(ctx);
 }
 
-void handler_start(worker *w, conn *c, const http_request *r)
+/* A context for a request on c, or a task's run (c NULL, t set), linked
+ * into the worker's list and given a coroutine: ctx, or NULL (out of memory;
+ * a ctx that got no coroutine is answered 500 / dropped here). */
+static request_ctx *ctx_new(worker *w, conn *c, task *t)
 {
     request_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
-        server_respond(c, 500, error_head, sizeof error_head - 1, error_body,
-                       sizeof error_body - 1);
-        return;
+        if (c != NULL)
+            server_respond(c, 500, error_head, sizeof error_head - 1, error_body,
+                           sizeof error_body - 1);
+        else
+            log_error("worker %d: task: out of memory", w->id);
+        return NULL;
     }
     ctx->w = w;
     ctx->c = c;
+    ctx->task = t;
     ctx->co_ref = ctx->xfer_ref = LUA_NOREF;
     ctx->budget = w->opts->max_instructions;
     ctx->next = w->ctxs;
     if (w->ctxs)
         w->ctxs->prev = ctx;
     w->ctxs = ctx;
+    if (t != NULL)
+        task_set_run(t, ctx);
     if (ctx_attach_thread(ctx) != 0) {
         answer_500(ctx);
-        return;
+        return NULL;
     }
+    return ctx;
+}
+
+void handler_start(worker *w, conn *c, const http_request *r)
+{
+    request_ctx *ctx = ctx_new(w, c, NULL);
+    if (ctx == NULL)
+        return;
     lua_State *co = ctx_thread(ctx);            /* room for 2: LUA_MINSTACK */
     lua_rawgeti(co, LUA_REGISTRYINDEX, w->runner_ref);
     lua_pushlightuserdata(co, (void *)r);
     handler_resume(ctx, 1);
+}
+
+void handler_start_task(worker *w, task *t)
+{
+    request_ctx *ctx = ctx_new(w, NULL, t);
+    if (ctx == NULL)
+        return;
+    lua_State *co = ctx_thread(ctx);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, task_fn_ref(t));
+    handler_resume(ctx, 0);
 }
 
 int handler_push(request_ctx *ctx, lua_CFunction push, void *arg)
@@ -170,6 +203,10 @@ static int report_p(lua_State *L)
         msg = lua_tostring(L, -1);
     }
     luaL_traceback(L, a->co, msg ? msg : "(error object is not a string)", 0);
+    if (a->ctx->c == NULL) {
+        log_error("task error: %s", lua_tostring(L, -1));
+        return 0;
+    }
     const http_request *r = server_request(a->ctx->c);
     log_error("handler error: %.*s %.*s: %s", (int)r->mlen, r->method, (int)r->plen, r->path,
               lua_tostring(L, -1));
@@ -193,6 +230,10 @@ void handler_resume(request_ctx *ctx, int nargs)
         return;                               /* resumed by upstream.c, dbwait.c or pgwait.c */
     struct report_args a = { ctx, co, NULL };
     ctx->reusable = status == LUA_OK;
+    if (ctx->c == NULL && status == LUA_OK && ctx->budget > 0) {  /* a task's run ended */
+        ctx_free(ctx);
+        return;
+    }
     if (status == LUA_OK && nres == 2 && ctx->budget > 0) {
         size_t bl;
         int code = (int)lua_tointeger(co, -2);

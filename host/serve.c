@@ -36,6 +36,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         return;
     }
     w->stopping = 1;
+    tasks_stop(w);
     if (w->listener) {
         evconnlistener_free(w->listener);
         w->listener = NULL;
@@ -93,6 +94,7 @@ static void worker_free(worker *w)
 {
     if (w->L != NULL)
         handler_abort_all(w);
+    tasks_close(w);
     server_free_all(w);
     if (w->listener)
         evconnlistener_free(w->listener);

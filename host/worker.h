@@ -13,6 +13,7 @@
  *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
  *   dbwait.c    the store's database jobs: yield the request until committed
  *   pgwait.c    PostgreSQL on libpq's async API: yield the request until answered
+ *   tasks.c     core.every: periodic Lua tasks run as coroutines on worker 1
  *   log.c       access log and error lines on stderr
  *
  * Each worker thread owns one event_base, one lua_State and one curl multi
@@ -51,6 +52,7 @@ typedef struct serve_opts {
 
 typedef struct conn conn;
 typedef struct request_ctx request_ctx;
+typedef struct task task;
 struct dbwait;
 struct sc_job;
 struct pgop;
@@ -123,6 +125,7 @@ typedef struct worker {
     _Atomic long long live_since;
     atomic_int kicked;
     struct dbwait *db;          /* database jobs coming back (dbwait.c) */
+    task *tasks;                /* core.every's timers (tasks.c) */
     conn *conns;                /* all open connections */
     int nconns;
     int stopping;
@@ -132,7 +135,8 @@ typedef struct worker {
 /* A request being handled: its coroutine and what it waits on. */
 struct request_ctx {
     worker *w;
-    conn *c;
+    conn *c;                    /* NULL for a task's run (tasks.c) */
+    task *task;                 /* the task this run is, or NULL */
     int co_ref;                 /* registry ref of the coroutine */
     int reusable;               /* it finished normally: back to w->idle_co */
     int counting;               /* its instructions are counted (budget.c) */
@@ -196,6 +200,8 @@ void handler_start(worker *w, conn *c, const http_request *r);
  * the request's coroutine: the count, or -1 (logged) on a memory error. */
 int handler_push(request_ctx *ctx, lua_CFunction push, void *arg);
 void handler_resume(request_ctx *ctx, int nargs);
+/* Run a task's function as a coroutine with a context of its own (no connection). */
+void handler_start_task(worker *w, task *t);
 void handler_abort_all(worker *w);
 
 /* upstream.c */
@@ -230,6 +236,13 @@ void dbwait_close(worker *w);
  * on top).  Stack: [-0, +0]. */
 void pgwait_install(lua_State *L, worker *w);
 void pgwait_cancel(request_ctx *ctx);
+/* tasks.c */
+/* core.every in the core table on top of L.  Stack: [-0, +0]. */
+void tasks_install(lua_State *L, worker *w);
+int task_fn_ref(const task *t);
+void task_set_run(task *t, request_ctx *ctx);
+void tasks_stop(worker *w);
+void tasks_close(worker *w);
 
 /* log.c */
 void log_access(const worker *w, const char *method, const char *path, size_t pathlen,

@@ -8,7 +8,8 @@
 --   DATA_DIR (default data)    secrets, admin token, SQLite database, supervisor file
 --   DATABASE (default sqlite:DATA_DIR/connect.db), POLICY, STATE_TTL, … pass through.
 --
--- State secrets and an admin token are generated once into data/ (mode 0600)
+-- State secrets, an admin token and the token encryption key (TOKEN_KEYS) are
+-- generated once into data/ (mode 0600)
 -- and reused.  Both servers run under one bash supervisor in the foreground:
 -- Ctrl-C (SIGINT to the foreground process group) reaches it, and its trap
 -- stops both children with SIGTERM (background children of a non-interactive
@@ -56,6 +57,9 @@ end)
 local admin_token = read_or_create(data .. "/admin_token", function()
   return core.base64url_encode(core.random_bytes(24))
 end)
+-- The key the accounts' tokens are encrypted under at rest (TOKEN_KEYS).
+local token_keys_file = data .. "/token_keys"
+read_or_create(token_keys_file, function() return require("stripe_connect.tokens").new_key("k1") end)
 
 local bin = "build/stripe-connect"
 local platform_url = "http://127.0.0.1:" .. port
@@ -66,6 +70,7 @@ local env = {
   ADMIN_TOKEN = getenv("ADMIN_TOKEN", admin_token),
   DATABASE = getenv("DATABASE", "sqlite:" .. data .. "/connect.db"),
 }
+if not os.getenv("TOKEN_KEYS") then env.TOKEN_KEYS_FILE = getenv("TOKEN_KEYS_FILE", token_keys_file) end
 local fake_url = "http://127.0.0.1:" .. fake_port
 local fake_env
 if not real then

@@ -20,6 +20,7 @@ LUALIB_API int luaopen_stripe_connect_core(lua_State *L)
     sc_open_sqlite(L);
     sc_open_pg(L);
     sc_open_metrics(L);
+    sc_open_ratelimit(L);
     lua_pushliteral(L, SC_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushstring(L, LUA_VERSION);

@@ -4,9 +4,9 @@
  * Each area (crypto, codec, http, webhook, …) is one .c file in host/core/
  * exposing one `void sc_open_<area>(lua_State *L)` that adds its functions to
  * the module table on top of the stack.  core.c calls them all from
- * luaopen_stripe_connect_core.  No area keeps settings in C globals; the one
- * process-wide state is metrics.c's registry, shared by the host's workers on
- * purpose.
+ * luaopen_stripe_connect_core.  No area keeps settings in C globals; the
+ * process-wide states are metrics.c's registry and ratelimit.c's buckets,
+ * shared by the host's workers on purpose.
  */
 #ifndef SC_CORE_H
 #define SC_CORE_H
@@ -25,6 +25,7 @@ void sc_open_webhook(lua_State *L);
 void sc_open_sqlite(lua_State *L);
 void sc_open_pg(lua_State *L);
 void sc_open_metrics(lua_State *L);
+void sc_open_ratelimit(lua_State *L);
 
 /* Constant-time comparison of two byte strings (length leaks, content does not). */
 int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen);

@@ -1,7 +1,9 @@
 /*
  * crypto.c — HMAC-SHA256, SHA-256, constant-time comparison, CSPRNG bytes,
- * hex, base64 and base64url.  All hashing goes through OpenSSL; nothing here is a
- * hand-written hash.  Decoders answer `nil, message` on bad input.
+ * hex, base64 and base64url, and AES-256-GCM (aead_seal/aead_open, for the
+ * tokens at rest).  All hashing and encryption go through OpenSSL; nothing
+ * here is a hand-written hash or cipher.  Decoders answer `nil, message` on
+ * bad input.
  *
  * HMAC keys are few (the state keys, the webhook secrets) and used on every
  * request, while OpenSSL 3's one-shot HMAC() fetches the algorithm from the
@@ -372,7 +374,88 @@ static int crypto_base64url_decode(lua_State *L)
     return b64_decode(L, in, n, b64url, "base64url_decode");
 }
 
+#define GCM_IV  12
+#define GCM_TAG 16
+#define GCM_MAX (64 * 1024 * 1024)
+
+/*
+ * aead_seal(key, plaintext, aad) -> iv .. ciphertext .. tag: AES-256-GCM
+ * (OpenSSL EVP) under a 32-byte key, a fresh random 96-bit IV each call and
+ * a 128-bit tag over the ciphertext and aad.
+ */
+static int crypto_aead_seal(lua_State *L)
+{
+    size_t klen, n, alen;
+    const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 1, &klen);
+    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 2, &n);
+    const unsigned char *aad = (const unsigned char *)luaL_checklstring(L, 3, &alen);
+    luaL_argcheck(L, klen == 32, 1, "aead_seal: the key must be 32 bytes");
+    luaL_argcheck(L, n <= GCM_MAX && alen <= GCM_MAX, 2, "aead_seal: at most 64 MiB");
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, GCM_IV + n + GCM_TAG);
+    int len = 0, ok = RAND_bytes(out, GCM_IV) == 1;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    ok = ok && ctx != NULL
+        && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1
+        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_IV, NULL) == 1
+        && EVP_EncryptInit_ex(ctx, NULL, NULL, key, out) == 1
+        && (alen == 0 || EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)alen) == 1)
+        && EVP_EncryptUpdate(ctx, out + GCM_IV, &len, in, (int)n) == 1
+        && EVP_EncryptFinal_ex(ctx, out + GCM_IV + len, &len) == 1
+        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG, out + GCM_IV + n) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok)
+        return luaL_error(L, "aead_seal: OpenSSL failed");
+    luaL_pushresultsize(&b, GCM_IV + n + GCM_TAG);
+    return 1;
+}
+
+/*
+ * aead_open(key, sealed, aad) -> plaintext | nil, message: the inverse of
+ * aead_seal; a wrong key, wrong aad or any changed byte fails the tag.
+ */
+static int crypto_aead_open(lua_State *L)
+{
+    size_t klen, n, alen;
+    const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 1, &klen);
+    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 2, &n);
+    const unsigned char *aad = (const unsigned char *)luaL_checklstring(L, 3, &alen);
+    luaL_argcheck(L, klen == 32, 1, "aead_open: the key must be 32 bytes");
+    luaL_argcheck(L, alen <= GCM_MAX, 3, "aead_open: at most 64 MiB");
+    if (n < GCM_IV + GCM_TAG || n > GCM_MAX) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "aead_open: not a sealed value");
+        return 2;
+    }
+    size_t m = n - GCM_IV - GCM_TAG;
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, m + 1);
+    int len = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int ok = ctx != NULL
+        && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1
+        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_IV, NULL) == 1
+        && EVP_DecryptInit_ex(ctx, NULL, NULL, key, in) == 1
+        && (alen == 0 || EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)alen) == 1)
+        && EVP_DecryptUpdate(ctx, out, &len, in + GCM_IV, (int)m) == 1
+        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG, (void *)(in + GCM_IV + m)) == 1
+        && EVP_DecryptFinal_ex(ctx, out + len, &len) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) {
+        OPENSSL_cleanse(out, m);
+        luaL_pushresultsize(&b, 0);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushliteral(L, "aead_open: the key, the associated data or the value is not the one sealed");
+        return 2;
+    }
+    luaL_pushresultsize(&b, m);
+    return 1;
+}
+
 static const luaL_Reg crypto_funcs[] = {
+    {"aead_open",        crypto_aead_open},
+    {"aead_seal",        crypto_aead_seal},
     {"base64_decode",    crypto_base64_decode},
     {"base64_encode",    crypto_base64_encode},
     {"base64url_decode", crypto_base64url_decode},

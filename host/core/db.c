@@ -541,6 +541,10 @@ static int set_pragmas(sc_db *db, const sc_db_opts *o, int memory, char **err)
     snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
     if (!memory && exec_sql(db->conn, "PRAGMA journal_mode = WAL", err) != 0)
         return -1;
+    /* Deleted and overwritten content is zeroed in the file (tokens replaced
+     * by a refresh, a disconnect or a rotation do not linger in free space). */
+    if (exec_sql(db->conn, "PRAGMA secure_delete = ON", err) != 0)
+        return -1;
     return exec_sql(db->conn, sql, err);
 }
 

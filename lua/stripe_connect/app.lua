@@ -33,7 +33,19 @@ local util = require "stripe_connect.util"
 
 local M = {}
 
-local EXPIRE_EVERY = 300 -- seconds between store:expire sweeps, per worker
+-- Seconds between store:expire sweeps where the host has no timer
+-- (core.every: only `serve`), then run from the callback, per worker.
+local EXPIRE_EVERY = 300
+
+-- Seconds a webhook event id is kept: Stripe retries a delivery for up to
+-- three days, plus an hour of margin.
+M.EVENT_RETENTION = 72 * 3600 + 3600
+
+-- sweep_every(cfg) -> seconds between the timer's sweeps: half the state
+-- TTL, from 1 s to 60 s, so a flow row goes soon after it can matter.
+function M.sweep_every(cfg)
+  return math.max(1, math.min(60, math.floor((cfg.state_ttl or 1800) / 2)))
+end
 
 -- Seconds an admin sign-in (the HTML page's cookie) lasts.
 M.SESSION_TTL = 8 * 3600
@@ -73,6 +85,45 @@ end
 -- /onboard); the GET routes take none, /webhooks the webhook handler's.
 M.FORM_MAX_BODY = 4096
 
+-- The routes counted against a client address's token bucket (config
+-- rate_limit), and which bucket: a user's Connect flow takes a few of
+-- these; admin sign-in has a bucket of its own.
+M.RATE_LIMITED = {
+  ["GET /connect"] = "flow", ["GET /oauth/callback"] = "flow", ["POST /onboard"] = "flow",
+  ["POST /admin/login"] = "admin",
+}
+
+-- limited(cfg, metrics, routes) -> routes, those in RATE_LIMITED wrapped in
+-- the per-address token bucket (core.rate_take: process memory, shared by
+-- the workers of one `serve`).  Past the bucket: 429 with Retry-After, and
+-- the handler does not run.  A request without remote_addr is not counted.
+local function limited(cfg, metrics, routes)
+  local rl = cfg.rate_limit
+  if not rl then return routes end
+  for _, r in ipairs(routes) do
+    local bucket = M.RATE_LIMITED[r[1] .. " " .. r[2]]
+    if bucket then
+      local handler, series = r[3], string.format('stripe_connect_rate_limited_total{bucket="%s"}', bucket)
+      r[3] = function(req)
+        local addr = req.remote_addr
+        if type(addr) == "string" and addr ~= "" then
+          local ok, retry_after = core.rate_take(bucket .. " " .. addr:sub(1, 100), rl.burst, rl.per_minute)
+          if not ok then
+            metrics.incr(series)
+            local res = html(429, pages.problem{ title = "Too many requests",
+              message = "Too many attempts from your network in a short time. Please wait a minute and try again.",
+              retry = false })
+            res.headers["Retry-After"] = tostring(retry_after)
+            return res
+          end
+        end
+        return handler(req)
+      end
+    end
+  end
+  return routes
+end
+
 -- timed(metrics, routes) -> routes with each handler measured into the
 -- route's latency histogram (wall time from call to return, time spent
 -- waiting on Stripe included; a handler that raises is not observed).
@@ -95,8 +146,11 @@ end
 -- metrics: a stripe_connect.metrics registry, default the process-wide one;
 -- transport and sleep: for the API client and the twin callback's wait,
 -- default core.http_request and core.sleep; nginx passes its own.)
--- Only the callback sweeps the store (store:expire, every EXPIRE_EVERY
--- seconds per worker): /connect touches no store at all.
+-- The store is swept (store:expire: flows past their time, event ids past
+-- EVENT_RETENTION) on a timer, once per process, every sweep_every(cfg)
+-- seconds, off the request path (core.every under `serve`).  Without a host
+-- timer (another host) the callback sweeps at most every EXPIRE_EVERY
+-- seconds per worker.  /connect touches no store at all.
 function M.new(opts)
   opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
     webhook = true, replay_wait = true, metrics = true, transport = true, sleep = true }, "app.new")
@@ -110,12 +164,20 @@ function M.new(opts)
     replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport, sleep = opts.sleep }
   local last_expire = 0
 
-  local function sweep()
-    local now = os.time()
-    if now - last_expire >= EXPIRE_EVERY then
-      last_expire = now
-      local ok, err = store:expire(now)
-      if not ok then log("store expire failed: " .. tostring(err)) end
+  local function expire()
+    local ok, err = store:expire(os.time())
+    if not ok then log("store expire failed: " .. tostring(err)) end
+  end
+  local sweep = function() end
+  if core.every then
+    core.every(M.sweep_every(cfg), expire) -- armed on one worker per process
+  else
+    sweep = function()
+      local now = os.time()
+      if now - last_expire >= EXPIRE_EVERY then
+        last_expire = now
+        expire()
+      end
     end
   end
 
@@ -127,17 +189,7 @@ function M.new(opts)
       end },
     { "GET", "/connect", function(req) return flow.begin(ctx, req) end },
     { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
-    { "GET", "/connected", function(req)
-        local id = req.args and req.args.account
-        local a, err
-        if type(id) == "string" then a, err = store:get_account(id) end
-        if err then
-          log("connected: get_account failed: " .. tostring(err))
-          return html(503, pages.problem{ title = "Something went wrong on our side",
-            message = "We could not look up the connection. Please reload this page in a moment.", retry = false })
-        end
-        return html(200, pages.connected(a and a.status == "connected" and a.id or nil))
-      end },
+    { "GET", "/connected", function(req) return flow.connected_page(ctx, req) end },
     { "GET", "/healthz", function()
         local ok, err = true, nil
         if store.ping then ok, err = store:ping() end
@@ -174,10 +226,13 @@ function M.new(opts)
     if webhook.handler then
       routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
         secrets = cfg.webhook_secrets, store = store, log = log, livemode = cfg.livemode,
-        on_deauthorized = policy.on_deauthorized, metrics = metrics,
+        event_ttl = M.EVENT_RETENTION,
+        -- A hook that raises answers 500 and releases the event id (the
+        -- retry runs it again); policies without p.webhook keep swallowing.
+        on_deauthorized = (policy.webhook or policy).on_deauthorized, metrics = metrics,
         on_event = function(event)
           require("stripe_connect.onboard").on_event(ctx, event) -- account.updated: onboarding status
-          return policy.on_event(event)
+          return (policy.webhook or policy).on_event(event)
         end,
       }, max_body = webhook.DEFAULT_MAX_BODY or M.FORM_MAX_BODY }
     else
@@ -191,7 +246,7 @@ function M.new(opts)
       routes[#routes + 1] = r
     end
   end
-  return timed(metrics, routes)
+  return timed(metrics, limited(cfg, metrics, routes))
 end
 
 -- link_origins(cfg) -> "origin [origin]": where Account Links send the browser
@@ -238,6 +293,13 @@ function M.from_env(getenv)
   local store, err = store_mod.open(cfg.database)
   if not store then
     refuse("DATABASE: " .. tostring(err) .. " (check the path, and that its folder exists and is writable)")
+  end
+  local log = util.redacting_log(nil, config.secret_values(cfg))
+  if cfg.token_keys then
+    store = require("stripe_connect.tokens").wrap(store, cfg.token_keys, log)
+  elseif (core.serve_worker or 1) == 1 then
+    log("stripe-connect: TOKEN_KEYS is not set: the accounts' tokens are stored unencrypted (test mode only; " ..
+      "a live key refuses to start without it)")
   end
   local policy, perr = M.policy_of(cfg)
   if not policy then refuse(perr) end

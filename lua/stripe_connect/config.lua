@@ -10,8 +10,8 @@
 --   PUBLIC_URL             required  http(s)://host[:port] the browser uses (the app
 --                                    serves its routes at the root of that origin)
 --   REDIRECT_URIS          optional  comma list; default PUBLIC_URL/oauth/callback
---   STRIPE_CONNECT_BASE    optional  default https://connect.stripe.com
---   STRIPE_API_BASE        optional  default https://api.stripe.com
+--   STRIPE_CONNECT_BASE    optional  default https://connect.stripe.com (https:// with a live key)
+--   STRIPE_API_BASE        optional  default https://api.stripe.com (https:// with a live key)
 --   STATE_SECRETS          required  kid:secret[,kid:secret…], secrets ≥ 32 bytes
 --   STATE_TTL              optional  seconds, default 1800 (1–86400)
 --   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory: |
@@ -22,12 +22,20 @@
 --   POLICY                 optional  path of a Lua policy file (see policy.lua)
 --   ONBOARDING             optional  oauth (default) | account_links | both: what the
 --                                    home page offers (POST /onboard is Account Links)
+--   TOKEN_KEYS             kid:base64key[,kid:base64key…] (32-byte keys): the
+--                                    accounts' tokens are encrypted at rest under the
+--                                    first (AES-256-GCM), all decrypt; required with a
+--                                    live key (test mode without it: plaintext, warned)
+--   RATE_LIMIT             optional  BURST/PER_MINUTE (default 30/30) | off: the token
+--                                    bucket per client address on /connect, the
+--                                    callback, POST /onboard and POST /admin/login
 --
 -- Each secret (STRIPE_SECRET_KEY, STATE_SECRETS, ADMIN_TOKEN,
--- STRIPE_WEBHOOK_SECRETS) may instead come from a file named by NAME_FILE
+-- STRIPE_WEBHOOK_SECRETS, TOKEN_KEYS) may instead come from a file named by NAME_FILE
 -- (its contents, surrounding white space trimmed), e.g. a 0600 file or a
 -- container secret, so the value stays out of the process environment.
 local state = require "stripe_connect.state"
+local tokens = require "stripe_connect.tokens"
 
 local M = {}
 
@@ -38,10 +46,12 @@ M.DEFAULTS = {
   DATABASE = "sqlite:data/connect.db",
   STRIPE_TIMEOUT = "30",
   ONBOARDING = "oauth",
+  RATE_LIMIT = "30/30",
 }
 
 -- The settings that may come from NAME_FILE instead.
-M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true }
+M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true,
+  TOKEN_KEYS = true }
 
 local function trim(s)
   if s == nil then return nil end
@@ -157,8 +167,15 @@ function M.load(getenv)
   end
 
   for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
-    local v = base_url(get(name))
-    if not v then problem("%s must be an http(s) base URL such as %s", name, M.DEFAULTS[name]) end
+    local v, https = base_url(get(name))
+    if not v then
+      problem("%s must be an http(s) base URL such as %s", name, M.DEFAULTS[name])
+    elseif c.livemode and not https then
+      -- A live key (and the codes and tokens) would cross the network in clear.
+      problem("%s must be https:// with a live key (the secret key, codes and tokens would travel " ..
+        "unencrypted); unset it to use %s", name, M.DEFAULTS[name])
+      v = nil
+    end
     c[name == "STRIPE_CONNECT_BASE" and "connect_base" or "api_base"] = v
   end
 
@@ -211,6 +228,32 @@ function M.load(getenv)
     both = { oauth = true, account_links = true } })[onboarding]
   if not c.onboarding then problem("ONBOARDING must be oauth, account_links or both (default oauth)") end
 
+  local token_keys = get("TOKEN_KEYS")
+  if token_keys then
+    local kr, err = tokens.keyring(token_keys)
+    if not kr then
+      problem("TOKEN_KEYS is invalid (%s): use kid:base64key[,kid:base64key…], each key 32 random bytes, " ..
+        "e.g. TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64) (first encrypts, all decrypt), " ..
+        "or name a file holding them in TOKEN_KEYS_FILE", err)
+    end
+    c.token_keys = kr
+  elseif c.livemode then
+    problem("TOKEN_KEYS is not set: with a live key the accounts' tokens must be encrypted at rest; export " ..
+      "TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64), or name a 0600 file holding it in TOKEN_KEYS_FILE")
+  end
+
+  local rl = get("RATE_LIMIT")
+  if rl ~= "off" then
+    local burst, per_minute = rl:match("^(%d+)/(%d+)$")
+    burst, per_minute = tonumber(burst), tonumber(per_minute)
+    if not burst or burst < 1 or burst > 1e9 or per_minute < 1 or per_minute > 1e9 then
+      problem("RATE_LIMIT must be BURST/PER_MINUTE (whole numbers from 1 to 1000000000, e.g. 30/30: " ..
+        "30 requests at once, then 30 a minute per client address) or off (default 30/30)")
+    else
+      c.rate_limit = { burst = burst, per_minute = per_minute }
+    end
+  end
+
   c.policy_path = trim(getenv("POLICY"))
   if c.policy_path then
     local f = io.open(c.policy_path, "r")
@@ -248,6 +291,7 @@ function M.secret_values(cfg)
   add(cfg.admin_token)
   for _, w in ipairs(cfg.webhook_secrets or {}) do add(w) end
   for _, k in ipairs(cfg.keyring and cfg.keyring.keys or {}) do add(k.secret) end
+  for _, k in ipairs(cfg.token_keys and cfg.token_keys.keys or {}) do add(k.text) end
   return out
 end
 

@@ -37,9 +37,12 @@ local pages = require "stripe_connect.pages"
 
 local M = {}
 
--- Seconds a consumed flow is remembered after its state was issued: the
--- longest STATE_TTL config accepts, plus the state's allowed clock skew.
-local FLOW_RETENTION = 86400 + 300
+-- Seconds a consumed flow is remembered past its state's expiry: the
+-- clocks of hosts sharing a store may differ by this much.  Hosts whose
+-- clocks differ by STATE_TTL or more cannot complete flows anyway (one
+-- host's states look expired to the other), so the margin is STATE_TTL,
+-- at most 300 s.
+local function flow_margin(ttl) return math.min(ttl, 300) end
 
 -- Each failure reason: HTTP status and the words the page shows.
 M.REASONS = {
@@ -295,7 +298,7 @@ local function exchange(ctx, req, code, claims)
     id = res.stripe_user_id, status = "connected", scope = res.scope, livemode = res.livemode == true,
     token_type = res.token_type, access_token = res.access_token, refresh_token = res.refresh_token,
     stripe_publishable_key = res.stripe_publishable_key, connected_at = now, updated_at = now,
-    owner = claims.owner,
+    owner = claims.owner, completed_by = M.completed_by(claims.binding),
   }
   local ok, serr = ctx.store:put_account(account)
   if not ok then
@@ -307,15 +310,66 @@ local function exchange(ctx, req, code, claims)
   return { kind = "connected", status = 303, location = location, account_id = account.id }
 end
 
+-- completed_by(binding) -> what an account keeps of the browser that
+-- connected it: a digest of its binding cookie (the cookie itself is a
+-- secret, the digest is not reversible).  GET /connected compares it.
+function M.completed_by(binding)
+  if type(binding) ~= "string" then return nil end
+  return core.base64url_encode(core.sha256("stripe-connect completed by\0" .. binding))
+end
+
+-- mark_completed_by(ctx, a, binding): records that this browser finished
+-- account a (Account Links return), when another one is recorded.
+function M.mark_completed_by(ctx, a, binding)
+  local digest = M.completed_by(binding)
+  if not digest or a.completed_by == digest then return end
+  a.completed_by = digest
+  local ok, err = ctx.store:put_account(a)
+  if not ok then ctx.log("connected: recording the browser of " .. a.id .. " failed: " .. tostring(err)) end
+end
+
+-- connected_page(ctx, req) -> res for GET /connected?account=acct_….
+-- The success page is shown only to the browser that connected the account
+-- (its binding cookie's digest is the account's completed_by) while the
+-- account is connected; anyone else gets the same 403 whatever the account's
+-- state, so the page tells no one else whether an account is connected.  A
+-- missing, repeated or malformed id is a 400.
+function M.connected_page(ctx, req)
+  defaults(ctx)
+  local id = req.args and req.args.account
+  local headers = pages.headers()
+  headers["Cache-Control"], headers["Referrer-Policy"] = "no-store", "no-referrer"
+  if type(id) ~= "string" or #id > 255 or not id:match("^acct_[%w]+$") then
+    return { status = 400, headers = headers, body = pages.problem{ title = "This link is not valid",
+      message = "The address of this page is incomplete or was changed. Please start again." } }
+  end
+  local a, err = ctx.store:get_account(id)
+  if not a and err then
+    ctx.log("connected: reading the account failed: " .. tostring(err))
+    local r = M.REASONS.store_unavailable
+    return { status = r[1], headers = headers, body = pages.problem{ title = r[2], message = r[3] } }
+  end
+  local digest = M.completed_by(binding_of(ctx, req))
+  if a and a.status == "connected" and digest and type(a.completed_by) == "string"
+     and core.equal(a.completed_by, digest) then
+    return { status = 200, headers = headers, body = pages.connected(a.id) }
+  end
+  return { status = 403, headers = headers, body = pages.problem{ title = "Please use the browser you connected with",
+    message = "This page shows a connection only in the browser that made it. " ..
+      "If you connected an account, it is listed where you started." } }
+end
+
 -- complete(ctx, req) -> res for GET /oauth/callback.
 function M.complete(ctx, req)
   defaults(ctx)
   local cfg, policy, store = ctx.config, ctx.policy, ctx.store
   local args = req.args or {}
+  local binding = binding_of(ctx, req)
   local claims, code = state.verify(cfg.keyring, first(args.state), {
-    binding = binding_of(ctx, req) or (req.cookies and req.cookies[state.cookie_name(cfg.secure)]),
+    binding = binding or (req.cookies and req.cookies[state.cookie_name(cfg.secure)]),
     ttl = cfg.state_ttl, now = ctx.now(),
   })
+  if claims then claims.binding = binding end
   if not claims and code == "missing" and first(args.error) then
     -- Stripe's error redirect may come without a state (PROTOCOL.md §1):
     -- show what Stripe said; nothing is claimed and no hook runs, since
@@ -335,10 +389,12 @@ function M.complete(ctx, req)
     return M.render(failure(reason))
   end
 
-  -- Keep the flow record as long as any STATE_TTL (≤ 1 day) could still
-  -- accept this state, so a later TTL increase cannot make a swept flow's
-  -- code spendable twice.
-  local keep_until = claims.issued_at + FLOW_RETENTION
+  -- Keep the flow record while this state verifies (STATE_TTL), plus the
+  -- clock margin; the timer sweeps it after that (app.lua).  Raising
+  -- STATE_TTL lets the states of already swept flows verify again in the
+  -- same browser; their codes are single-use at Stripe (invalid_grant).
+  local ttl = cfg.state_ttl or state.DEFAULT_TTL
+  local keep_until = claims.issued_at + ttl + flow_margin(ttl)
   local claimed, recorded = store:claim_flow(claims.nonce, keep_until)
   if claimed == nil then
     ctx.log("callback: store failed to claim the flow: " .. tostring(recorded))
@@ -392,10 +448,26 @@ local function stripe_op_error(err)
   return op_error(status, reason, M.REASONS[reason][3], err)
 end
 
+-- already_gone(err, id) -> true when a failed deauthorize means account id
+-- is no longer connected to the platform.  Stripe answers `invalid_client`
+-- for that, but also for a wrong or missing secret key, a client_id that is
+-- not the platform's, a key whose mode differs from the client_id's, and an
+-- account the platform controls (Stripe's OAuth reference, deauthorize
+-- errors).  Only the description Stripe gives when the account is not
+-- connected ("This application is not connected to stripe account acct_…,
+-- or that account does not exist.", as in stripe-ruby's fixtures), naming
+-- this account, counts; everything else leaves the account connected.
+function M.already_gone(err, id)
+  if type(err) ~= "table" or err.type ~= "oauth" or err.error ~= "invalid_client" then return false end
+  local d = type(err.description) == "string" and err.description:lower() or ""
+  return d:find("not connected to stripe account " .. id:lower(), 1, true) ~= nil
+end
+
 -- deauthorize(ctx, id, source) -> account | nil, err
 -- Calls Stripe's deauthorize, then marks the account disconnected and runs
--- on_deauthorized(id, source).  Stripe's invalid_client (the account is not
--- connected any more) also marks it disconnected.
+-- on_deauthorized(id, source).  A refusal that means the account is not
+-- connected any more (already_gone) also marks it disconnected; any other
+-- error (a wrong key or client id included) leaves it as it is.
 -- err = { status, reason, message, detail }.
 function M.deauthorize(ctx, id, source)
   defaults(ctx)
@@ -407,7 +479,13 @@ function M.deauthorize(ctx, id, source)
     secret_key = cfg.secret_key, client_id = cfg.client_id, stripe_user_id = id,
     connect_base = cfg.connect_base, timeout = cfg.stripe_timeout,
   }
-  if not res and not (type(err) == "table" and err.type == "oauth" and err.error == "invalid_client") then
+  if not res and not M.already_gone(err, id) then
+    if type(err) == "table" and err.type == "oauth" and err.error == "invalid_client" then
+      ctx.log("deauthorize " .. id .. ": Stripe refused the platform's credentials (invalid_client: " ..
+        tostring(err.description) .. "); the account stays connected: check STRIPE_SECRET_KEY and STRIPE_CLIENT_ID")
+      return nil, op_error(502, "invalid_client", "Stripe refused the platform's key or client id; " ..
+        "the account stays connected (check STRIPE_SECRET_KEY and STRIPE_CLIENT_ID)", err)
+    end
     return nil, stripe_op_error(err)
   end
   local ok, serr = ctx.store:mark_disconnected(id, source or "admin")

@@ -220,6 +220,7 @@ function M.refresh(ctx, req)
     return problem(409, "This account cannot be set up here", "Start again from our home page.")
   end
   if a.status == "connected" then
+    flow.mark_completed_by(ctx, a, binding)
     return redirect("/connected?account=" .. url_encode(a.id))
   end
   local url, failed = new_link(ctx, a.id, binding, claims.owner, "refresh")
@@ -233,6 +234,7 @@ function M.finish(ctx, req)
   flow.api(ctx) -- flow's defaults (now, log, metrics) and the API client
   local claims, failed = verified(ctx, req, "return")
   if not claims then return failed end
+  local binding = failed -- verified answers claims, binding
   local a, err = M.sync(ctx, claims.account, req)
   if not a then
     count(ctx, "return", err.reason)
@@ -241,7 +243,10 @@ function M.finish(ctx, req)
     return problem(r[1], r[2], r[3])
   end
   count(ctx, "return", a.status)
-  if a.status == "connected" then return redirect("/connected?account=" .. url_encode(a.id)) end
+  if a.status == "connected" then
+    flow.mark_completed_by(ctx, a, binding)
+    return redirect("/connected?account=" .. url_encode(a.id))
+  end
   if a.status == "disconnected" then
     return problem(409, "This account is no longer connected", "Start again from our home page.")
   end

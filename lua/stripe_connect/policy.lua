@@ -24,7 +24,10 @@
 -- `req` is the request table of the serve contract (method, path, args,
 -- headers, cookies, …).  Hooks run inside the request; one that raises is
 -- logged and ignored (the flow's answer does not change), so a hook bug never
--- breaks a connection that Stripe already made.
+-- breaks a connection that Stripe already made.  The webhook endpoint is the
+-- exception: it calls `p.webhook.on_event` / `p.webhook.on_deauthorized`,
+-- which let the hook's error through, so the delivery answers 500 and the
+-- event id is released for Stripe's retry (webhook.handler).
 local util = require "stripe_connect.util"
 
 local M = {}
@@ -134,6 +137,21 @@ function M.new(hooks, opts)
 
   for _, name in ipairs({ "on_connected", "on_denied", "on_error", "on_deauthorized", "on_event" }) do
     p[name] = function(...) return call(name, ...) end
+  end
+  -- The webhook's hooks: a hook that raises is logged and the error passes
+  -- on (the delivery answers 500 and Stripe retries it).
+  p.webhook = {}
+  for _, name in ipairs({ "on_deauthorized", "on_event" }) do
+    p.webhook[name] = function(...)
+      local fn = hooks[name]
+      if not fn then return nil end
+      local ok, res = pcall(fn, ...)
+      if not ok then
+        log_hook_error(log, name, res)
+        error("policy hook " .. name .. " failed", 0)
+      end
+      return res
+    end
   end
   return p
 end

@@ -73,9 +73,10 @@ function TestPlatformFlow.test_approve()
   lu.assertNil(body.data.refresh_token)
   lu.assertNil(body.data.access_token)
   -- the default landing page
-  local res2 = p:connect(http.browser(), { account = "acct_approve2" })
+  local b2 = http.browser()
+  local res2 = p:connect(b2, { account = "acct_approve2" })
   lu.assertEquals(res2.headers["location"], "/connected?account=acct_approve2")
-  local page = assert(http.get(p.url .. res2.headers["location"]))
+  local page = assert(b2:get(p.url .. res2.headers["location"])) -- the browser that connected (finding 6)
   lu.assertEquals(page.status, 200)
   lu.assertStrContains(page.body, "acct_approve2")
 end

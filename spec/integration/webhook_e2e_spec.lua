@@ -42,14 +42,7 @@ local function setup()
   return p
 end
 
-local function read_lines(path)
-  local lines = {}
-  local f = io.open(path, "rb")
-  if not f then return lines end
-  for line in f:lines() do lines[#lines + 1] = line end
-  f:close()
-  return lines
-end
+local read_lines = require("support.files").lines
 
 local function count(lines, want)
   local n = 0

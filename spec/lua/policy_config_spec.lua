@@ -4,6 +4,7 @@ local lu = require "luaunit"
 local policy_mod = require "stripe_connect.policy"
 local config = require "stripe_connect.config"
 local util = require "stripe_connect.util"
+local core = require "stripe_connect.core"
 
 local ALLOW = { "https://p.example/oauth/callback", "https://p.example/alt/callback" }
 
@@ -93,6 +94,9 @@ function TestConfig.test_good_defaults()
   lu.assertFalse(c.livemode)
   lu.assertNil(c.admin_token)
   lu.assertNil(c.webhook_secrets)
+  lu.assertEquals(c.rate_limit, { burst = 30, per_minute = 30 })
+  lu.assertNil(assert(config.load(env({ RATE_LIMIT = "off" }))).rate_limit)
+  lu.assertEquals(assert(config.load(env({ RATE_LIMIT = "5/120" }))).rate_limit, { burst = 5, per_minute = 120 })
   local s = assert(config.load(env({ PUBLIC_URL = "https://p.example", REDIRECT_URIS = "https://p.example/a, https://p.example/b",
     STRIPE_WEBHOOK_SECRETS = "whsec_1,whsec_2", ADMIN_TOKEN = ("t"):rep(20), STATE_TTL = "60", DATABASE = "memory:" })))
   lu.assertTrue(s.secure)
@@ -127,6 +131,11 @@ function TestConfig.test_problem_rows()
     { "duplicate key id", env({ STATE_SECRETS = "k1:" .. ("x"):rep(32) .. ",k1:" .. ("y"):rep(32) }),
       { "STATE_SECRETS is invalid", "appears twice" } },
     { "state secret without kid", env({ STATE_SECRETS = ("x"):rep(40) }), { "STATE_SECRETS is invalid", "kid:secret" } },
+    { "rate limit not burst/rate", env({ RATE_LIMIT = "30" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit zero", env({ RATE_LIMIT = "0/30" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit zero rate", env({ RATE_LIMIT = "30/0" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit fraction", env({ RATE_LIMIT = "1.5/30" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
+    { "rate limit huge", env({ RATE_LIMIT = "10000000000/1" }), { "RATE_LIMIT must be BURST/PER_MINUTE" } },
   }
   for _, row in ipairs(rows) do
     local c, problems = config.load(row[2])
@@ -136,6 +145,31 @@ function TestConfig.test_problem_rows()
     for _, want in ipairs(row[3]) do lu.assertStrContains(text, want, false, row[1]) end
     lu.assertNotStrContains(text, secret, false, row[1] .. ": no secret in messages")
   end
+end
+
+-- Finding 7: STRIPE_CONNECT_BASE / STRIPE_API_BASE over http:// were
+-- accepted with a live key (the key, codes and tokens then cross the
+-- network in clear).  Refused at start-up for sk_live_ and rk_live_; a test
+-- key keeps http:// (the fake Connect on loopback).
+function TestConfig.test_finding_7_live_key_refuses_http_stripe_bases()
+  local live = { STRIPE_SECRET_KEY = "sk_live_x1", PUBLIC_URL = "https://p.example" }
+  for _, key in ipairs({ "sk_live_x1", "rk_live_x1" }) do
+    for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
+      local over = { STRIPE_SECRET_KEY = key, PUBLIC_URL = live.PUBLIC_URL, [name] = "http://127.0.0.1:12111",
+        TOKEN_KEYS = "t1:" .. core.base64_encode(("k"):rep(32)) }
+      local c, problems = config.load(env(over))
+      lu.assertNil(c, key .. " " .. name)
+      local text = config.format_problems(problems)
+      lu.assertStrContains(text, name .. " must be https:// with a live key", false, key .. " " .. name)
+      lu.assertNotStrContains(text, key, false, "the key is not echoed")
+      -- https is fine
+      over[name] = "https://stripe-proxy.internal"
+      lu.assertNotNil(config.load(env(over)), key .. " " .. name .. " over https")
+    end
+  end
+  local t = assert(config.load(env({ STRIPE_CONNECT_BASE = "http://127.0.0.1:12111", STRIPE_API_BASE = "http://127.0.0.1:12111" })))
+  lu.assertEquals(t.connect_base, "http://127.0.0.1:12111")
+  lu.assertEquals(t.api_base, "http://127.0.0.1:12111")
 end
 
 -- A webhook secret pasted into the wrong variable (an sk_… key) was

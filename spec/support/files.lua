@@ -22,6 +22,16 @@ function M.read(path)
   return s
 end
 
+-- lines(path) -> the file's lines ({} when it does not exist)
+function M.lines(path)
+  local lines = {}
+  local f = io.open(path, "rb")
+  if not f then return lines end
+  for line in f:lines() do lines[#lines + 1] = line end
+  f:close()
+  return lines
+end
+
 function M.write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)

@@ -33,6 +33,7 @@ M.CLIENT_ID = "ca_platform_spec_client"
 M.WEBHOOK_SECRET = "whsec_platform_spec_secret"
 M.ADMIN_TOKEN = "admin-token-for-the-platform-specs"
 M.STATE_SECRETS = "k1:" .. ("s"):rep(40)
+M.TOKEN_KEYS = "t1:" .. core.base64_encode(("k"):rep(32))
 
 local P = {}
 P.__index = P
@@ -64,6 +65,10 @@ function M.start(opts)
     STRIPE_CONNECT_BASE = self.fake.url, STRIPE_API_BASE = self.fake.url,
     STATE_SECRETS = M.STATE_SECRETS, DATABASE = opts.database or ("sqlite:" .. self.dir .. "/connect.db"),
     ADMIN_TOKEN = M.ADMIN_TOKEN, STRIPE_WEBHOOK_SECRETS = M.WEBHOOK_SECRET, STRIPE_TIMEOUT = "5",
+    -- every spec talks from 127.0.0.1: a bucket the specs cannot empty
+    -- (the limiter still runs); the rate limit spec sets its own
+    RATE_LIMIT = "1000000/1000000",
+    TOKEN_KEYS = M.TOKEN_KEYS,
   }
   if opts.admin == false then self.env.ADMIN_TOKEN = nil end
   for k, v in pairs(opts.env or {}) do

@@ -214,6 +214,18 @@ function Sqlite:mark_disconnected(id, reason)
   return r[1].changes > 0
 end
 
+-- swap_tokens(id, old, new) -> true | false (the row changed meanwhile) | nil, err:
+-- sets access_token and refresh_token to new.* only while they still hold
+-- old.* (NULL-safe), so a rotation never overwrites a concurrent update
+-- (a refresh, a disconnect).
+function Sqlite:swap_tokens(id, old, new)
+  local r, err = self:run{ { "UPDATE accounts SET access_token = ?, refresh_token = ? WHERE id = ? " ..
+    "AND access_token IS ? AND refresh_token IS ?", new.access_token, new.refresh_token,
+    id_arg(id, "swap_tokens"), old.access_token, old.refresh_token } }
+  if not r then return nil, err end
+  return r[1].changes > 0
+end
+
 function Sqlite:delete_account(id)
   local r, err = self:run{ { "DELETE FROM accounts WHERE id = ?", id_arg(id, "delete_account") } }
   if not r then return nil, err end
