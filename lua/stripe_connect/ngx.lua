@@ -178,8 +178,11 @@ function M.init_worker()
   local metrics = require("stripe_connect.metrics").new(M.metrics_backend(dict))
   local secrets = require("stripe_connect.config").secret_values(S.config)
   S.log = util.redacting_log(log_error, secrets)
+  -- tokens sealed at rest as under the host (app.from_env): TOKEN_KEYS
+  local store = M.thread_store(S.database)
+  if S.config.token_keys then store = require("stripe_connect.tokens").wrap(store, S.config.token_keys, S.log) end
   local routes = require("stripe_connect.app").new{
-    config = S.config, store = M.thread_store(S.database), policy = S.policy, log = S.log,
+    config = S.config, store = store, policy = S.policy, log = S.log,
     metrics = metrics, oauth = oauth_module(), transport = require("stripe_connect.ngx_http").request,
     sleep = ngx.sleep,
   }
