@@ -166,8 +166,12 @@ local function oauth_module()
     refresh = with_transport(oauth.refresh), deauthorize = with_transport(oauth.deauthorize) }
 end
 
+-- The platform's lines go to stderr (nginx's error_log stderr) without
+-- ngx.log's request context: that context is the request line, whose query
+-- holds the callback's authorization code.
 local function log_error(msg)
-  ngx.log(ngx.ERR, msg)
+  io.stderr:write(os.date("!%Y/%m/%d %H:%M:%S"), " [error] ", ngx.worker.pid(), ": ",
+    (tostring(msg):gsub("[\r\n]", " ")), "\n")
 end
 
 -- init_worker() — init_worker_by_lua: the routes of stripe_connect.app.
