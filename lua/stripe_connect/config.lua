@@ -15,7 +15,7 @@
 --   STATE_SECRETS          required  kid:secret[,kid:secret…], secrets ≥ 32 bytes
 --   STATE_TTL              optional  seconds, default 1800 (1–86400)
 --   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory:
---   ADMIN_TOKEN            optional  ≥ 16 characters; admin routes are 404 without it
+--   ADMIN_TOKEN            optional  ≥ 128 bits (e.g. 32 random hex characters); admin routes are 404 without it
 --   STRIPE_WEBHOOK_SECRETS optional  whsec_…[,whsec_…]; enables POST /webhooks
 --   STRIPE_TIMEOUT         optional  seconds for one call to Stripe, default 30
 --   POLICY                 optional  path of a Lua policy file (see policy.lua)
@@ -40,6 +40,38 @@ M.DEFAULTS = {
 }
 
 -- The settings that may come from NAME_FILE instead.
+-- The least strength ADMIN_TOKEN may have, in bits (token_bits).
+M.ADMIN_TOKEN_BITS = 128
+
+-- token_bits(s) -> an estimate of s's strength in bits, as if its
+-- characters were drawn at random from the classes it uses: digits only
+-- (10), hex digits (16), or else digits (10), lower case (26), upper case
+-- (26) and other characters (32) together.  A token that repeats itself (fewer
+-- distinct characters than a quarter of its length, or fewer than 8) counts
+-- as its distinct characters only.  32 random hex characters are 128 bits;
+-- 22 base64url characters with all four classes count as 144.
+function M.token_bits(s)
+  local pool
+  if s:match("^%d+$") then
+    pool = 10
+  elseif s:match("^[0-9a-f]+$") or s:match("^[0-9A-F]+$") then
+    pool = 16
+  else
+    pool = 0
+    if s:find("%d") then pool = pool + 10 end
+    if s:find("%l") then pool = pool + 26 end
+    if s:find("%u") then pool = pool + 26 end
+    if s:find("[^%w]") then pool = pool + 32 end
+  end
+  local seen, distinct = {}, 0
+  for ch in s:gmatch(".") do
+    if not seen[ch] then seen[ch] = true; distinct = distinct + 1 end
+  end
+  local n = #s
+  if distinct < 8 or distinct < n / 4 then n = distinct end
+  return math.floor(n * math.log(pool) / math.log(2))
+end
+
 M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true }
 
 local function trim(s)
@@ -185,8 +217,9 @@ function M.load(getenv)
   end
 
   c.admin_token = get("ADMIN_TOKEN")
-  if c.admin_token and #c.admin_token < 16 then
-    problem("ADMIN_TOKEN must be at least 16 characters (e.g. $(head -c 24 /dev/urandom | base64)); unset it to disable the admin routes")
+  if c.admin_token and M.token_bits(c.admin_token) < M.ADMIN_TOKEN_BITS then
+    problem("ADMIN_TOKEN is too weak (about %d bits; at least %d are needed, e.g. 32 random hex characters: " ..
+      "$(openssl rand -hex 16)); unset it to disable the admin routes", M.token_bits(c.admin_token), M.ADMIN_TOKEN_BITS)
   end
 
   local whsecs = get("STRIPE_WEBHOOK_SECRETS")

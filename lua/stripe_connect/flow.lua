@@ -34,6 +34,7 @@
 local core = require "stripe_connect.core"
 local state = require "stripe_connect.state"
 local pages = require "stripe_connect.pages"
+local util = require "stripe_connect.util"
 
 local M = {}
 
@@ -386,10 +387,33 @@ local function op_error(status, reason, message, err)
   return { status = status, reason = reason, message = message, detail = err and tostring(err) or nil }
 end
 
-local function stripe_op_error(err)
+-- stripe_op_error(ctx, what, err) -> err for a failed Stripe call of an
+-- account operation (`what`: "deauthorize call", "token refresh"), worded
+-- for the operator (the admin API and the scripts answer the platform's
+-- staff, not the end user): what Stripe said, or which setting to look at.
+-- Secrets, codes and tokens are redacted.
+local function stripe_op_error(ctx, what, err)
   local reason = token_failure_reason(err)
   local status = (reason == "invalid_grant" or reason == "oauth_error") and 400 or M.REASONS[reason][1]
-  return op_error(status, reason, M.REASONS[reason][3], err)
+  local cfg, e = ctx.config, type(err) == "table" and err or {}
+  local msg
+  if reason == "invalid_grant" then
+    msg = "Stripe refused the " .. what .. " (invalid_grant): the account's authorization is no longer " ..
+      "valid, most likely it was disconnected on Stripe's side"
+  elseif reason == "oauth_error" then
+    msg = string.format("Stripe refused the %s (%s%s); check STRIPE_SECRET_KEY and STRIPE_CLIENT_ID", what,
+      tostring(e.error or "error"), type(e.description) == "string" and (": " .. e.description) or "")
+  elseif reason == "stripe_timeout" then
+    msg = string.format("Stripe did not answer the %s within STRIPE_TIMEOUT (%g s); try again", what,
+      cfg.stripe_timeout or 30)
+  elseif reason == "stripe_unreachable" then
+    msg = string.format("could not reach Stripe at %s for the %s (%s); check STRIPE_CONNECT_BASE and the network",
+      cfg.connect_base or "https://connect.stripe.com", what, tostring(e.code or e.message or err))
+  else
+    msg = string.format("Stripe answered the %s with an error (%s); try again", what,
+      e.status and ("HTTP " .. tostring(e.status)) or tostring(e.message or err))
+  end
+  return op_error(status, reason, util.redact(msg, require("stripe_connect.config").secret_values(cfg)), err)
 end
 
 -- deauthorize(ctx, id, source) -> account | nil, err
@@ -401,16 +425,16 @@ function M.deauthorize(ctx, id, source)
   defaults(ctx)
   local cfg = ctx.config
   local a = ctx.store:get_account(id)
-  if not a then return nil, op_error(404, "not_found", "no such account") end
+  if not a then return nil, op_error(404, "not_found", "no account " .. id .. " in the store") end
   local res, err = ctx.oauth.deauthorize{
     secret_key = cfg.secret_key, client_id = cfg.client_id, stripe_user_id = id,
     connect_base = cfg.connect_base, timeout = cfg.stripe_timeout,
   }
   if not res and not (type(err) == "table" and err.type == "oauth" and err.error == "invalid_client") then
-    return nil, stripe_op_error(err)
+    return nil, stripe_op_error(ctx, "deauthorize call", err)
   end
   local ok, serr = ctx.store:mark_disconnected(id, source or "admin")
-  if not ok then return nil, op_error(503, "store_unavailable", "could not update the account", serr) end
+  if not ok then return nil, op_error(503, "store_unavailable", "the store failed to update the account; check DATABASE and the log", serr) end
   count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "admin"))
   ctx.policy.on_deauthorized(id, source or "admin")
   return ctx.store:get_account(id)
@@ -422,7 +446,7 @@ function M.refresh(ctx, id)
   defaults(ctx)
   local cfg = ctx.config
   local a = ctx.store:get_account(id)
-  if not a then return nil, op_error(404, "not_found", "no such account") end
+  if not a then return nil, op_error(404, "not_found", "no account " .. id .. " in the store") end
   if a.status ~= "connected" or not a.refresh_token then
     return nil, op_error(409, "no_refresh_token", "the account is not connected or has no refresh token")
   end
@@ -430,7 +454,7 @@ function M.refresh(ctx, id)
     secret_key = cfg.secret_key, refresh_token = a.refresh_token, connect_base = cfg.connect_base,
     timeout = cfg.stripe_timeout,
   }
-  if not res then return nil, stripe_op_error(err) end
+  if not res then return nil, stripe_op_error(ctx, "token refresh", err) end
   a.scope = res.scope or a.scope
   if res.livemode ~= nil then a.livemode = res.livemode == true end
   a.token_type = res.token_type or a.token_type
@@ -440,7 +464,7 @@ function M.refresh(ctx, id)
   a.refreshed_at = ctx.now()
   a.updated_at = a.refreshed_at
   local ok, serr = ctx.store:put_account(a)
-  if not ok then return nil, op_error(503, "store_unavailable", "could not update the account", serr) end
+  if not ok then return nil, op_error(503, "store_unavailable", "the store failed to update the account; check DATABASE and the log", serr) end
   count(ctx, "stripe_connect_refreshes_total")
   return a
 end

@@ -136,6 +136,15 @@ function P:fault(f)
   assert(res.status == 200, "fault: " .. tostring(res.body))
 end
 
+-- with_store(fn) -> fn(store) on a store of the platform's own database
+-- (SQLite WAL: each sees the other's commits), closed afterwards.
+function P:with_store(fn)
+  local s = assert(require("stripe_connect.store").open(self.env.DATABASE))
+  local ok, err = pcall(fn, s)
+  s:close()
+  if not ok then error(err, 0) end
+end
+
 -- admin(method, path, token) -> status, decoded JSON (or raw body)
 function P:admin(method, path, token)
   local headers = {}

@@ -32,6 +32,9 @@
 --   store:record_outcome(nonce, outcome) -> true   (outcome: plain table)
 --   store:get_flow(nonce) -> { nonce, expires_at, claimed_at, outcome } | nil
 --   store:expire(now)     -> number removed (flows past expires_at, events past ttl)
+--   The admin page keeps its sessions ("admin-session:…") and failed sign-in
+--   counts ("admin-signin:…") as flow rows too (stripe_connect.app): a store
+--   must keep a flow row until its expires_at, whatever its key.
 --
 -- Webhook events.
 --   store:event_once(event_id, ttl_seconds) -> true the first time, false for a
