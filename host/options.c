@@ -19,6 +19,7 @@ static const char serve_usage[] =
     "\n"
     "options:\n"
     "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080; port 0 picks one)\n"
+    "  --metrics-listen HOST:PORT  serve /metrics (and /healthz, /ready) there only, not on --listen\n"
     "  --workers N               worker threads (default: number of CPUs)\n"
     "  --quiet                   no access log\n"
     "  --max-header-size BYTES   request line + headers (default 16384; 431 beyond)\n"
@@ -51,8 +52,8 @@ static int parse_number(const char *s, double min, double max, int whole, double
     return 0;
 }
 
-/* HOST:PORT (or [v6]:PORT) into opts.  0 or -1. */
-static int parse_listen(const char *s, serve_opts *o)
+/* HOST:PORT (or [v6]:PORT) into host (256 bytes) and *port.  0 or -1. */
+static int parse_hostport(const char *s, char *host, int *port_out)
 {
     const char *colon = strrchr(s, ':');
     double port;
@@ -64,11 +65,11 @@ static int parse_listen(const char *s, serve_opts *o)
         h++;
         hl -= 2;
     }
-    if (hl == 0 || hl >= sizeof o->host)
+    if (hl == 0 || hl >= 256)
         return -1;
-    memcpy(o->host, h, hl);
-    o->host[hl] = '\0';
-    o->port = (int)port;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port_out = (int)port;
     return 0;
 }
 
@@ -86,6 +87,7 @@ static void default_options(serve_opts *o)
     o->max_connections = 1024;
     o->max_instructions = 100000000L;
     o->shutdown_timeout = 10;
+    o->metrics_port = -1;
 }
 
 /* A numeric option NAME VALUE into opts: 0, 1 (not a numeric option) or
@@ -125,9 +127,13 @@ static int valued_option(const char *a, const char *v, serve_opts *o, int *code)
 {
     int r;
     if (strcmp(a, "--listen") == 0) {
-        if (parse_listen(v, o) == 0)
+        if (parse_hostport(v, o->host, &o->port) == 0)
             return 0;
         *code = usage_error("bad --listen '%s' (want HOST:PORT)", v);
+    } else if (strcmp(a, "--metrics-listen") == 0) {
+        if (parse_hostport(v, o->metrics_host, &o->metrics_port) == 0)
+            return 0;
+        *code = usage_error("bad --metrics-listen '%s' (want HOST:PORT)", v);
     } else if ((r = numeric_option(a, v, o)) == 0) {
         return 0;
     } else {

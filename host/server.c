@@ -36,6 +36,7 @@ struct conn {
     char remote[INET6_ADDRSTRLEN];
     int remote_port;
     int state, dead;
+    int metrics_only;           /* accepted on --metrics-listen */
     request_parse rq;
     double start_ms;            /* first byte of the current request; < 0: none yet */
 };
@@ -320,6 +321,24 @@ static void respond_plain(conn *c, int status)
     server_respond(c, status, head, sizeof head - 1, body, (size_t)n);
 }
 
+static int path_is(const http_request *r, const char *p)
+{
+    size_t n = strlen(p);
+    return r->plen == n && memcmp(r->path, p, n) == 0;
+}
+
+/* With --metrics-listen, /metrics is served there only, and that address
+ * serves nothing else but /healthz and /ready (a 404 from the host). */
+static int listener_serves(const conn *c)
+{
+    const http_request *r = &c->rq.req;
+    if (c->w->opts->metrics_port < 0)
+        return 1;
+    if (c->metrics_only)
+        return path_is(r, "/metrics") || path_is(r, "/healthz") || path_is(r, "/ready");
+    return !path_is(r, "/metrics");
+}
+
 /* Advance the connection's state machine on new input. */
 static void process(conn *c)
 {
@@ -352,6 +371,10 @@ static void process(conn *c)
     }
     if (r == 0)
         return;
+    if (!listener_serves(c)) {
+        respond_plain(c, 404);
+        return;
+    }
     c->state = C_HANDLE;
     event_del(c->deadline);
     bufferevent_disable(c->bev, EV_READ);
@@ -466,12 +489,8 @@ static void set_remote(conn *c, const struct sockaddr *sa)
     }
 }
 
-void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                   int socklen, void *arg)
+static void accept_conn(worker *w, evutil_socket_t fd, struct sockaddr *sa, int metrics_only)
 {
-    (void)l;
-    (void)socklen;
-    worker *w = arg;
     if (w->stopping) {
         close(fd);
         return;
@@ -483,6 +502,7 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
     conn *c = conn_new(w, fd);
     if (c == NULL)
         return;
+    c->metrics_only = metrics_only;
     set_remote(c, sa);
     c->next = w->conns;
     if (w->conns)
@@ -499,6 +519,22 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
     bufferevent_disable(c->bev, EV_WRITE);    /* flush writes; EV_WRITE only for the rest */
     bufferevent_enable(c->bev, EV_READ);
     arm_deadline(c);
+}
+
+void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                   int socklen, void *arg)
+{
+    (void)l;
+    (void)socklen;
+    accept_conn(arg, fd, sa, 0);
+}
+
+void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int socklen, void *arg)
+{
+    (void)l;
+    (void)socklen;
+    accept_conn(arg, fd, sa, 1);
 }
 
 /* On shutdown: close connections that wait for a request with nothing read. */

@@ -46,6 +46,8 @@ typedef struct serve_opts {
     int max_connections;        /* per worker (503 beyond) */
     double shutdown_timeout;    /* drain deadline, seconds */
     long max_instructions;      /* per request Lua VM budget */
+    char metrics_host[256];     /* --metrics-listen address, as given */
+    int metrics_port;           /* its real port once bound; -1: no metrics listener */
 } serve_opts;
 
 typedef struct conn conn;
@@ -92,6 +94,7 @@ typedef struct worker {
     const serve_opts *opts;
     struct event_base *base;
     struct evconnlistener *listener;
+    struct evconnlistener *metrics_listener;    /* --metrics-listen, or NULL */
     struct event *stop_ev, *deadline_ev;
     const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
     time_t date_sec;            /* the second date[] was formatted for */
@@ -155,6 +158,8 @@ int request_read_body(request_parse *rq, const serve_opts *o, struct evbuffer *i
 /* The worker's common timeouts, once its base exists.  0 or -1. */
 int server_init(worker *w);
 int server_listen_socket(const char *host, int port, int *bound_port);
+void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int socklen, void *arg);
 void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                    int socklen, void *arg);
 void server_respond(conn *c, int status, const char *head, size_t headlen,

@@ -7,7 +7,8 @@
 --   POST /onboard                   Account Links onboarding (stripe_connect.onboard;
 --   GET  /onboard/refresh, /onboard/return   when ONBOARDING has account_links)
 --   GET  /connected                 success page
---   GET  /healthz                   200 "ok" when the store answers, else 503
+--   GET  /healthz                   200 "ok": the process answers (no I/O)
+--   GET  /ready                     200 "ready" when the store answers, else 503
 --   GET  /metrics                   Prometheus text: the counters and the
 --                                   per-route latency histogram (process
 --                                   memory, stripe_connect.metrics; summed
@@ -62,7 +63,7 @@ end
 
 -- The accounts gauge lines (by_status: status -> n, from the store).
 local function accounts_text(by_status)
-  local out = { "# TYPE stripe_connect_accounts gauge" }
+  local out = { "# HELP stripe_connect_accounts Accounts in the store by status.", "# TYPE stripe_connect_accounts gauge" }
   for _, status in ipairs({ "connected", "disconnected", "onboarding" }) do
     out[#out + 1] = string.format('stripe_connect_accounts{status="%s"} %d', status, by_status[status] or 0)
   end
@@ -133,11 +134,14 @@ function M.new(opts)
         local a = type(id) == "string" and store:get_account(id) or nil
         return html(200, pages.connected(a and a.status == "connected" and a.id or nil))
       end },
-    { "GET", "/healthz", function()
+    -- Liveness: the process answers; no I/O (a restart would not fix a store).
+    { "GET", "/healthz", function() return text(200, "ok\n") end },
+    -- Readiness: the store answers (store:ping), else 503 naming it.
+    { "GET", "/ready", function()
         local ok, err = true, nil
         if store.ping then ok, err = store:ping() end
-        if ok then return text(200, "ok\n") end
-        log("healthz: store failed: " .. tostring(err))
+        if ok then return text(200, "ready\n") end
+        log("ready: store failed: " .. tostring(err))
         return text(503, "store unavailable\n")
       end },
     { "GET", "/metrics", function()
@@ -151,7 +155,7 @@ function M.new(opts)
             for _, a in ipairs(accounts) do by_status[a.status] = (by_status[a.status] or 0) + 1 end
           end
         end
-        return text(200, metrics.text() .. (by_status and accounts_text(by_status) or ""),
+        return text(200, metrics.text(metrics_mod.FAMILIES) .. (by_status and accounts_text(by_status) or ""),
           "text/plain; version=0.0.4; charset=utf-8")
       end },
   }

@@ -185,6 +185,7 @@ local function process(o, ev)
   if ev.type == M.DEAUTHORIZED then
     local ok, err = o.store:mark_disconnected(ev.account, "webhook")
     if ok == nil and err ~= nil then error("mark_disconnected: " .. tostring(err), 0) end
+    if ok then o.metrics.incr('stripe_connect_deauthorizations_total{source="webhook"}') end
     if o.on_deauthorized then o.on_deauthorized(ev.account, "webhook") end
   elseif o.on_event then
     o.on_event(ev)

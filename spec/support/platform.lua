@@ -31,10 +31,11 @@ local P = {}
 P.__index = P
 
 -- start{ env = {…} (platform env overrides; false removes), workers = N,
---        admin = true (default) | false, fake = true (default) }
+--        admin = true (default) | false, fake = true (default),
+--        args = { more serve options } }
 function M.start(opts)
   opts = opts or {}
-  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1 }, P)
+  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1, serve_args = opts.args }, P)
   self.port = server.free_port()
   self.url = "http://127.0.0.1:" .. self.port
   self.fake = server.start{ app = "scripts/fake_connect.lua", args = { "--workers", "1" }, env = {
@@ -57,8 +58,9 @@ function M.start(opts)
 end
 
 function P:start_platform()
-  self.platform = server.start{ app = "scripts/platform.lua", env = self.env,
-    args = { "--listen", "127.0.0.1:" .. self.port, "--workers", tostring(self.workers) } }
+  local args = { "--listen", "127.0.0.1:" .. self.port, "--workers", tostring(self.workers) }
+  for _, a in ipairs(self.serve_args or {}) do args[#args + 1] = a end
+  self.platform = server.start{ app = "scripts/platform.lua", env = self.env, args = args }
 end
 
 function P:restart()
@@ -134,6 +136,16 @@ function P:fault(f)
   for k, v in pairs(f) do fields[k] = tostring(v) end
   local res = assert(http.post_form(self.fake.url .. "/__fake/faults", fields))
   assert(res.status == 200, "fault: " .. tostring(res.body))
+end
+
+-- metric_value(text, series) -> the number of the exposition line
+-- `series value` in /metrics text, or nil.
+function M.metric_value(text, series)
+  for line in text:gmatch("[^\n]+") do
+    local s, v = line:match("^(.-) (%S+)$")
+    if s == series then return tonumber(v) end
+  end
+  return nil
 end
 
 -- with_store(fn) -> fn(store) on a store of the platform's own database

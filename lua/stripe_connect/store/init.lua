@@ -43,7 +43,7 @@
 --     processing failed, so Stripe's retry runs it again
 --
 -- Operations.
---   store:ping()          -> true        (GET /healthz)
+--   store:ping()          -> true        (GET /ready)
 --   store:close()
 -- (Counters are not the store's: they live in process memory,
 -- stripe_connect.metrics.)
@@ -53,7 +53,7 @@ local util = require "stripe_connect.util"
 local M = {}
 
 -- Required methods; ping, account_counts and close are optional (without
--- ping /healthz only checks the process).
+-- ping /ready only checks the process).
 M.METHODS = {
   "put_account", "get_account", "list_accounts", "mark_disconnected", "delete_account",
   "claim_flow", "record_outcome", "get_flow", "expire", "event_once",
