@@ -82,6 +82,11 @@ static int app_pload(lua_State *L)
     dbwait_install(L, w);
     lua_pushinteger(L, w->id);                    /* the stores share per process under serve */
     lua_setfield(L, -2, "serve_worker");
+    static const char *const formats[] = { "text", "logfmt", "json" };
+    lua_pushstring(L, formats[w->opts->log_format]);  /* stripe_connect.log writes in it */
+    lua_setfield(L, -2, "log_format");
+    lua_pushstring(L, w->opts->app_name);
+    lua_setfield(L, -2, "app_name");
     budget_install(L, w);                         /* before APP.lua runs */
     if (luaL_loadfile(L, w->opts->app) != LUA_OK)
         return lua_error(L);

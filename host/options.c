@@ -22,6 +22,7 @@ static const char serve_usage[] =
     "  --metrics-listen HOST:PORT  serve /metrics (and /healthz, /ready) there only, not on --listen\n"
     "  --workers N               worker threads (default: number of CPUs)\n"
     "  --quiet                   no access log\n"
+    "  --log-format FORMAT       text (default), logfmt or json: one event per line, fixed fields\n"
     "  --max-header-size BYTES   request line + headers (default 16384; 431 beyond)\n"
     "  --max-headers N           header count (default 100; 431 beyond)\n"
     "  --max-body-size BYTES     request body (default 1048576; 413 beyond)\n"
@@ -130,6 +131,15 @@ static int valued_option(const char *a, const char *v, serve_opts *o, int *code)
         if (parse_hostport(v, o->host, &o->port) == 0)
             return 0;
         *code = usage_error("bad --listen '%s' (want HOST:PORT)", v);
+    } else if (strcmp(a, "--log-format") == 0) {
+        static const char *const names[] = { "text", "logfmt", "json" };
+        for (int k = 0; k < 3; k++) {
+            if (strcmp(v, names[k]) == 0) {
+                o->log_format = k;
+                return 0;
+            }
+        }
+        *code = usage_error("bad --log-format '%s' (want text, logfmt or json)", v);
     } else if (strcmp(a, "--metrics-listen") == 0) {
         if (parse_hostport(v, o->metrics_host, &o->metrics_port) == 0)
             return 0;
@@ -171,5 +181,19 @@ int options_parse(int argc, char **argv, serve_opts *o, int *code)
         *code = usage_error("missing APP.lua%s", "");
         return -1;
     }
+    /* "scripts/platform.lua" -> "platform": what the log lines call the app. */
+    const char *base = strrchr(o->app, '/');
+    base = base ? base + 1 : o->app;
+    size_t bl = strcspn(base, ".");
+    if (bl == 0 || bl >= sizeof o->app_buf)
+        bl = 0;
+    memcpy(o->app_buf, base, bl);
+    o->app_buf[bl] = '\0';
+    for (size_t k = 0; k < bl; k++) {
+        char ch = o->app_buf[k];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+            o->app_buf[k] = '_';
+    }
+    o->app_name = bl ? o->app_buf : "app";
     return 0;
 }

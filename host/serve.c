@@ -276,6 +276,7 @@ int host_serve_main(int argc, char **argv)
     int code = 0;
     if (options_parse(argc, argv, &o, &code) != 0)
         return code;
+    log_set_format(o.log_format, o.app_name);
     sigset_t set;
     process_setup(&set);
     worker *ws = calloc((size_t)o.workers, sizeof *ws);

@@ -23,6 +23,8 @@
 
 #include <event2/buffer.h>
 
+#include <sys/random.h>
+
 #include "worker.h"
 
 enum { C_READ, C_HANDLE, C_WRITE, C_LINGER };
@@ -37,6 +39,8 @@ struct conn {
     int remote_port;
     int state, dead;
     int metrics_only;           /* accepted on --metrics-listen */
+    char reqid[65];             /* the current request's id (X-Request-Id) */
+    size_t reqidlen;            /* 0: none (errors before a request was read) */
     request_parse rq;
     double start_ms;            /* first byte of the current request; < 0: none yet */
 };
@@ -158,6 +162,11 @@ static const struct timeval *common_timeout(worker *w, double t)
 
 int server_init(worker *w)
 {
+    unsigned char rnd[6];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return -1;
+    snprintf(w->reqid_prefix, sizeof w->reqid_prefix, "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5]);
     double t = w->opts->read_timeout;
     w->read_tv = common_timeout(w, t);
     w->linger_tv = common_timeout(w, t > LINGER_SECONDS ? LINGER_SECONDS : t);
@@ -233,7 +242,7 @@ static int add_response(conn *c, int status, const char *head, size_t headlen,
     const char *date = date_line(c->w, &datelen);
     const char *why = reason(status);
     size_t total = 9 + 24 + strlen(why) + 2 + datelen + headlen + 16 + 24 + 24 + 2
-                 + (send_body ? bodylen : 0);
+                 + (c->reqidlen ? 16 + c->reqidlen : 0) + (send_body ? bodylen : 0);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1)
@@ -244,6 +253,11 @@ static int add_response(conn *c, int status, const char *head, size_t headlen,
     p = put(p, why, strlen(why));
     p = put(p, "\r\n", 2);
     p = put(p, date, datelen);
+    if (c->reqidlen) {
+        p = put(p, "X-Request-Id: ", 14);
+        p = put(p, c->reqid, c->reqidlen);
+        p = put(p, "\r\n", 2);
+    }
     p = put(p, head, headlen);
     if (with_length) {
         p = put(p, "Content-Length: ", 16);
@@ -289,8 +303,8 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
         const char *path = c->rq.req.path ? c->rq.req.path : "-";
         size_t plen = c->rq.req.path ? c->rq.req.plen : 1;
         double ms = c->start_ms < 0 ? 0 : log_now_ms() - c->start_ms;
-        log_access(w, c->rq.req.method ? c->rq.req.method : "-", path, plen, status, ms,
-                   send_body ? bodylen : 0);
+        log_access(w, c->reqid, c->reqidlen, c->rq.req.method ? c->rq.req.method : "-", path, plen,
+                   status, ms, send_body ? bodylen : 0);
     }
     if (c->dead) {
         conn_free(c);
@@ -300,6 +314,7 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
         c->rq.keep_alive = 0;
     c->state = C_WRITE;
     int r = add_response(c, status, head, headlen, body, bodylen, !no_body, send_body);
+    c->reqidlen = 0;
     if (r == 0)
         r = flush(c);
     if (r < 0)
@@ -319,6 +334,39 @@ static void respond_plain(conn *c, int status)
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->deadline);
     server_respond(c, status, head, sizeof head - 1, body, (size_t)n);
+}
+
+/* The request's id: the client's X-Request-Id when it is 1-64 characters
+ * of [A-Za-z0-9._:-] (a proxy's id ties our lines to its own), else the
+ * worker's random prefix and a counter. */
+static void set_request_id(conn *c)
+{
+    http_request *r = &c->rq.req;
+    worker *w = c->w;
+    c->reqidlen = 0;
+    for (int i = 0; i < r->nheaders; i++) {
+        const http_header *h = &r->headers[i];
+        if (h->nlen != 12 || memcmp(h->name, "x-request-id", 12) != 0)
+            continue;
+        size_t k = 0;
+        while (k < h->vlen && k < 65) {
+            char ch = h->value[k];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+                  || ch == '.' || ch == '_' || ch == ':' || ch == '-'))
+                break;
+            k++;
+        }
+        if (k == h->vlen && k >= 1 && k <= 64) {
+            memcpy(c->reqid, h->value, k);
+            c->reqidlen = k;
+        }
+        break;
+    }
+    if (c->reqidlen == 0)
+        c->reqidlen = (size_t)snprintf(c->reqid, sizeof c->reqid, "%s%08lx", w->reqid_prefix,
+                                       ++w->reqid_seq & 0xffffffffUL);
+    r->request_id = c->reqid;
+    r->ridlen = c->reqidlen;
 }
 
 static int path_is(const http_request *r, const char *p)
@@ -371,6 +419,7 @@ static void process(conn *c)
     }
     if (r == 0)
         return;
+    set_request_id(c);
     if (!listener_serves(c)) {
         respond_plain(c, 404);
         return;

@@ -46,9 +46,14 @@ typedef struct serve_opts {
     int max_connections;        /* per worker (503 beyond) */
     double shutdown_timeout;    /* drain deadline, seconds */
     long max_instructions;      /* per request Lua VM budget */
+    int log_format;             /* LOG_TEXT, LOG_LOGFMT, LOG_JSON (--log-format) */
+    const char *app_name;       /* APP.lua's base name without .lua, for log lines */
+    char app_buf[64];
     char metrics_host[256];     /* --metrics-listen address, as given */
     int metrics_port;           /* its real port once bound; -1: no metrics listener */
 } serve_opts;
+
+enum { LOG_TEXT, LOG_LOGFMT, LOG_JSON };
 
 typedef struct conn conn;
 typedef struct request_ctx request_ctx;
@@ -69,6 +74,8 @@ typedef struct http_request {
     int nheaders;
     const char *remote;
     int remote_port;
+    const char *request_id;     /* X-Request-Id: the client's when valid, else made here */
+    size_t ridlen;
 } http_request;
 
 /* The parse state of the request a connection is reading (request.c). */
@@ -95,6 +102,8 @@ typedef struct worker {
     struct event_base *base;
     struct evconnlistener *listener;
     struct evconnlistener *metrics_listener;    /* --metrics-listen, or NULL */
+    char reqid_prefix[16];      /* random per worker; request ids are prefix + counter */
+    unsigned long reqid_seq;
     struct event *stop_ev, *deadline_ev;
     const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
     time_t date_sec;            /* the second date[] was formatted for */
@@ -215,7 +224,9 @@ void dbwait_cancel(request_ctx *ctx);
 void dbwait_close(worker *w);
 
 /* log.c */
-void log_access(const worker *w, const char *method, const char *path, size_t pathlen,
+void log_set_format(int format, const char *app);
+void log_access(const worker *w, const char *request_id, size_t ridlen, const char *method,
+                const char *path, size_t pathlen,
                 int status, double ms, size_t bytes);
 double log_now_ms(void);
 

@@ -101,15 +101,25 @@ end
 -- seconds per worker): /connect touches no store at all.
 function M.new(opts)
   opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
-    webhook = true, replay_wait = true, metrics = true, transport = true }, "app.new")
+    webhook = true, replay_wait = true, metrics = true, transport = true, event = true }, "app.new")
   local cfg, store, policy = opts.config, opts.store, opts.policy
   assert(cfg and store and policy, "app.new: config, store and policy are required")
   local ok, serr = require("stripe_connect.store").check(store)
   if not ok then error("app.new: " .. serr, 2) end
-  local log = util.redacting_log(opts.log, require("stripe_connect.config").secret_values(cfg))
+  local secrets = require("stripe_connect.config").secret_values(cfg)
+  -- Event lines (stripe_connect.log): connect_started, connected, denied,
+  -- state_rejected, token_error, webhook_*, disconnected, store_error,
+  -- admin_*; opts.event replaces the writer (specs).  Free-text lines go
+  -- through it too once serve has a --log-format other than text.
+  local events = opts.event or require("stripe_connect.log").new{ app = "platform", secrets = secrets }.event
+  local plain = opts.log
+  if not plain and (core.log_format == "logfmt" or core.log_format == "json") then
+    plain = function(msg) events("log", nil, { message = msg }) end
+  end
+  local log = util.redacting_log(plain, secrets)
   local metrics = opts.metrics or metrics_mod
   local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
-    replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport }
+    replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport, event = events }
   local last_expire = 0
 
   local function sweep()
@@ -117,7 +127,7 @@ function M.new(opts)
     if now - last_expire >= EXPIRE_EVERY then
       last_expire = now
       local ok, err = store:expire(now)
-      if not ok then log("store expire failed: " .. tostring(err)) end
+      if not ok then events("store_error", nil, { message = "expire: " .. tostring(err) }, "error") end
     end
   end
 
@@ -142,6 +152,7 @@ function M.new(opts)
         if store.ping then ok, err = store:ping() end
         if ok then return text(200, "ready\n") end
         log("ready: store failed: " .. tostring(err))
+        events("store_error", nil, { message = "ping: " .. tostring(err) }, "error")
         return text(503, "store unavailable\n")
       end },
     { "GET", "/metrics", function()
@@ -172,7 +183,7 @@ function M.new(opts)
     if webhook.handler then
       routes[#routes + 1] = { "POST", "/webhooks", webhook.handler{
         secrets = cfg.webhook_secrets, store = store, log = log, livemode = cfg.livemode,
-        on_deauthorized = policy.on_deauthorized, metrics = metrics,
+        on_deauthorized = policy.on_deauthorized, metrics = metrics, event = events,
         on_event = function(event)
           require("stripe_connect.onboard").on_event(ctx, event) -- account.updated: onboarding status
           return policy.on_event(event)
@@ -276,6 +287,7 @@ function M.admin_routes(ctx)
   local token_digest = core.sha256(token)
   local now = ctx.now or os.time
   local log = ctx.log or function() end
+  local event = ctx.event or function() end
   local cookie_name = cfg.secure and "__Secure-sc_admin" or "sc_admin"
 
   -- Bearer token, compared in constant time (digests: no length leak).
@@ -473,18 +485,17 @@ function M.admin_routes(ctx)
       end },
     { "POST", "^/admin/accounts/(acct_[%w_]+)/deauthorize$", function(req)
         local id = req.params[1]
-        if bearer_ok(req) then return op_response(flow.deauthorize(ctx, id, "admin")) end
+        if bearer_ok(req) then return op_response(flow.deauthorize(ctx, id, "admin", req)) end
         -- The HTML page's Disconnect (confirmed): session cookie + CSRF field.
         if session_ok(req) then
           if not csrf_ok(req) then
             return admin_problem(403, "Forbidden", "The form has expired; reload the admin page.")
           end
           local before = store:get_account(id)
-          local _, err = flow.deauthorize(ctx, id, "admin")
+          local _, err = flow.deauthorize(ctx, id, "admin", req)
           if err then
             return admin_problem(err.status, "Could not disconnect " .. id, err.message)
           end
-          log("admin: " .. id .. " disconnected from the admin page")
           local done = before and before.status == "disconnected" and "already" or "disconnected"
           return see_other("/admin?done=" .. done .. "&account=" .. id)
         end
@@ -515,21 +526,20 @@ function M.admin_routes(ctx)
     { "POST", "/admin/login", function(req)
         local blocked, wait = throttled(req)
         if blocked then
-          log("admin: sign-in refused from " .. tostring(req.remote_addr) .. ": too many failed attempts")
+          event("admin_signin_throttled", req, { remote_addr = req.remote_addr }, "warn")
           return login_page(429, string.format("Too many failed sign-ins from your address; try again in %d minutes.",
             math.ceil(wait / 60)), { ["Retry-After"] = string.format("%d", wait) })
         end
         local given = form_field(req, "token")
         if type(given) ~= "string" or not core.equal(core.sha256(given), token_digest) then
           local n = count_failure(req)
-          log(string.format("admin: failed sign-in from %s (%s of %d in this window)", tostring(req.remote_addr),
-            tostring(n or "?"), M.SIGNIN_FAILURES))
+          event("admin_signin_failed", req, { remote_addr = req.remote_addr, failures = n, limit = M.SIGNIN_FAILURES }, "warn")
           return login_page(401, "That token is not right.")
         end
         local sid = new_session()
         if not sid then return admin_problem(503, "Store unavailable",
           "The session could not be recorded; check DATABASE and the log.") end
-        log("admin: signed in from " .. tostring(req.remote_addr))
+        event("admin_signed_in", req, { remote_addr = req.remote_addr })
         return see_other("/admin", admin_cookie(sid, M.SESSION_TTL))
       end },
     { "POST", "/admin/logout", function(req)
@@ -543,7 +553,7 @@ function M.admin_routes(ctx)
             log("admin: cannot revoke the session: " .. tostring(err))
             return admin_problem(503, "Store unavailable", "The session could not be ended; try again.")
           end
-          log("admin: signed out from " .. tostring(req.remote_addr))
+          event("admin_signed_out", req, { remote_addr = req.remote_addr })
         end
         return see_other("/admin?signed_out=1", admin_cookie("", 0))
       end },

@@ -91,6 +91,7 @@ local function defaults(ctx)
   ctx.log = ctx.log or function(msg) io.stderr:write(msg, "\n") end
   ctx.oauth = ctx.oauth or require("stripe_connect.oauth")
   ctx.metrics = ctx.metrics or require("stripe_connect.metrics")
+  ctx.event = ctx.event or function() end
   return ctx
 end
 
@@ -110,8 +111,23 @@ local callback_series = setmetatable({}, { __index = function(t, outcome_label)
   return by_reason
 end })
 
-local function callback_metric(ctx, outcome_label, reason)
+-- The log event of each callback outcome (stripe_connect.log).
+local CALLBACK_EVENTS = {
+  connected = { "connected", "info" }, denied = { "denied", "info" }, rejected = { "state_rejected", "warn" },
+  error = { "token_error", "warn" }, replayed = { "callback_replayed", "info" },
+  in_progress = { "callback_in_progress", "info" }, unverified = { "stripe_error_redirect", "warn" },
+}
+
+-- Counts the callback's outcome and writes its event line (fields: the
+-- account, Stripe's error code; never the code or the state).
+local function callback_metric(ctx, req, outcome_label, reason, fields)
   count(ctx, callback_series[outcome_label][reason or ""])
+  local ev = CALLBACK_EVENTS[outcome_label] or { "callback", "info" }
+  local name = ev[1]
+  if outcome_label == "error" and reason == "store_unavailable" then name = "store_error" end
+  fields = fields or {}
+  fields.reason = reason
+  ctx.event(name, req, fields, name == "store_error" and "error" or ev[2])
 end
 
 -- The headers of a redirect (302 to Stripe, 303 back into the site).
@@ -216,6 +232,7 @@ function M.begin(ctx, req)
     location = authorize_url(ctx, req, token, false)
   end
   count(ctx, "stripe_connect_connect_total")
+  ctx.event("connect_started", req)
   return {
     status = 302,
     headers = redirect_headers(location, state.binding_cookie(binding, cfg.secure and SECURE or PLAIN)),
@@ -322,7 +339,7 @@ function M.complete(ctx, req)
     -- show what Stripe said; nothing is claimed and no hook runs, since
     -- anyone can request this URL.
     local reason = first(args.error) == "access_denied" and "access_denied" or "stripe_refused"
-    callback_metric(ctx, "unverified", reason)
+    callback_metric(ctx, req, "unverified", reason)
     return M.render(failure(reason))
   end
   if claims and claims.account then claims, code = nil, "malformed" end -- an onboarding token
@@ -331,7 +348,7 @@ function M.complete(ctx, req)
   end
   if not claims then
     local reason = code == "missing" and "missing_state" or code
-    callback_metric(ctx, "rejected", reason)
+    callback_metric(ctx, req, "rejected", reason)
     policy.on_error({ reason = reason, status = 403 }, req)
     return M.render(failure(reason))
   end
@@ -343,16 +360,16 @@ function M.complete(ctx, req)
   local claimed, recorded = store:claim_flow(claims.nonce, keep_until)
   if claimed == nil then
     ctx.log("callback: store failed to claim the flow: " .. tostring(recorded))
-    callback_metric(ctx, "error", "store_unavailable")
+    callback_metric(ctx, req, "error", "store_unavailable")
     return M.render(failure("store_unavailable"))
   end
   if not claimed then
     local outcome = recorded or abandoned(ctx, claims.nonce) or await_outcome(ctx, claims.nonce)
     if not outcome then
-      callback_metric(ctx, "in_progress", "in_progress")
+      callback_metric(ctx, req, "in_progress", "in_progress")
       return M.render(failure("in_progress"))
     end
-    callback_metric(ctx, "replayed", outcome.reason or outcome.kind)
+    callback_metric(ctx, req, "replayed", outcome.reason or outcome.kind)
     return M.render(outcome)
   end
 
@@ -370,7 +387,9 @@ function M.complete(ctx, req)
   local ok, rerr = store:record_outcome(claims.nonce, outcome)
   if not ok then ctx.log("callback: recording the outcome failed: " .. tostring(rerr)) end
 
-  callback_metric(ctx, outcome.kind, outcome.reason)
+  local fields = { account = outcome.account_id }
+  if type(err) == "table" then fields.stripe_error = err.error or err.code end
+  callback_metric(ctx, req, outcome.kind, outcome.reason, fields)
   if outcome.kind == "denied" then
     policy.on_denied(err, req)
   elseif outcome.kind == "error" then
@@ -416,12 +435,13 @@ local function stripe_op_error(ctx, what, err)
   return op_error(status, reason, util.redact(msg, require("stripe_connect.config").secret_values(cfg)), err)
 end
 
--- deauthorize(ctx, id, source) -> account | nil, err
+-- deauthorize(ctx, id, source, req) -> account | nil, err  (req: the admin
+-- request, for the log line's request_id)
 -- Calls Stripe's deauthorize, then marks the account disconnected and runs
 -- on_deauthorized(id, source).  Stripe's invalid_client (the account is not
 -- connected any more) also marks it disconnected.
 -- err = { status, reason, message, detail }.
-function M.deauthorize(ctx, id, source)
+function M.deauthorize(ctx, id, source, req)
   defaults(ctx)
   local cfg = ctx.config
   local a = ctx.store:get_account(id)
@@ -436,6 +456,7 @@ function M.deauthorize(ctx, id, source)
   local ok, serr = ctx.store:mark_disconnected(id, source or "admin")
   if not ok then return nil, op_error(503, "store_unavailable", "the store failed to update the account; check DATABASE and the log", serr) end
   count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "admin"))
+  ctx.event("disconnected", req, { account = id, source = source or "admin" })
   ctx.policy.on_deauthorized(id, source or "admin")
   return ctx.store:get_account(id)
 end
@@ -485,6 +506,7 @@ function M.not_connected(ctx, id, source)
   end
   ctx.log("api: Stripe answered that " .. id .. " is no longer connected; marked disconnected")
   count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "api"))
+  ctx.event("disconnected", nil, { account = id, source = source or "api" })
   ctx.policy.on_deauthorized(id, source or "api")
   return true
 end
