@@ -40,6 +40,7 @@ build = {
       ["stripe_connect.config"] = "lua/stripe_connect/config.lua",
       ["stripe_connect.policy"] = "lua/stripe_connect/policy.lua",
       ["stripe_connect.flow"] = "lua/stripe_connect/flow.lua",
+      ["stripe_connect.doctor"] = "lua/stripe_connect/doctor.lua",
       ["stripe_connect.log"] = "lua/stripe_connect/log.lua",
       ["stripe_connect.metrics"] = "lua/stripe_connect/metrics.lua",
       ["stripe_connect.pages"] = "lua/stripe_connect/pages.lua",

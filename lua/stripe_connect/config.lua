@@ -39,7 +39,6 @@ M.DEFAULTS = {
   ONBOARDING = "oauth",
 }
 
--- The settings that may come from NAME_FILE instead.
 -- The least strength ADMIN_TOKEN may have, in bits (token_bits).
 M.ADMIN_TOKEN_BITS = 128
 
@@ -72,6 +71,7 @@ function M.token_bits(s)
   return math.floor(n * math.log(pool) / math.log(2))
 end
 
+-- The settings that may come from NAME_FILE instead.
 M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true }
 
 local function trim(s)
