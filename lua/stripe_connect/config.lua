@@ -112,6 +112,7 @@ end
 function M.load(getenv)
   getenv = getenv or os.getenv
   local problems = {}
+  local unreadable = {} -- NAME whose NAME_FILE could not be read: that is its one problem
   local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
   local function get(name)
     local v = trim(getenv(name))
@@ -125,6 +126,7 @@ function M.load(getenv)
         if f then f:close() end
         if not v then
           problem("%s_FILE: cannot read %q, or it is empty (check the path and its permissions)", name, path)
+          unreadable[name] = true
         end
       end
     end
@@ -249,6 +251,14 @@ function M.load(getenv)
     else f:close() end
   end
 
+  -- One start-up problem, one message: "NAME is not set" after its
+  -- unreadable NAME_FILE would say the same thing twice.
+  local kept = {}
+  for _, pr in ipairs(problems) do
+    local name = pr:match("^([%u_]+) is not set")
+    if not (name and unreadable[name]) then kept[#kept + 1] = pr end
+  end
+  problems = kept
   if #problems > 0 then return nil, problems end
   return c
 end

@@ -213,6 +213,8 @@ function TestConfig.test_secrets_from_files()
     local text = config.format_problems(problems)
     lu.assertStrContains(text, row[3], false, row[1])
     lu.assertNotStrContains(text, "ccccc", false, row[1])
+    -- one problem, one message: an unreadable file is not also "not set"
+    lu.assertEquals(#problems, 1, row[1] .. ": " .. text)
   end
   -- only secrets have a _FILE form
   lu.assertEquals(assert(config.load(env({ PUBLIC_URL_FILE = file("pub", "https://x.example") }))).public_url,
