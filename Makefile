@@ -68,7 +68,7 @@ HOST_BIN   := $(BUILD)/stripe-connect
 CORE54_SO  := $(BUILD)/lua/stripe_connect/core.so
 COREJIT_SO := $(BUILD)/luajit/stripe_connect/core.so
 
-.PHONY: all deps test test-quick run bench soak install clean valgrind rock fuzz fuzz-build sanitize-normal-build
+.PHONY: all deps test test-quick run bench soak install clean valgrind rock fuzz fuzz-build sanitize-normal-build help
 
 all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
 
@@ -250,3 +250,22 @@ install: all
 
 clean:
 	rm -rf $(BUILD)
+
+# test-quick: the core and Lua unit specs under the host (no servers, no browser;
+# seconds, for the edit-run loop).  `make test` runs everything.
+test-quick: all
+	@STRIPE_CONNECT_BIN=$(HOST_BIN) $(HOST_BIN) run spec/run.lua --label quick $(SPECS_CORE) $(SPECS_LUA)
+
+help:
+	@printf '%s\n' \
+	  'make all          build build/stripe-connect and the Lua 5.4 and LuaJIT core modules' \
+	  'make deps         install the Debian packages (APT_PACKAGES) the build and specs need' \
+	  'make run          the fake Connect and the platform on loopback (Ctrl-C stops both)' \
+	  'make test         every spec: host, lua5.4, luajit and rock labels (ends N passed, 0 failed)' \
+	  'make test-quick   the core and Lua unit specs only, under the host' \
+	  'make rock         luarocks make into build/rocks' \
+	  'make valgrind     a short serve run under valgrind' \
+	  'make bench        wrk against ours, nginx and the Express peer (not in test)' \
+	  'make install      PREFIX=/usr/local DESTDIR=: the binary and the Lua modules' \
+	  'make clean        remove build/' \
+	  'make help         this list'

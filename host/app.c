@@ -1,7 +1,9 @@
 /*
  * app.c — a worker's lua_State: loading APP.lua and the router.
  *
- * APP.lua returns a handler function or a routes table; the router is Lua
+ * APP.lua returns a handler function or a routes table (an array of
+ * { METHOD, PATH, handler }, and optionally not_found = function(req) for
+ * a path no route serves; default a plain 404); the router is Lua
  * (policy, router_lua below), called by each request's coroutine through
  * the runner (runner.c, which makes the request table and converts the
  * response table).  What either raises on (a bad routes table at load; a
@@ -52,6 +54,8 @@ static const char router_lua[] =
 "    end\n"
 "    return 0\n"
 "  end\n"
+"  local not_found = app.not_found\n"
+"  if not_found ~= nil and type(not_found) ~= 'function' then error('routes.not_found must be a function', 0) end\n"
 "  dispatch = function(req)\n"
 "    local path, method, allowed = req.path, req.method, nil\n"
 "    for i = 1, #routes do\n"
@@ -76,6 +80,7 @@ static const char router_lua[] =
 "      return { status = 405, headers = { ['Content-Type'] = TEXT, Allow = concat(allowed, ', ') },\n"
 "               body = '405 Method Not Allowed\\n' }\n"
 "    end\n"
+"    if not_found then return not_found(req) end\n"
 "    return { status = 404, headers = { ['Content-Type'] = TEXT }, body = '404 Not Found\\n' }\n"
 "  end\n"
 "else\n"
@@ -97,6 +102,11 @@ static int app_pload(lua_State *L)
     tasks_install(L, w);
     lua_pushinteger(L, w->id);                    /* the stores share per process under serve */
     lua_setfield(L, -2, "serve_worker");
+    static const char *const formats[] = { "text", "logfmt", "json" };
+    lua_pushstring(L, formats[w->opts->log_format]);  /* stripe_connect.log writes in it */
+    lua_setfield(L, -2, "log_format");
+    lua_pushstring(L, w->opts->app_name);
+    lua_setfield(L, -2, "app_name");
     budget_install(L, w);                         /* before APP.lua runs */
     if (luaL_loadfile(L, w->opts->app) != LUA_OK)
         return lua_error(L);

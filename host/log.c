@@ -3,7 +3,11 @@
  *
  * Access lines are logfmt, one write(2) each so lines from several worker
  * threads never interleave:
- *   ts=2026-11-28T13:00:00.123Z worker=1 method=GET path="/x" status=200 ms=1.25 bytes=42
+ *   ts=2026-11-28T13:00:00.123Z app=platform worker=1 method=GET path="/x" status=200 ms=1.25 bytes=42
+ * (app: APP.lua's base name, so the fake's lines and the platform's differ)
+ * With --log-format logfmt or json every line (access and error) is one
+ * event with fixed field names: ts, level, app (APP.lua's base name),
+ * event ("request", "error"), request_id, then the event's own fields.
  * The query string and headers are never logged: OAuth codes and state
  * travel in the query.  Control characters, quotes and backslashes in the
  * path are escaped.  Error lines (handler tracebacks) pass through a
@@ -56,20 +60,70 @@ static size_t timestamp(char *buf, size_t cap)
     return n;
 }
 
-void log_access(const worker *w, const char *method, const char *path, size_t pathlen,
-                int status, double ms, size_t bytes)
+/* Append s[0..n) to buf at *len as the inside of a JSON string, bounded by
+ * cap: quote, backslash and control characters escaped, bytes >= 127 as
+ * \u00XX (the log is ASCII whatever the path holds). */
+static void append_json(char *buf, size_t *len, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n && *len + 7 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            buf[(*len)++] = '\\';
+            buf[(*len)++] = (char)ch;
+        } else if (ch < 32 || ch >= 127) {
+            memcpy(buf + *len, "\\u00", 4);
+            *len += 4;
+            buf[(*len)++] = hex[ch >> 4];
+            buf[(*len)++] = hex[ch & 15];
+        } else {
+            buf[(*len)++] = (char)ch;
+        }
+    }
+}
+
+static int log_format = LOG_TEXT;
+static const char *log_app = "stripe-connect";
+
+/* --log-format and the app's name for every line that follows. */
+void log_set_format(int format, const char *app)
+{
+    log_format = format;
+    if (app != NULL)
+        log_app = app;
+}
+
+void log_access(const worker *w, const char *request_id, size_t ridlen, const char *method,
+                const char *path, size_t pathlen, int status, double ms, size_t bytes)
 {
     if (w->opts->quiet)
         return;
-    char line[1024];
-    size_t len = (size_t)snprintf(line, sizeof line, "ts=");
-    len += timestamp(line + len, sizeof line - len);
+    char line[1024], ts[40];
+    timestamp(ts, sizeof ts);
     size_t mlen = strcspn(method, " ");
-    len += (size_t)snprintf(line + len, sizeof line - len, " worker=%d method=%.*s path=\"",
-                            w->id, (int)(mlen > 16 ? 16 : mlen), method);
-    append_escaped(line, &len, sizeof line - 80, path, pathlen);
-    len += (size_t)snprintf(line + len, sizeof line - len, "\" status=%d ms=%.2f bytes=%zu\n",
-                            status, ms, bytes);
+    int ml = (int)(mlen > 16 ? 16 : mlen);
+    int rl = (int)(ridlen > 64 ? 64 : ridlen);
+    size_t len;
+    if (log_format == LOG_JSON) {
+        len = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"info\",\"app\":\"%s\","
+                               "\"event\":\"request\",\"request_id\":\"%.*s\",\"worker\":%d,"
+                               "\"method\":\"%.*s\",\"path\":\"", ts, log_app, rl, request_id ? request_id : "",
+                               w->id, ml, method);
+        append_json(line, &len, sizeof line - 80, path, pathlen);
+        len += (size_t)snprintf(line + len, sizeof line - len, "\",\"status\":%d,\"ms\":%.2f,\"bytes\":%zu}\n",
+                                status, ms, bytes);
+    } else {
+        if (log_format == LOG_LOGFMT)
+            len = (size_t)snprintf(line, sizeof line, "ts=%s level=info app=%s event=request request_id=%.*s"
+                                   " worker=%d method=%.*s path=\"", ts, log_app, rl,
+                                   request_id ? request_id : "", w->id, ml, method);
+        else
+            len = (size_t)snprintf(line, sizeof line, "ts=%s app=%s worker=%d method=%.*s path=\"", ts, log_app,
+                                   w->id, ml, method);
+        append_escaped(line, &len, sizeof line - 80, path, pathlen);
+        len += (size_t)snprintf(line + len, sizeof line - len, "\" status=%d ms=%.2f bytes=%zu\n",
+                                status, ms, bytes);
+    }
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;
 }
@@ -114,6 +168,26 @@ void log_error(const char *fmt, ...)
     va_end(ap);
     len += n < 0 ? 0 : ((size_t)n < sizeof line - len - 1 ? (size_t)n : sizeof line - len - 2);
     redact(line, len);
+    if (log_format != LOG_TEXT) {
+        /* One structured line: the message without the program name. */
+        char out[16384];           /* escapes can grow the line: cut beyond this */
+        char ts[40];
+        timestamp(ts, sizeof ts);
+        size_t skip = strlen(host_progname) + 2, o;
+        if (log_format == LOG_JSON) {
+            o = (size_t)snprintf(out, 256, "{\"ts\":\"%s\",\"level\":\"error\",\"app\":\"%s\","
+                                 "\"event\":\"error\",\"message\":\"", ts, log_app);
+            append_json(out, &o, sizeof out - 4, line + skip, len - skip);
+            o += (size_t)snprintf(out + o, sizeof out - o, "\"}\n");
+        } else {
+            o = (size_t)snprintf(out, 256, "ts=%s level=error app=%s event=error message=\"", ts, log_app);
+            append_escaped(out, &o, sizeof out - 4, line + skip, len - skip);
+            o += (size_t)snprintf(out + o, sizeof out - o, "\"\n");
+        }
+        ssize_t ignored = write(STDERR_FILENO, out, o);
+        (void)ignored;
+        return;
+    }
     line[len++] = '\n';
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;

@@ -19,8 +19,10 @@ static const char serve_usage[] =
     "\n"
     "options:\n"
     "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080; port 0 picks one)\n"
+    "  --metrics-listen HOST:PORT  serve /metrics (and /healthz, /ready) there only, not on --listen\n"
     "  --workers N               worker threads (default: number of CPUs)\n"
     "  --quiet                   no access log\n"
+    "  --log-format FORMAT       text (default), logfmt or json: one event per line, fixed fields\n"
     "  --max-header-size BYTES   request line + headers (default 16384; 431 beyond)\n"
     "  --max-headers N           header count (default 100; 431 beyond)\n"
     "  --max-body-size BYTES     request body (default 1048576; 413 beyond)\n"
@@ -51,8 +53,8 @@ static int parse_number(const char *s, double min, double max, int whole, double
     return 0;
 }
 
-/* HOST:PORT (or [v6]:PORT) into opts.  0 or -1. */
-static int parse_listen(const char *s, serve_opts *o)
+/* HOST:PORT (or [v6]:PORT) into host (256 bytes) and *port.  0 or -1. */
+static int parse_hostport(const char *s, char *host, int *port_out)
 {
     const char *colon = strrchr(s, ':');
     double port;
@@ -64,11 +66,11 @@ static int parse_listen(const char *s, serve_opts *o)
         h++;
         hl -= 2;
     }
-    if (hl == 0 || hl >= sizeof o->host)
+    if (hl == 0 || hl >= 256)
         return -1;
-    memcpy(o->host, h, hl);
-    o->host[hl] = '\0';
-    o->port = (int)port;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port_out = (int)port;
     return 0;
 }
 
@@ -86,6 +88,7 @@ static void default_options(serve_opts *o)
     o->max_connections = 1024;
     o->max_instructions = 100000000L;
     o->shutdown_timeout = 10;
+    o->metrics_port = -1;
 }
 
 /* A numeric option NAME VALUE into opts: 0, 1 (not a numeric option) or
@@ -125,9 +128,22 @@ static int valued_option(const char *a, const char *v, serve_opts *o, int *code)
 {
     int r;
     if (strcmp(a, "--listen") == 0) {
-        if (parse_listen(v, o) == 0)
+        if (parse_hostport(v, o->host, &o->port) == 0)
             return 0;
         *code = usage_error("bad --listen '%s' (want HOST:PORT)", v);
+    } else if (strcmp(a, "--log-format") == 0) {
+        static const char *const names[] = { "text", "logfmt", "json" };
+        for (int k = 0; k < 3; k++) {
+            if (strcmp(v, names[k]) == 0) {
+                o->log_format = k;
+                return 0;
+            }
+        }
+        *code = usage_error("bad --log-format '%s' (want text, logfmt or json)", v);
+    } else if (strcmp(a, "--metrics-listen") == 0) {
+        if (parse_hostport(v, o->metrics_host, &o->metrics_port) == 0)
+            return 0;
+        *code = usage_error("bad --metrics-listen '%s' (want HOST:PORT)", v);
     } else if ((r = numeric_option(a, v, o)) == 0) {
         return 0;
     } else {
@@ -165,5 +181,19 @@ int options_parse(int argc, char **argv, serve_opts *o, int *code)
         *code = usage_error("missing APP.lua%s", "");
         return -1;
     }
+    /* "scripts/platform.lua" -> "platform": what the log lines call the app. */
+    const char *base = strrchr(o->app, '/');
+    base = base ? base + 1 : o->app;
+    size_t bl = strcspn(base, ".");
+    if (bl == 0 || bl >= sizeof o->app_buf)
+        bl = 0;
+    memcpy(o->app_buf, base, bl);
+    o->app_buf[bl] = '\0';
+    for (size_t k = 0; k < bl; k++) {
+        char ch = o->app_buf[k];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+            o->app_buf[k] = '_';
+    }
+    o->app_name = bl ? o->app_buf : "app";
     return 0;
 }

@@ -27,7 +27,7 @@ static const char bad_query_body[] = "400 Bad Request\n";
  * repeats are joined with "; " for cookie, else ", ".  Stack: [-0, +1]. */
 static void push_request(lua_State *L, const http_request *r)
 {
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 11);
     lua_pushlstring(L, r->method, r->mlen);
     lua_setfield(L, -2, "method");
     lua_pushlstring(L, r->path, r->plen);
@@ -40,6 +40,10 @@ static void push_request(lua_State *L, const http_request *r)
     lua_setfield(L, -2, "remote_addr");
     lua_pushinteger(L, r->remote_port);
     lua_setfield(L, -2, "remote_port");
+    if (r->ridlen > 0) {
+        lua_pushlstring(L, r->request_id, r->ridlen);
+        lua_setfield(L, -2, "request_id");
+    }
     lua_createtable(L, 0, r->nheaders);
     for (int i = 0; i < r->nheaders; i++) {
         const http_header *h = &r->headers[i];

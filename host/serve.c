@@ -41,6 +41,10 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         evconnlistener_free(w->listener);
         w->listener = NULL;
     }
+    if (w->metrics_listener) {
+        evconnlistener_free(w->metrics_listener);
+        w->metrics_listener = NULL;
+    }
     server_close_idle(w);
     if (w->nconns == 0) {
         event_base_loopexit(w->base, NULL);
@@ -67,6 +71,8 @@ static void on_resume_accept(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     if (w->listener != NULL)
         evconnlistener_enable(w->listener);
+    if (w->metrics_listener != NULL)
+        evconnlistener_enable(w->metrics_listener);
 }
 
 /* accept() failed (out of file descriptors, most likely): pause accepting
@@ -98,6 +104,8 @@ static void worker_free(worker *w)
     server_free_all(w);
     if (w->listener)
         evconnlistener_free(w->listener);
+    if (w->metrics_listener)
+        evconnlistener_free(w->metrics_listener);
     upstream_close(w);
     app_close(w);
     dbwait_close(w);
@@ -157,6 +165,24 @@ static int worker_setup(worker *w, serve_opts *o)
             close(fd);
         log_error("cannot set up worker %d", w->id);
         return -1;
+    }
+    if (o->metrics_port >= 0) {
+        int mport = o->metrics_port;
+        int mfd = server_listen_socket(o->metrics_host, o->metrics_port, &mport);
+        if (mfd < 0) {
+            log_error("cannot listen on %s:%d (--metrics-listen): %s", o->metrics_host, o->metrics_port,
+                      strerror(errno));
+            return -1;
+        }
+        o->metrics_port = mport;
+        w->metrics_listener = evconnlistener_new(w->base, server_accept_metrics, w,
+                                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mfd);
+        if (w->metrics_listener == NULL) {
+            close(mfd);
+            log_error("cannot set up worker %d", w->id);
+            return -1;
+        }
+        evconnlistener_set_error_cb(w->metrics_listener, on_accept_error);
     }
     char *err = NULL;
     if (app_load(w, &err) != 0) {
@@ -241,6 +267,11 @@ static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
     int v6 = strchr(o->host, ':') != NULL;
     fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o->host, v6 ? "]" : "",
             o->port);
+    if (o->metrics_port >= 0) {
+        int mv6 = strchr(o->metrics_host, ':') != NULL;
+        fprintf(stderr, "metrics on http://%s%s%s:%d/metrics\n", mv6 ? "[" : "", o->metrics_host,
+                mv6 ? "]" : "", o->metrics_port);
+    }
     fflush(stderr);
     wait_for_shutdown(ws, o->workers, set);
     budget_watchdog_stop();
@@ -253,6 +284,7 @@ int host_serve_main(int argc, char **argv)
     int code = 0;
     if (options_parse(argc, argv, &o, &code) != 0)
         return code;
+    log_set_format(o.log_format, o.app_name);
     sigset_t set;
     process_setup(&set);
     worker *ws = calloc((size_t)o.workers, sizeof *ws);

@@ -24,6 +24,8 @@
 
 #include <event2/buffer.h>
 
+#include <sys/random.h>
+
 #include "worker.h"
 
 enum { C_READ, C_HANDLE, C_WRITE, C_LINGER };
@@ -37,6 +39,9 @@ struct conn {
     char remote[INET6_ADDRSTRLEN];
     int remote_port;
     int state, dead;
+    int metrics_only;           /* accepted on --metrics-listen */
+    char reqid[65];             /* the current request's id (X-Request-Id) */
+    size_t reqidlen;            /* 0: none (errors before a request was read) */
     request_parse rq;
     double start_ms;            /* first byte of the current request; < 0: none yet */
 };
@@ -216,6 +221,11 @@ static const struct timeval *common_timeout(worker *w, double t)
 
 int server_init(worker *w)
 {
+    unsigned char rnd[6];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return -1;
+    snprintf(w->reqid_prefix, sizeof w->reqid_prefix, "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5]);
     double t = w->opts->read_timeout;
     w->read_tv = common_timeout(w, t);
     w->linger_tv = common_timeout(w, t > LINGER_SECONDS ? LINGER_SECONDS : t);
@@ -292,7 +302,7 @@ static int add_response(conn *c, int status, const char *head, size_t headlen,
     const char *date = date_line(c->w, &datelen);
     const char *why = reason(status);
     size_t total = 9 + 24 + strlen(why) + 2 + datelen + headlen + 16 + 24 + 24 + 2
-                 + (send_body ? bodylen : 0);
+                 + (c->reqidlen ? 16 + c->reqidlen : 0) + (send_body ? bodylen : 0);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1)
@@ -303,6 +313,11 @@ static int add_response(conn *c, int status, const char *head, size_t headlen,
     p = put(p, why, strlen(why));
     p = put(p, "\r\n", 2);
     p = put(p, date, datelen);
+    if (c->reqidlen) {
+        p = put(p, "X-Request-Id: ", 14);
+        p = put(p, c->reqid, c->reqidlen);
+        p = put(p, "\r\n", 2);
+    }
     p = put(p, head, headlen);
     if (with_length) {
         p = put(p, "Content-Length: ", 16);
@@ -348,8 +363,8 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
         const char *path = c->rq.req.path ? c->rq.req.path : "-";
         size_t plen = c->rq.req.path ? c->rq.req.plen : 1;
         double ms = c->start_ms < 0 ? 0 : log_now_ms() - c->start_ms;
-        log_access(w, c->rq.req.method ? c->rq.req.method : "-", path, plen, status, ms,
-                   send_body ? bodylen : 0);
+        log_access(w, c->reqid, c->reqidlen, c->rq.req.method ? c->rq.req.method : "-", path, plen,
+                   status, ms, send_body ? bodylen : 0);
     }
     if (c->dead) {
         conn_free(c);
@@ -359,6 +374,7 @@ void server_respond(conn *c, int status, const char *head, size_t headlen,
         c->rq.keep_alive = 0;
     c->state = C_WRITE;
     int r = add_response(c, status, head, headlen, body, bodylen, !no_body, send_body);
+    c->reqidlen = 0;
     if (r == 0)
         r = flush(c);
     if (r < 0)
@@ -378,6 +394,57 @@ static void respond_plain(conn *c, int status)
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->deadline);
     server_respond(c, status, head, sizeof head - 1, body, (size_t)n);
+}
+
+/* The request's id: the client's X-Request-Id when it is 1-64 characters
+ * of [A-Za-z0-9._:-] (a proxy's id ties our lines to its own), else the
+ * worker's random prefix and a counter. */
+static void set_request_id(conn *c)
+{
+    http_request *r = &c->rq.req;
+    worker *w = c->w;
+    c->reqidlen = 0;
+    for (int i = 0; i < r->nheaders; i++) {
+        const http_header *h = &r->headers[i];
+        if (h->nlen != 12 || memcmp(h->name, "x-request-id", 12) != 0)
+            continue;
+        size_t k = 0;
+        while (k < h->vlen && k < 65) {
+            char ch = h->value[k];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+                  || ch == '.' || ch == '_' || ch == ':' || ch == '-'))
+                break;
+            k++;
+        }
+        if (k == h->vlen && k >= 1 && k <= 64) {
+            memcpy(c->reqid, h->value, k);
+            c->reqidlen = k;
+        }
+        break;
+    }
+    if (c->reqidlen == 0)
+        c->reqidlen = (size_t)snprintf(c->reqid, sizeof c->reqid, "%s%08lx", w->reqid_prefix,
+                                       ++w->reqid_seq & 0xffffffffUL);
+    r->request_id = c->reqid;
+    r->ridlen = c->reqidlen;
+}
+
+static int path_is(const http_request *r, const char *p)
+{
+    size_t n = strlen(p);
+    return r->plen == n && memcmp(r->path, p, n) == 0;
+}
+
+/* With --metrics-listen, /metrics is served there only, and that address
+ * serves nothing else but /healthz and /ready (a 404 from the host). */
+static int listener_serves(const conn *c)
+{
+    const http_request *r = &c->rq.req;
+    if (c->w->opts->metrics_port < 0)
+        return 1;
+    if (c->metrics_only)
+        return path_is(r, "/metrics") || path_is(r, "/healthz") || path_is(r, "/ready");
+    return !path_is(r, "/metrics");
 }
 
 /* Advance the connection's state machine on new input. */
@@ -421,6 +488,11 @@ static void process(conn *c)
     }
     if (r == 0)
         return;
+    set_request_id(c);
+    if (!listener_serves(c)) {
+        respond_plain(c, 404);
+        return;
+    }
     c->state = C_HANDLE;
     event_del(c->deadline);
     bufferevent_disable(c->bev, EV_READ);
@@ -535,12 +607,8 @@ static void set_remote(conn *c, const struct sockaddr *sa)
     }
 }
 
-void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                   int socklen, void *arg)
+static void accept_conn(worker *w, evutil_socket_t fd, struct sockaddr *sa, int metrics_only)
 {
-    (void)l;
-    (void)socklen;
-    worker *w = arg;
     if (w->stopping) {
         close(fd);
         return;
@@ -552,6 +620,7 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
     conn *c = conn_new(w, fd);
     if (c == NULL)
         return;
+    c->metrics_only = metrics_only;
     set_remote(c, sa);
     c->next = w->conns;
     if (w->conns)
@@ -568,6 +637,22 @@ void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
     bufferevent_disable(c->bev, EV_WRITE);    /* flush writes; EV_WRITE only for the rest */
     bufferevent_enable(c->bev, EV_READ);
     arm_deadline(c);
+}
+
+void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                   int socklen, void *arg)
+{
+    (void)l;
+    (void)socklen;
+    accept_conn(arg, fd, sa, 0);
+}
+
+void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int socklen, void *arg)
+{
+    (void)l;
+    (void)socklen;
+    accept_conn(arg, fd, sa, 1);
 }
 
 /* On shutdown: close connections that wait for a request with nothing read. */

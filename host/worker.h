@@ -48,7 +48,14 @@ typedef struct serve_opts {
     int max_connections;        /* per worker (503 beyond) */
     double shutdown_timeout;    /* drain deadline, seconds */
     long max_instructions;      /* per request Lua VM budget */
+    int log_format;             /* LOG_TEXT, LOG_LOGFMT, LOG_JSON (--log-format) */
+    const char *app_name;       /* APP.lua's base name without .lua, for log lines */
+    char app_buf[64];
+    char metrics_host[256];     /* --metrics-listen address, as given */
+    int metrics_port;           /* its real port once bound; -1: no metrics listener */
 } serve_opts;
+
+enum { LOG_TEXT, LOG_LOGFMT, LOG_JSON };
 
 typedef struct conn conn;
 typedef struct request_ctx request_ctx;
@@ -71,6 +78,8 @@ typedef struct http_request {
     int nheaders;
     const char *remote;
     int remote_port;
+    const char *request_id;     /* X-Request-Id: the client's when valid, else made here */
+    size_t ridlen;
 } http_request;
 
 /* The parse state of the request a connection is reading (request.c). */
@@ -98,6 +107,9 @@ typedef struct worker {
     const serve_opts *opts;
     struct event_base *base;
     struct evconnlistener *listener;
+    struct evconnlistener *metrics_listener;    /* --metrics-listen, or NULL */
+    char reqid_prefix[16];      /* random per worker; request ids are prefix + counter */
+    unsigned long reqid_seq;
     struct event *stop_ev, *deadline_ev;
     const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
     time_t date_sec;            /* the second date[] was formatted for */
@@ -171,6 +183,8 @@ int server_init(worker *w);
 int server_listen_socket(const char *host, int port, int *bound_port);
 /* Refuse a port another process listens on (before the first bind); 0 or -1 with errno. */
 int server_claim_port(const char *host, int port);
+void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int socklen, void *arg);
 void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                    int socklen, void *arg);
 void server_respond(conn *c, int status, const char *head, size_t headlen,
@@ -245,7 +259,9 @@ void tasks_stop(worker *w);
 void tasks_close(worker *w);
 
 /* log.c */
-void log_access(const worker *w, const char *method, const char *path, size_t pathlen,
+void log_set_format(int format, const char *app);
+void log_access(const worker *w, const char *request_id, size_t ridlen, const char *method,
+                const char *path, size_t pathlen,
                 int status, double ms, size_t bytes);
 double log_now_ms(void);
 

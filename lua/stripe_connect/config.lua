@@ -16,7 +16,7 @@
 --   STATE_TTL              optional  seconds, default 1800 (1–86400)
 --   DATABASE               optional  sqlite:PATH (default sqlite:data/connect.db) | memory: |
 --                                    postgres://user:pass@host:port/db (several hosts)
---   ADMIN_TOKEN            optional  ≥ 16 characters; admin routes are 404 without it
+--   ADMIN_TOKEN            optional  ≥ 128 bits (e.g. 32 random hex characters); admin routes are 404 without it
 --   STRIPE_WEBHOOK_SECRETS optional  whsec_…[,whsec_…]; enables POST /webhooks
 --   STRIPE_TIMEOUT         optional  seconds for one call to Stripe, default 30
 --   POLICY                 optional  path of a Lua policy file (see policy.lua)
@@ -48,6 +48,38 @@ M.DEFAULTS = {
   ONBOARDING = "oauth",
   RATE_LIMIT = "30/30",
 }
+
+-- The least strength ADMIN_TOKEN may have, in bits (token_bits).
+M.ADMIN_TOKEN_BITS = 128
+
+-- token_bits(s) -> an estimate of s's strength in bits, as if its
+-- characters were drawn at random from the classes it uses: digits only
+-- (10), hex digits (16), or else digits (10), lower case (26), upper case
+-- (26) and other characters (32) together.  A token that repeats itself (fewer
+-- distinct characters than a quarter of its length, or fewer than 8) counts
+-- as its distinct characters only.  32 random hex characters are 128 bits;
+-- 22 base64url characters with all four classes count as 144.
+function M.token_bits(s)
+  local pool
+  if s:match("^%d+$") then
+    pool = 10
+  elseif s:match("^[0-9a-f]+$") or s:match("^[0-9A-F]+$") then
+    pool = 16
+  else
+    pool = 0
+    if s:find("%d") then pool = pool + 10 end
+    if s:find("%l") then pool = pool + 26 end
+    if s:find("%u") then pool = pool + 26 end
+    if s:find("[^%w]") then pool = pool + 32 end
+  end
+  local seen, distinct = {}, 0
+  for ch in s:gmatch(".") do
+    if not seen[ch] then seen[ch] = true; distinct = distinct + 1 end
+  end
+  local n = #s
+  if distinct < 8 or distinct < n / 4 then n = distinct end
+  return math.floor(n * math.log(pool) / math.log(2))
+end
 
 -- The settings that may come from NAME_FILE instead.
 M.SECRET_FILES = { STRIPE_SECRET_KEY = true, STATE_SECRETS = true, ADMIN_TOKEN = true, STRIPE_WEBHOOK_SECRETS = true,
@@ -91,6 +123,7 @@ end
 function M.load(getenv)
   getenv = getenv or os.getenv
   local problems = {}
+  local unreadable = {} -- NAME whose NAME_FILE could not be read: that is its one problem
   local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
   local function get(name)
     local v = trim(getenv(name))
@@ -104,6 +137,7 @@ function M.load(getenv)
         if f then f:close() end
         if not v then
           problem("%s_FILE: cannot read %q, or it is empty (check the path and its permissions)", name, path)
+          unreadable[name] = true
         end
       end
     end
@@ -204,8 +238,9 @@ function M.load(getenv)
   end
 
   c.admin_token = get("ADMIN_TOKEN")
-  if c.admin_token and #c.admin_token < 16 then
-    problem("ADMIN_TOKEN must be at least 16 characters (e.g. $(head -c 24 /dev/urandom | base64)); unset it to disable the admin routes")
+  if c.admin_token and M.token_bits(c.admin_token) < M.ADMIN_TOKEN_BITS then
+    problem("ADMIN_TOKEN is too weak (about %d bits; at least %d are needed, e.g. 32 random hex characters: " ..
+      "$(openssl rand -hex 16)); unset it to disable the admin routes", M.token_bits(c.admin_token), M.ADMIN_TOKEN_BITS)
   end
 
   local whsecs = get("STRIPE_WEBHOOK_SECRETS")
@@ -261,6 +296,14 @@ function M.load(getenv)
     else f:close() end
   end
 
+  -- One start-up problem, one message: "NAME is not set" after its
+  -- unreadable NAME_FILE would say the same thing twice.
+  local kept = {}
+  for _, pr in ipairs(problems) do
+    local name = pr:match("^([%u_]+) is not set")
+    if not (name and unreadable[name]) then kept[#kept + 1] = pr end
+  end
+  problems = kept
   if #problems > 0 then return nil, problems end
   return c
 end

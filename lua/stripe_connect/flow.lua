@@ -34,6 +34,7 @@
 local core = require "stripe_connect.core"
 local state = require "stripe_connect.state"
 local pages = require "stripe_connect.pages"
+local util = require "stripe_connect.util"
 
 local M = {}
 
@@ -93,6 +94,7 @@ local function defaults(ctx)
   ctx.log = ctx.log or function(msg) io.stderr:write(msg, "\n") end
   ctx.oauth = ctx.oauth or require("stripe_connect.oauth")
   ctx.metrics = ctx.metrics or require("stripe_connect.metrics")
+  ctx.event = ctx.event or function() end
   return ctx
 end
 
@@ -112,8 +114,23 @@ local callback_series = setmetatable({}, { __index = function(t, outcome_label)
   return by_reason
 end })
 
-local function callback_metric(ctx, outcome_label, reason)
+-- The log event of each callback outcome (stripe_connect.log).
+local CALLBACK_EVENTS = {
+  connected = { "connected", "info" }, denied = { "denied", "info" }, rejected = { "state_rejected", "warn" },
+  error = { "token_error", "warn" }, replayed = { "callback_replayed", "info" },
+  in_progress = { "callback_in_progress", "info" }, unverified = { "stripe_error_redirect", "warn" },
+}
+
+-- Counts the callback's outcome and writes its event line (fields: the
+-- account, Stripe's error code; never the code or the state).
+local function callback_metric(ctx, req, outcome_label, reason, fields)
   count(ctx, callback_series[outcome_label][reason or ""])
+  local ev = CALLBACK_EVENTS[outcome_label] or { "callback", "info" }
+  local name = ev[1]
+  if outcome_label == "error" and reason == "store_unavailable" then name = "store_error" end
+  fields = fields or {}
+  fields.reason = reason
+  ctx.event(name, req, fields, name == "store_error" and "error" or ev[2])
 end
 
 -- The headers of a redirect (302 to Stripe, 303 back into the site).
@@ -218,6 +235,7 @@ function M.begin(ctx, req)
     location = authorize_url(ctx, req, token, false)
   end
   count(ctx, "stripe_connect_connect_total")
+  ctx.event("connect_started", req)
   return {
     status = 302,
     headers = redirect_headers(location, state.binding_cookie(binding, cfg.secure and SECURE or PLAIN)),
@@ -375,7 +393,7 @@ function M.complete(ctx, req)
     -- show what Stripe said; nothing is claimed and no hook runs, since
     -- anyone can request this URL.
     local reason = first(args.error) == "access_denied" and "access_denied" or "stripe_refused"
-    callback_metric(ctx, "unverified", reason)
+    callback_metric(ctx, req, "unverified", reason)
     return M.render(failure(reason))
   end
   if claims and claims.account then claims, code = nil, "malformed" end -- an onboarding token
@@ -384,7 +402,7 @@ function M.complete(ctx, req)
   end
   if not claims then
     local reason = code == "missing" and "missing_state" or code
-    callback_metric(ctx, "rejected", reason)
+    callback_metric(ctx, req, "rejected", reason)
     policy.on_error({ reason = reason, status = 403 }, req)
     return M.render(failure(reason))
   end
@@ -398,16 +416,16 @@ function M.complete(ctx, req)
   local claimed, recorded = store:claim_flow(claims.nonce, keep_until)
   if claimed == nil then
     ctx.log("callback: store failed to claim the flow: " .. tostring(recorded))
-    callback_metric(ctx, "error", "store_unavailable")
+    callback_metric(ctx, req, "error", "store_unavailable")
     return M.render(failure("store_unavailable"))
   end
   if not claimed then
     local outcome = recorded or abandoned(ctx, claims.nonce) or await_outcome(ctx, claims.nonce)
     if not outcome then
-      callback_metric(ctx, "in_progress", "in_progress")
+      callback_metric(ctx, req, "in_progress", "in_progress")
       return M.render(failure("in_progress"))
     end
-    callback_metric(ctx, "replayed", outcome.reason or outcome.kind)
+    callback_metric(ctx, req, "replayed", outcome.reason or outcome.kind)
     return M.render(outcome)
   end
 
@@ -425,7 +443,9 @@ function M.complete(ctx, req)
   local ok, rerr = store:record_outcome(claims.nonce, outcome)
   if not ok then ctx.log("callback: recording the outcome failed: " .. tostring(rerr)) end
 
-  callback_metric(ctx, outcome.kind, outcome.reason)
+  local fields = { account = outcome.account_id }
+  if type(err) == "table" then fields.stripe_error = err.error or err.code end
+  callback_metric(ctx, req, outcome.kind, outcome.reason, fields)
   if outcome.kind == "denied" then
     policy.on_denied(err, req)
   elseif outcome.kind == "error" then
@@ -442,10 +462,33 @@ local function op_error(status, reason, message, err)
   return { status = status, reason = reason, message = message, detail = err and tostring(err) or nil }
 end
 
-local function stripe_op_error(err)
+-- stripe_op_error(ctx, what, err) -> err for a failed Stripe call of an
+-- account operation (`what`: "deauthorize call", "token refresh"), worded
+-- for the operator (the admin API and the scripts answer the platform's
+-- staff, not the end user): what Stripe said, or which setting to look at.
+-- Secrets, codes and tokens are redacted.
+local function stripe_op_error(ctx, what, err)
   local reason = token_failure_reason(err)
   local status = (reason == "invalid_grant" or reason == "oauth_error") and 400 or M.REASONS[reason][1]
-  return op_error(status, reason, M.REASONS[reason][3], err)
+  local cfg, e = ctx.config, type(err) == "table" and err or {}
+  local msg
+  if reason == "invalid_grant" then
+    msg = "Stripe refused the " .. what .. " (invalid_grant): the account's authorization is no longer " ..
+      "valid, most likely it was disconnected on Stripe's side"
+  elseif reason == "oauth_error" then
+    msg = string.format("Stripe refused the %s (%s%s); check STRIPE_SECRET_KEY and STRIPE_CLIENT_ID", what,
+      tostring(e.error or "error"), type(e.description) == "string" and (": " .. e.description) or "")
+  elseif reason == "stripe_timeout" then
+    msg = string.format("Stripe did not answer the %s within STRIPE_TIMEOUT (%g s); try again", what,
+      cfg.stripe_timeout or 30)
+  elseif reason == "stripe_unreachable" then
+    msg = string.format("could not reach Stripe at %s for the %s (%s); check STRIPE_CONNECT_BASE and the network",
+      cfg.connect_base or "https://connect.stripe.com", what, tostring(e.code or e.message or err))
+  else
+    msg = string.format("Stripe answered the %s with an error (%s); try again", what,
+      e.status and ("HTTP " .. tostring(e.status)) or tostring(e.message or err))
+  end
+  return op_error(status, reason, util.redact(msg, require("stripe_connect.config").secret_values(cfg)), err)
 end
 
 -- already_gone(err, id) -> true when a failed deauthorize means account id
@@ -463,18 +506,19 @@ function M.already_gone(err, id)
   return d:find("not connected to stripe account " .. id:lower(), 1, true) ~= nil
 end
 
--- deauthorize(ctx, id, source) -> account | nil, err
+-- deauthorize(ctx, id, source, req) -> account | nil, err  (req: the admin
+-- request, for the log line's request_id)
 -- Calls Stripe's deauthorize, then marks the account disconnected and runs
 -- on_deauthorized(id, source).  A refusal that means the account is not
 -- connected any more (already_gone) also marks it disconnected; any other
 -- error (a wrong key or client id included) leaves it as it is.
 -- err = { status, reason, message, detail }.
-function M.deauthorize(ctx, id, source)
+function M.deauthorize(ctx, id, source, req)
   defaults(ctx)
   local cfg = ctx.config
   local a, gerr = ctx.store:get_account(id)
   if gerr then return nil, op_error(503, "store_unavailable", "the store is unavailable", gerr) end
-  if not a then return nil, op_error(404, "not_found", "no such account") end
+  if not a then return nil, op_error(404, "not_found", "no account " .. id .. " in the store") end
   local res, err = ctx.oauth.deauthorize{
     secret_key = cfg.secret_key, client_id = cfg.client_id, stripe_user_id = id,
     connect_base = cfg.connect_base, timeout = cfg.stripe_timeout,
@@ -486,11 +530,12 @@ function M.deauthorize(ctx, id, source)
       return nil, op_error(502, "invalid_client", "Stripe refused the platform's key or client id; " ..
         "the account stays connected (check STRIPE_SECRET_KEY and STRIPE_CLIENT_ID)", err)
     end
-    return nil, stripe_op_error(err)
+    return nil, stripe_op_error(ctx, "deauthorize call", err)
   end
   local ok, serr = ctx.store:mark_disconnected(id, source or "admin")
-  if not ok then return nil, op_error(503, "store_unavailable", "could not update the account", serr) end
+  if not ok then return nil, op_error(503, "store_unavailable", "the store failed to update the account; check DATABASE and the log", serr) end
   count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "admin"))
+  ctx.event("disconnected", req, { account = id, source = source or "admin" })
   ctx.policy.on_deauthorized(id, source or "admin")
   return ctx.store:get_account(id)
 end
@@ -502,7 +547,7 @@ function M.refresh(ctx, id)
   local cfg = ctx.config
   local a, gerr = ctx.store:get_account(id)
   if gerr then return nil, op_error(503, "store_unavailable", "the store is unavailable", gerr) end
-  if not a then return nil, op_error(404, "not_found", "no such account") end
+  if not a then return nil, op_error(404, "not_found", "no account " .. id .. " in the store") end
   if a.status ~= "connected" or not a.refresh_token then
     return nil, op_error(409, "no_refresh_token", "the account is not connected or has no refresh token")
   end
@@ -510,7 +555,7 @@ function M.refresh(ctx, id)
     secret_key = cfg.secret_key, refresh_token = a.refresh_token, connect_base = cfg.connect_base,
     timeout = cfg.stripe_timeout,
   }
-  if not res then return nil, stripe_op_error(err) end
+  if not res then return nil, stripe_op_error(ctx, "token refresh", err) end
   a.scope = res.scope or a.scope
   if res.livemode ~= nil then a.livemode = res.livemode == true end
   a.token_type = res.token_type or a.token_type
@@ -520,7 +565,7 @@ function M.refresh(ctx, id)
   a.refreshed_at = ctx.now()
   a.updated_at = a.refreshed_at
   local ok, serr = ctx.store:put_account(a)
-  if not ok then return nil, op_error(503, "store_unavailable", "could not update the account", serr) end
+  if not ok then return nil, op_error(503, "store_unavailable", "the store failed to update the account; check DATABASE and the log", serr) end
   count(ctx, "stripe_connect_refreshes_total")
   return a
 end
@@ -541,6 +586,7 @@ function M.not_connected(ctx, id, source)
   end
   ctx.log("api: Stripe answered that " .. id .. " is no longer connected; marked disconnected")
   count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "api"))
+  ctx.event("disconnected", nil, { account = id, source = source or "api" })
   ctx.policy.on_deauthorized(id, source or "api")
   return true
 end

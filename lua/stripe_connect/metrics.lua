@@ -6,7 +6,9 @@
 --                            stripe_connect_request_duration_seconds{route=…}
 --   clock()                  seconds for measuring (monotonic when the core has it)
 --   snapshot()               -> { counters, histograms, bounds } (see host/core/metrics.c)
---   text()                   -> Prometheus text exposition (format 0.0.4)
+--   text([families])         -> Prometheus text exposition (format 0.0.4);
+--                               families: # HELP lines and series always
+--                               shown (M.FAMILIES: the platform's)
 --   new(backend)             -> a registry of its own with the same functions
 --                               (backend: a table with the core's metrics_*
 --                               functions; nil: process-local Lua tables)
@@ -144,21 +146,58 @@ local function histogram_lines(out, name, by_labels, bounds)
   end
 end
 
+-- The platform's metric families (stripe_connect.app's /metrics renders
+-- with them): name -> { help = "…", series = { series always shown, 0
+-- until counted } }.  README's /metrics row lists the same families.
+M.FAMILIES = {
+  stripe_connect_connect_total = { help = "GET /connect answers that sent the browser to Stripe's authorize page.",
+    series = { "stripe_connect_connect_total" } },
+  stripe_connect_callbacks_total = { help = "OAuth callbacks by outcome (connected, denied, rejected, error) and reason." },
+  stripe_connect_token_calls_total = { help = "Authorization-code exchanges with Stripe by result (ok or the failure reason).",
+    series = { 'stripe_connect_token_calls_total{result="ok"}' } },
+  stripe_connect_refreshes_total = { help = "Access tokens refreshed (admin API, scripts).",
+    series = { "stripe_connect_refreshes_total" } },
+  stripe_connect_deauthorizations_total = {
+    help = "Accounts marked disconnected, by source (admin, script, webhook, api).",
+    series = { 'stripe_connect_deauthorizations_total{source="admin"}', 'stripe_connect_deauthorizations_total{source="api"}',
+      'stripe_connect_deauthorizations_total{source="script"}', 'stripe_connect_deauthorizations_total{source="webhook"}' } },
+  stripe_connect_webhooks_total = { help = "Webhook deliveries by result (processed, duplicate, failed, rejected with its reason, ignored_livemode).",
+    series = { 'stripe_connect_webhooks_total{result="processed"}', 'stripe_connect_webhooks_total{result="duplicate"}',
+      'stripe_connect_webhooks_total{result="failed"}' } },
+  stripe_connect_onboarding_total = { help = "Account Links onboarding steps by step and result." },
+  [M.DURATION] = { help = "Seconds from a route's handler being called to its answer (time waiting on Stripe included)." },
+}
+
 -- Prometheus text of a snapshot: counters grouped by name, then histograms.
-local function render(snap)
-  local by_name = {}
-  for series, value in pairs(snap.counters) do
+-- families (optional, as M.FAMILIES): a # HELP line for each family it
+-- describes, and its declared series shown as 0 until counted.
+local function render(snap, families)
+  local by_name, counters = {}, snap.counters
+  if families then
+    counters = {}
+    for k, v in pairs(snap.counters) do counters[k] = v end
+    for _, f in pairs(families) do
+      for _, series in ipairs(f.series or {}) do counters[series] = counters[series] or 0 end
+    end
+  end
+  for series, value in pairs(counters) do
     local name = series:match(NAME)
     by_name[name] = by_name[name] or {}
     table.insert(by_name[name], string.format("%s %d", series, value))
   end
   local out = {}
+  local function help(name)
+    local f = families and families[name]
+    if f and f.help then out[#out + 1] = "# HELP " .. name .. " " .. f.help end
+  end
   for _, name in ipairs(sorted_keys(by_name)) do
+    help(name)
     out[#out + 1] = "# TYPE " .. name .. " counter"
     table.sort(by_name[name])
     for _, line in ipairs(by_name[name]) do out[#out + 1] = line end
   end
   for _, name in ipairs(sorted_keys(snap.histograms)) do
+    help(name)
     histogram_lines(out, name, snap.histograms[name], snap.bounds)
   end
   return #out > 0 and table.concat(out, "\n") .. "\n" or ""
@@ -184,7 +223,7 @@ function M.new(backend)
   end
 
   function r.snapshot() return snapshot() end
-  function r.text() return render(snapshot()) end
+  function r.text(families) return render(snapshot(), families) end
   r.clock = core.monotonic or os.time
   return r
 end

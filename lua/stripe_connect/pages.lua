@@ -27,6 +27,11 @@ form>p:last-child{margin-bottom:0}label{display:block;font-weight:600}input[type
 width:100%;max-width:24rem;margin-top:.35rem;padding:.55rem .7rem;border:1px solid #cbd2d9;border-radius:6px;
 font:inherit}input:focus{outline:2px solid #635bff;outline-offset:1px}td.time{white-space:nowrap}
 .btn.small{padding:.35rem .8rem;font-size:.875rem}main.wide{max-width:64rem;overflow-x:auto}
+.notice{background:#eef6ff;border-left:4px solid #635bff;padding:.6rem .8rem;border-radius:4px}
+nav.bar{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:0 0 1rem}nav.bar form{display:inline}
+nav.bar .spacer{flex:1}.filters a{margin-right:.75rem}.filters a[aria-current]{font-weight:700;color:#1a1f36}
+a{color:#4b45c6}.actions{display:flex;gap:.75rem;flex-wrap:wrap}.btn.danger{background:#b3261e}
+.btn.danger:hover{background:#8c1d18}
 ]]
 
 -- The headers every page carries: a CSP that allows nothing but the inline
@@ -110,7 +115,16 @@ function M.problem(o)
   if o.retry ~= false then
     parts[#parts + 1] = '<p><a class="btn" href="/connect">Start again</a></p>'
   end
+  if o.link then
+    parts[#parts + 1] = '<p><a class="btn secondary" href="' .. h(o.link.href) .. '">' .. h(o.link.text) .. "</a></p>"
+  end
   return M.layout(o.title, table.concat(parts))
+end
+
+-- not_found() -> the 404 page (a path the platform does not serve).
+function M.not_found()
+  return M.problem{ title = "Page not found", message = "There is no page at this address.", retry = false,
+    link = { href = "/", text = "Go to the start" } }
 end
 
 local function fmt_time(t)
@@ -118,17 +132,28 @@ local function fmt_time(t)
   return os.date("!%Y-%m-%d %H:%M:%SZ", t)
 end
 
--- admin(accounts, csrf) -> the admin list with a Disconnect button per
--- connected account (POST with a CSRF field; no buttons when csrf is nil:
--- a Bearer-only view has no session for the form to use).
-function M.admin(accounts, csrf)
+local FILTERS = { { nil, "All" }, { "connected", "Connected" }, { "disconnected", "Disconnected" } }
+
+local function admin_query(status, owner)
+  local q = {}
+  if status then q[#q + 1] = "status=" .. core.url_encode(status) end
+  if owner then q[#q + 1] = "owner=" .. core.url_encode(owner) end
+  return #q > 0 and ("?" .. table.concat(q, "&")) or ""
+end
+
+-- admin(accounts, opts) -> the admin list.  opts: csrf (the session's form
+-- field; without it, a Bearer-only view, no Disconnect or Sign out forms),
+-- status (the filter shown: "connected", "disconnected" or nil for all),
+-- owner (the owner filter), notice (what the last action did).
+-- Each connected account has a Disconnect link to its confirmation page.
+function M.admin(accounts, opts)
+  opts = opts or {}
+  local csrf = opts.csrf
   local rows = {}
   for _, a in ipairs(accounts) do
     local action = ""
     if a.status == "connected" and csrf then
-      action = '<form method="post" action="/admin/accounts/' .. h(a.id) .. '/deauthorize">' ..
-        '<input type="hidden" name="csrf" value="' .. h(csrf) .. '">' ..
-        '<button class="btn secondary small" type="submit">Disconnect</button></form>'
+      action = '<a class="btn secondary small" href="/admin/accounts/' .. h(a.id) .. '/disconnect">Disconnect</a>'
     end
     rows[#rows + 1] = table.concat({
       "<tr><td><code>", h(a.id), "</code></td><td class=\"status-", h(a.status), "\">", h(a.status),
@@ -137,12 +162,48 @@ function M.admin(accounts, csrf)
       h(fmt_time(a.connected_at)), "</td><td>", action, "</td></tr>",
     })
   end
-  if #rows == 0 then rows[1] = '<tr><td colspan="7" class="muted">No accounts yet.</td></tr>' end
+  if #rows == 0 then
+    rows[1] = '<tr><td colspan="7" class="muted">' ..
+      (opts.status and ("No " .. h(opts.status) .. " accounts.") or "No accounts yet.") .. "</td></tr>"
+  end
+  local filters = {}
+  for _, f in ipairs(FILTERS) do
+    filters[#filters + 1] = '<a href="/admin' .. h(admin_query(f[1], opts.owner)) .. '"' ..
+      (f[1] == opts.status and ' aria-current="page"' or "") .. ">" .. f[2] .. "</a>"
+  end
+  local nav = { '<nav class="bar"><a href="/">Home</a><a href="/admin', h(admin_query(opts.status, opts.owner)),
+    '">Refresh</a><span class="spacer"></span>' }
+  if csrf then
+    nav[#nav + 1] = '<form method="post" action="/admin/logout"><input type="hidden" name="csrf" value="' ..
+      h(csrf) .. '"><button class="btn secondary small" type="submit">Sign out</button></form>'
+  end
+  nav[#nav + 1] = "</nav>"
   return M.layout("Connected accounts", table.concat({
-    "<h1>Connected accounts</h1><table><thead><tr><th>Account</th><th>Status</th><th>Scope</th>",
+    table.concat(nav), "<h1>Connected accounts</h1>",
+    opts.notice and ('<p class="notice" role="status">' .. h(opts.notice) .. "</p>") or "",
+    '<p class="filters">Show: ', table.concat(filters), "</p>",
+    opts.owner and ('<p class="muted">Owner <code>' .. h(opts.owner) .. "</code></p>") or "",
+    "<table><thead><tr><th>Account</th><th>Status</th><th>Scope</th>",
     "<th>Mode</th><th>Owner</th><th>Connected</th><th></th></tr></thead><tbody>", table.concat(rows),
     "</tbody></table>",
   }), true)
+end
+
+-- admin_confirm(account, csrf) -> "Disconnect acct_…?" with the form that
+-- does it (POST …/deauthorize) and a way back.
+function M.admin_confirm(a, csrf)
+  return M.layout("Disconnect " .. a.id .. "?", table.concat({
+    '<div class="badge warn" aria-hidden="true">!</div>',
+    "<h1>Disconnect <code>", h(a.id), "</code>?</h1>",
+    "<p>Stripe will revoke this platform's access to the account (its tokens stop working), ",
+    "and the account is kept here as disconnected. Its owner can connect again later.</p>",
+    '<p class="muted">Status ', h(a.status), ", ", a.livemode and "live" or "test", " mode",
+    a.owner and (", owner " .. h(a.owner)) or "", ".</p>",
+    '<form method="post" action="/admin/accounts/', h(a.id), '/deauthorize">',
+    '<input type="hidden" name="csrf" value="', h(csrf), '">',
+    '<p class="actions"><button class="btn danger" type="submit">Disconnect</button>',
+    '<a class="btn secondary" href="/admin">Cancel</a></p></form>',
+  }))
 end
 
 return M

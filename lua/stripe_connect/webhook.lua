@@ -181,10 +181,14 @@ local function parse_event(body)
 end
 
 -- Runs the event's effects; raises on failure (the caller releases the id).
-local function process(o, ev)
+local function process(o, ev, req)
   if ev.type == M.DEAUTHORIZED then
     local ok, err = o.store:mark_disconnected(ev.account, "webhook")
     if ok == nil and err ~= nil then error("mark_disconnected: " .. tostring(err), 0) end
+    if ok then
+      o.metrics.incr('stripe_connect_deauthorizations_total{source="webhook"}')
+      o.event("disconnected", req, { account = ev.account, source = "webhook", event_id = ev.id })
+    end
     if o.on_deauthorized then o.on_deauthorized(ev.account, "webhook") end
   elseif o.on_event then
     o.on_event(ev)
@@ -193,23 +197,27 @@ end
 
 -- Claims the event id, processes the event, and gives the id back when the
 -- processing failed so Stripe's retry runs it again.  -> res.
-local function dispatch(o, ev)
+local function dispatch(o, ev, req)
   local first, err = o.store:event_once(ev.id, o.event_ttl)
   if first == nil then
     o.log("event " .. ev.id .. ": store failed: " .. tostring(err))
+    o.event("store_error", req, { event_id = ev.id, message = tostring(err) }, "error")
     count(o, "failed")
     return json_response(503, { error = "store_unavailable" }) -- Stripe retries it
   end
   if not first then
     count(o, "duplicate")
+    o.event("webhook_duplicate", req, { event_id = ev.id, event_type = ev.type })
     return json_response(200, DUPLICATE)
   end
-  local ok, perr = pcall(process, o, ev)
+  local ok, perr = pcall(process, o, ev, req)
   if ok then
     count(o, "processed")
+    o.event("webhook_processed", req, { event_id = ev.id, event_type = ev.type })
     return json_response(200, RECEIVED)
   end
   count(o, "failed")
+  o.event("webhook_failed", req, { event_id = ev.id, event_type = ev.type, message = tostring(perr) }, "error")
   local released = false
   if o.store.forget_event then
     local fok, r = pcall(o.store.forget_event, o.store, ev.id)
@@ -222,7 +230,11 @@ end
 
 --[[
 handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id, source),
-         on_event=fn(event), max_body=, event_ttl=, log=fn(message), metrics= }
+         on_event=fn(event), max_body=, event_ttl=, log=fn(message), metrics=,
+         event=fn(name, req, fields, level) }   (event: stripe_connect.log's
+         event, for webhook_verified, webhook_rejected (reason),
+         webhook_duplicate, webhook_processed, webhook_failed, disconnected
+         and store_error lines)
   -> function(req) -> res        (mount it at POST /webhooks)
 
 - secrets: a secret or a list of up to 16 (rotation); tolerance: seconds,
@@ -263,13 +275,14 @@ handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id,
 function M.handler(opts)
   local o = check_opts(opts, { secrets = true, store = true, tolerance = true, livemode = true, on_deauthorized = true,
                                on_event = true, max_body = true, event_ttl = true, log = true,
-                               metrics = true }, "webhook.handler")
+                               metrics = true, event = true }, "webhook.handler")
   o = {
     secrets = check_secrets(o.secrets, "webhook.handler"),
     store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE, livemode = o.livemode,
     on_deauthorized = o.on_deauthorized, on_event = o.on_event,
     max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
     log = o.log or default_log, metrics = o.metrics or require("stripe_connect.metrics"),
+    event = o.event or function() end,
   }
   assert(type(o.store) == "table" and o.store.event_once and o.store.mark_disconnected,
     "webhook.handler: store must implement event_once and mark_disconnected")
@@ -281,15 +294,16 @@ function M.handler(opts)
   assert(type(o.max_body) == "number" and o.max_body > 0, "webhook.handler: max_body must be positive")
   assert(type(o.event_ttl) == "number" and o.event_ttl >= M.MIN_EVENT_TTL,
     "webhook.handler: event_ttl must be at least 72 hours (Stripe retries for three days)")
-  for _, k in ipairs({ "on_deauthorized", "on_event", "log" }) do
+  for _, k in ipairs({ "on_deauthorized", "on_event", "log", "event" }) do
     assert(o[k] == nil or type(o[k]) == "function", "webhook.handler: " .. k .. " must be a function")
   end
   local verify_opts = { tolerance = o.tolerance }
   local log = o.log
   o.log = function(msg) log("webhook: " .. util.redact(msg, o.secrets)) end
 
-  local function reject(status, code)
+  local function reject(req, status, code)
     count(o, "rejected", code)
+    o.event("webhook_rejected", req, { reason = code, status = status }, "warn")
     return json_response(status, { error = code })
   end
 
@@ -300,24 +314,25 @@ function M.handler(opts)
       return res
     end
     local body = req.body or ""
-    if #body > o.max_body then return reject(413, "too_large") end
+    if #body > o.max_body then return reject(req, 413, "too_large") end
     local header = req.headers and req.headers["stripe-signature"]
     -- A repeated header arrives as a list under OpenResty: ambiguous, so refused.
-    if type(header) == "table" then return reject(400, "malformed_header") end
+    if type(header) == "table" then return reject(req, 400, "malformed_header") end
     local ok, code = core.webhook_verify(body, header, o.secrets, verify_opts)
-    if not ok then return reject(400, code) end
+    if not ok then return reject(req, 400, code) end
     local ev = parse_event(body)
     if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == ""))
        or (o.livemode ~= nil and type(ev.livemode) ~= "boolean") then
-      return reject(400, "invalid_event")
+      return reject(req, 400, "invalid_event")
     end
+    o.event("webhook_verified", req, { event_id = ev.id, event_type = ev.type, account = ev.account })
     if o.livemode ~= nil and ev.livemode ~= o.livemode then
       o.log(string.format("event %s (%s) is a %s-mode event and this platform runs in %s mode: " ..
         "acknowledged, not applied", ev.id, ev.type, mode_name(ev.livemode), mode_name(o.livemode)))
       count(o, "ignored_livemode")
       return json_response(200, { received = true, ignored = "livemode" })
     end
-    return dispatch(o, ev)
+    return dispatch(o, ev, req)
   end
 end
 

@@ -26,13 +26,7 @@ local function fresh_get(path)
 end
 
 -- The value of one exposition line `series value`.
-local function value(text, series)
-  for line in text:gmatch("[^\n]+") do
-    local s, v = line:match("^(.-) (%S+)$")
-    if s == series then return tonumber(v) end
-  end
-  return nil
-end
+local value = platform.metric_value
 
 function TestMetricsServe.test_counters_add_up_across_workers()
   for _ = 1, N do lu.assertEquals(fresh_get("/connect").status, 302) end

@@ -162,12 +162,12 @@ function T.test_4_a_postgres_outage_answers_503_and_heals_without_a_restart()
     local st, l = admin_list(i)
     lu.assertEquals(st, 503)
     lu.assertEquals(l.error.reason, "store_unavailable")
-    lu.assertEquals(assert(http.get(p.hosts[i].url .. "/healthz")).status, 503)
-    lu.assertNotStrContains(w.body .. assert(http.get(p.hosts[i].url .. "/healthz")).body, postgres.PASSWORD)
+    lu.assertEquals(assert(http.get(p.hosts[i].url .. "/ready")).status, 503)
+    lu.assertNotStrContains(w.body .. assert(http.get(p.hosts[i].url .. "/ready")).body, postgres.PASSWORD)
   end
   pg:resume()
   for i = 1, 2 do
-    lu.assertEquals(assert(http.get(p.hosts[i].url .. "/healthz")).status, 200)
+    lu.assertEquals(assert(http.get(p.hosts[i].url .. "/ready")).status, 200)
   end
   -- The callback that met the outage claimed nothing: sent again, it connects.
   local before = p:token_calls()

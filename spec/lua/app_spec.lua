@@ -106,4 +106,65 @@ function TestApp.test_pattern_routes_are_labelled_by_template()
   lu.assertEquals(h['route="/admin/accounts/{id}"'].count, 1)
 end
 
+-- /healthz is liveness (no I/O: it answers with a store whose every method
+-- raises); /ready asks the store and says 503 when it fails.
+function TestApp.test_healthz_does_no_io_and_ready_checks_the_store()
+  local by = routes_of{ store = raising_store() }
+  local res = by["GET /healthz"](get("/healthz"))
+  lu.assertEquals(res.status, 200)
+  lu.assertEquals(res.body, "ok\n")
+  local rows = {
+    { "store answers", function() return true end, 200, "ready\n" },
+    { "store fails", function() return nil, "disk I/O error" end, 503, "store unavailable\n" },
+  }
+  for _, row in ipairs(rows) do
+    local store = store_mod.open("memory:")
+    store.ping = row[2]
+    local rby, _, logs = routes_of{ store = store }
+    local r = rby["GET /ready"](get("/ready"))
+    lu.assertEquals(r.status, row[3], row[1])
+    lu.assertEquals(r.body, row[4], row[1])
+    if row[3] == 503 then lu.assertStrContains(logs[#logs], "ready: store failed: disk I/O error") end
+  end
+end
+
+-- /metrics: a # HELP and a # TYPE line for every family it shows, and the
+-- declared series (metrics.FAMILIES) at 0 before anything happened.
+function TestApp.test_metrics_help_type_and_declared_series()
+  local store = store_mod.open("memory:")
+  local by = routes_of{ store = store }
+  local text = by["GET /metrics"](get("/metrics")).body
+  local help, typ, names = {}, {}, {}
+  for line in text:gmatch("[^\n]+") do
+    local h = line:match("^# HELP (%S+) %S")
+    local t = line:match("^# TYPE (%S+) %a+$")
+    if h then help[h] = true elseif t then typ[t] = true
+    else
+      local name = assert(line:match("^([%a_:][%w_:]*)[{ ]"), line)
+      names[(name:gsub("_bucket$", ""):gsub("_sum$", ""):gsub("_count$", ""))] = true
+    end
+  end
+  for name in pairs(names) do
+    lu.assertTrue(help[name], "no # HELP for " .. name)
+    lu.assertTrue(typ[name], "no # TYPE for " .. name)
+  end
+  for name, f in pairs(metrics.FAMILIES) do
+    for _, series in ipairs(f.series or {}) do
+      lu.assertStrContains(text, "\n" .. series .. " 0\n", false, name)
+    end
+  end
+  lu.assertStrContains(text, '\nstripe_connect_deauthorizations_total{source="webhook"} 0\n')
+  lu.assertStrContains(text, "# HELP stripe_connect_accounts ")
+end
+
+-- A path no route serves: the routes table's not_found, the styled page.
+function TestApp.test_not_found_is_the_styled_page()
+  local routes = app.new{ config = config(), store = store_mod.open("memory:"),
+    policy = policy_mod.new(nil, { redirect_uris = config().redirect_uris }), metrics = metrics.new() }
+  local res = routes.not_found(get("/nope"))
+  lu.assertEquals(res.status, 404)
+  lu.assertStrContains(res.body, "<h1>Page not found</h1>")
+  lu.assertStrContains(res.headers["Content-Security-Policy"], "default-src 'none'")
+end
+
 return { TestApp = TestApp }

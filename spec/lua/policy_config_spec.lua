@@ -98,11 +98,32 @@ function TestConfig.test_good_defaults()
   lu.assertNil(assert(config.load(env({ RATE_LIMIT = "off" }))).rate_limit)
   lu.assertEquals(assert(config.load(env({ RATE_LIMIT = "5/120" }))).rate_limit, { burst = 5, per_minute = 120 })
   local s = assert(config.load(env({ PUBLIC_URL = "https://p.example", REDIRECT_URIS = "https://p.example/a, https://p.example/b",
-    STRIPE_WEBHOOK_SECRETS = "whsec_1,whsec_2", ADMIN_TOKEN = ("t"):rep(20), STATE_TTL = "60", DATABASE = "memory:" })))
+    STRIPE_WEBHOOK_SECRETS = "whsec_1,whsec_2", ADMIN_TOKEN = "5f1c9a7e3b2d4086e1f7a9c35b0d2e48", STATE_TTL = "60", DATABASE = "memory:" })))
   lu.assertTrue(s.secure)
   lu.assertEquals(s.redirect_uris, { "https://p.example/a", "https://p.example/b" })
   lu.assertEquals(s.webhook_secrets, { "whsec_1", "whsec_2" })
   lu.assertEquals(s.state_ttl, 60)
+end
+
+-- ADMIN_TOKEN's strength (finding 9 of issue 13: at least 128 bits, refused
+-- at start-up below it).
+function TestConfig.test_admin_token_strength_rows()
+  local rows = {
+    { "32 random hex characters", "5f1c9a7e3b2d4086e1f7a9c35b0d2e48", 128, true },
+    { "31 hex characters", "5f1c9a7e3b2d4086e1f7a9c35b0d2e4", 124, false },
+    { "22 random base64url characters", "kP3_x9Qm-Zr7Tb2Wc8Ya1L", 144, true },
+    { "32 base64url characters (make run's)", "Yv9k2QpL7xR4mT8wZc1N6bH3sJ0dF5gA", 190, true },
+    { "16 characters (the old minimum)", "abcdefghijklmnop", 75, false },
+    { "one character repeated", ("t"):rep(64), 4, false },
+    { "a short pattern repeated", ("ab"):rep(40), 8, false },
+    { "digits only", "31415926535897932384626433832795", 106, false },
+  }
+  for _, row in ipairs(rows) do
+    local bits = config.token_bits(row[2])
+    lu.assertEquals(bits, row[3], row[1])
+    local c = config.load(env({ ADMIN_TOKEN = row[2] }))
+    lu.assertEquals(c ~= nil, row[4], row[1])
+  end
 end
 
 function TestConfig.test_problem_rows()
@@ -118,7 +139,9 @@ function TestConfig.test_problem_rows()
     { "short secret", env({ STATE_SECRETS = "k1:" .. secret }), { "STATE_SECRETS is invalid", "at least 32 bytes" } },
     { "bad ttl", env({ STATE_TTL = "abc" }), { "STATE_TTL" } },
     { "bad database", env({ DATABASE = "mysql://x" }), { "DATABASE must be", "postgres://" } },
-    { "short admin token", env({ ADMIN_TOKEN = "short" }), { "ADMIN_TOKEN must be at least 16" } },
+    { "short admin token", env({ ADMIN_TOKEN = "short" }), { "ADMIN_TOKEN is too weak", "at least 128" } },
+    { "31 hex characters", env({ ADMIN_TOKEN = "5f1c9a7e3b2d4086e1f7a9c35b0d2e4" }), { "ADMIN_TOKEN is too weak (about 124 bits" } },
+    { "a long repeated token", env({ ADMIN_TOKEN = ("ab"):rep(40) }), { "ADMIN_TOKEN is too weak" } },
     { "missing policy", env({ POLICY = "/nonexistent/policy.lua" }), { "POLICY" } },
     { "bad connect base", env({ STRIPE_CONNECT_BASE = "connect.stripe.com" }), { "STRIPE_CONNECT_BASE" } },
     { "bad api base", env({ STRIPE_API_BASE = "api.stripe.com" }), { "STRIPE_API_BASE must be", "https://api.stripe.com" } },
@@ -205,17 +228,17 @@ function TestConfig.test_secrets_from_files()
   local c = assert(config.load(env({ STRIPE_SECRET_KEY = false, STATE_SECRETS = false,
     STRIPE_SECRET_KEY_FILE = file("key", "sk_test_fromfile1\n"),
     STATE_SECRETS_FILE = file("state", "k9:" .. ("z"):rep(40) .. "\n"),
-    ADMIN_TOKEN_FILE = file("admin", ("a"):rep(20)),
+    ADMIN_TOKEN_FILE = file("admin", "Q2hlY2tzIGZvciB0aGUgdG9rZW4gZmlsZQ\n"),
     STRIPE_WEBHOOK_SECRETS_FILE = file("whsec", "whsec_one,whsec_two\n") })))
   lu.assertEquals(c.secret_key, "sk_test_fromfile1")
   lu.assertEquals(c.keyring.keys[1].kid, "k9")
-  lu.assertEquals(c.admin_token, ("a"):rep(20))
+  lu.assertEquals(c.admin_token, "Q2hlY2tzIGZvciB0aGUgdG9rZW4gZmlsZQ")
   lu.assertEquals(c.webhook_secrets, { "whsec_one", "whsec_two" })
   local rows = {
     { "missing file", env({ STATE_SECRETS = false, STATE_SECRETS_FILE = dir .. "/nope" }), "STATE_SECRETS_FILE: cannot read" },
     { "empty file", env({ STRIPE_SECRET_KEY = false, STRIPE_SECRET_KEY_FILE = file("empty", " \n") }),
       "STRIPE_SECRET_KEY_FILE: cannot read" },
-    { "both set", env({ ADMIN_TOKEN = ("b"):rep(20), ADMIN_TOKEN_FILE = file("admin2", ("c"):rep(20)) }),
+    { "both set", env({ ADMIN_TOKEN = "5f1c9a7e3b2d4086e1f7a9c35b0d2e48", ADMIN_TOKEN_FILE = file("admin2", "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b") }),
       "ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set" },
   }
   for _, row in ipairs(rows) do
@@ -224,6 +247,8 @@ function TestConfig.test_secrets_from_files()
     local text = config.format_problems(problems)
     lu.assertStrContains(text, row[3], false, row[1])
     lu.assertNotStrContains(text, "ccccc", false, row[1])
+    -- one problem, one message: an unreadable file is not also "not set"
+    lu.assertEquals(#problems, 1, row[1] .. ": " .. text)
   end
   -- only secrets have a _FILE form
   lu.assertEquals(assert(config.load(env({ PUBLIC_URL_FILE = file("pub", "https://x.example") }))).public_url,

@@ -315,7 +315,8 @@ function TestWebhookHandler.test_livemode_of_the_platform()
 end
 
 -- Every answer is counted in the handler's metrics registry (GET /metrics),
--- by result and reason; never in the store.
+-- by result and reason, and each account a deauthorization marked as
+-- stripe_connect_deauthorizations_total{source="webhook"}; never in the store.
 function TestWebhookHandler.test_counters()
   local t = setup()
   t.handle(signed(FIXTURE))
@@ -325,6 +326,8 @@ function TestWebhookHandler.test_counters()
   t.handle(signed(("x"):rep(1024 * 1024 + 1)))
   t.handle(signed("not json"))
   lu.assertEquals(t.metrics.snapshot().counters, {
+    -- the processed event is a deauthorization: the account is marked and counted
+    ['stripe_connect_deauthorizations_total{source="webhook"}'] = 1,
     ['stripe_connect_webhooks_total{result="processed"}'] = 1,
     ['stripe_connect_webhooks_total{result="duplicate"}'] = 1,
     ['stripe_connect_webhooks_total{result="rejected",reason="malformed_header"}'] = 1,

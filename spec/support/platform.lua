@@ -42,10 +42,12 @@ P.__index = P
 --        admin = true (default) | false, fake = true (default),
 --        hosts = N (default 1; more: behind nginx), database = URL,
 --        target = "host" (default: `stripe-connect serve scripts/platform.lua`)
---               | "nginx" (scripts/openresty/serve: the same app inside nginx) }
+--               | "nginx" (scripts/openresty/serve: the same app inside nginx),
+--        args = { more serve options } }
 function M.start(opts)
   opts = opts or {}
-  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1, target = opts.target or "host" }, P)
+  local self = setmetatable({ dir = files.tmpdir(), workers = opts.workers or 1, target = opts.target or "host",
+    serve_args = opts.args }, P)
   self.port = server.free_port()
   if (opts.hosts or 1) > 1 then
     self.hosts = {}
@@ -80,11 +82,15 @@ end
 
 function P:start_platform()
   assert(self.target == "host" or self.target == "nginx", "platform.start: target is host or nginx")
+  local function args_for(port)
+    local args = { "--listen", "127.0.0.1:" .. port, "--workers", tostring(self.workers) }
+    for _, a in ipairs(self.serve_args or {}) do args[#args + 1] = a end
+    return args
+  end
   if self.hosts then
     local ports = {}
     for i, h in ipairs(self.hosts) do
-      h.server = server.start{ app = "scripts/platform.lua", env = self.env,
-        args = { "--listen", "127.0.0.1:" .. h.port, "--workers", tostring(self.workers) } }
+      h.server = server.start{ app = "scripts/platform.lua", env = self.env, args = args_for(h.port) }
       ports[i] = h.port
     end
     self.platform = self.hosts[1].server
@@ -93,7 +99,7 @@ function P:start_platform()
   end
   self.platform = server.start{ app = "scripts/platform.lua", env = self.env,
     launcher = self.target == "nginx" and "scripts/openresty/serve" or nil, ready_timeout = 20,
-    args = { "--listen", "127.0.0.1:" .. self.port, "--workers", tostring(self.workers) } }
+    args = args_for(self.port) }
 end
 
 function P:restart()
@@ -182,6 +188,25 @@ function P:fault(f)
   for k, v in pairs(f) do fields[k] = tostring(v) end
   local res = assert(http.post_form(self.fake.url .. "/__fake/faults", fields))
   assert(res.status == 200, "fault: " .. tostring(res.body))
+end
+
+-- metric_value(text, series) -> the number of the exposition line
+-- `series value` in /metrics text, or nil.
+function M.metric_value(text, series)
+  for line in text:gmatch("[^\n]+") do
+    local s, v = line:match("^(.-) (%S+)$")
+    if s == series then return tonumber(v) end
+  end
+  return nil
+end
+
+-- with_store(fn) -> fn(store) on a store of the platform's own database
+-- (SQLite WAL: each sees the other's commits), closed afterwards.
+function P:with_store(fn)
+  local s = assert(require("stripe_connect.store").open(self.env.DATABASE))
+  local ok, err = pcall(fn, s)
+  s:close()
+  if not ok then error(err, 0) end
 end
 
 -- admin(method, path, token) -> status, decoded JSON (or raw body)

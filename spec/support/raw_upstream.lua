@@ -4,6 +4,7 @@
 --   /partial  headers promise 100 bytes, 9 arrive, then the socket closes
 --   /rst      the same, then the connection is reset (SO_LINGER 0)
 --   /nothing  closes without answering
+--   /skewed/… 200 with a Date header an hour in the past (the doctor's clock check)
 -- Writes its port to PORTFILE once listening; exits after 60 s without a
 -- connection (so a failed spec leaves nothing behind).
 package.path = "spec/?.lua;" .. package.path
@@ -21,6 +22,10 @@ while true do
   local partial = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
   if path == "/partial" then
     c:send(partial)
+    c:close()
+  elseif path:match("^/skewed/") then
+    c:send("HTTP/1.1 200 OK\r\nDate: " .. os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() - 3600) ..
+      "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     c:close()
   elseif path == "/rst" then
     c:send(partial)

@@ -32,6 +32,9 @@
 --   store:record_outcome(nonce, outcome) -> true   (outcome: plain table)
 --   store:get_flow(nonce) -> { nonce, expires_at, claimed_at, outcome } | nil
 --   store:expire(now)     -> number removed (flows past expires_at, events past ttl)
+--   The admin page keeps its sessions ("admin-session:…") and failed sign-in
+--   counts ("admin-signin:…") as flow rows too (stripe_connect.app): a store
+--   must keep a flow row until its expires_at, whatever its key.
 --
 -- Webhook events.
 --   store:event_once(event_id, ttl_seconds) -> true the first time, false for a
@@ -40,7 +43,7 @@
 --     processing failed, so Stripe's retry runs it again
 --
 -- Operations.
---   store:ping()          -> true        (GET /healthz)
+--   store:ping()          -> true        (GET /ready)
 --   store:close()
 -- (Counters are not the store's: they live in process memory,
 -- stripe_connect.metrics.)
@@ -50,7 +53,7 @@ local util = require "stripe_connect.util"
 local M = {}
 
 -- Required methods; ping, account_counts and close are optional (without
--- ping /healthz only checks the process).
+-- ping /ready only checks the process).
 M.METHODS = {
   "put_account", "get_account", "list_accounts", "mark_disconnected", "delete_account",
   "claim_flow", "record_outcome", "get_flow", "expire", "event_once",
