@@ -261,11 +261,16 @@ help:
 	  'make all          build build/stripe-connect and the Lua 5.4 and LuaJIT core modules' \
 	  'make deps         install the Debian packages (APT_PACKAGES) the build and specs need' \
 	  'make run          the fake Connect and the platform on loopback (Ctrl-C stops both)' \
-	  'make test         every spec: host, lua5.4, luajit and rock labels (ends N passed, 0 failed)' \
+	  'make test         every spec: host, lua5.4, luajit, rock and secrets labels (ends N passed, 0 failed);' \
+	  '                  SANITIZE=1: the same on an ASan+UBSan build in build/sanitize' \
 	  'make test-quick   the core and Lua unit specs only, under the host' \
 	  'make rock         luarocks make into build/rocks' \
 	  'make valgrind     a short serve run under valgrind' \
 	  'make bench        wrk against ours, nginx and the Express peer (not in test)' \
+	  'make soak         SOAK_DURATION s (300) of mixed load: errors 0, RSS growth < 5% (not in test)' \
+	  'make fuzz         each libFuzzer target for FUZZ_SECONDS (30), FUZZ_JOBS (2) at a time' \
+	  'make fuzz-build   build the fuzz targets into build/fuzz only' \
+	  'make sanitize-normal-build   the plain build/ a SANITIZE=1 test run also needs' \
 	  'make install      PREFIX=/usr/local DESTDIR=: the binary and the Lua modules' \
 	  'make clean        remove build/' \
 	  'make help         this list'
