@@ -37,8 +37,14 @@ local P = {}
 P.__index = P
 
 -- sh(cmd): run cmd as the server's user; true when it exits 0.
+-- The server's programs run without the sanitizer runtimes a SANITIZE=1 run
+-- preloads into the interpreter (LD_PRELOAD is inherited: postgres -V, which
+-- initdb runs, hangs under a preloaded libasan).
+local CLEAN_ENV = "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS -u LSAN_OPTIONS "
+
 function P:sh(cmd)
   if self.root then cmd = "runuser -u postgres -- sh -c " .. quote(cmd) end
+  cmd = CLEAN_ENV .. cmd
   return os.execute(cmd .. " >>" .. quote(self.dir .. "/spec.log") .. " 2>&1") == true
 end
 
@@ -66,6 +72,7 @@ function M.start(opts)
   p:close()
   local stop = quote(M.BIN .. "/pg_ctl") .. " -D " .. quote(self.dir .. "/data") .. " stop -m immediate"
   if self.root then stop = "runuser -u postgres -- " .. stop end
+  stop = CLEAN_ENV .. stop
   os.execute("sh -c " .. quote("while kill -0 " .. me .. " 2>/dev/null && [ -d " .. quote(self.dir) ..
     " ]; do sleep 1; done; [ -d " .. quote(self.dir) .. " ] && " .. stop) .. " >/dev/null 2>&1 &")
   return self
