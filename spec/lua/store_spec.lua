@@ -311,7 +311,7 @@ function TestStore.test_postgres_migrates_once_and_refuses_newer()
   local bin = os.getenv("STRIPE_CONNECT_BIN") or "build/stripe-connect"
   local procs = {}
   for i = 1, 4 do
-    procs[i] = io.popen(bin .. " run '" .. script .. "' '" .. url .. "' n" .. i .. " 2>&1")
+    procs[i] = io.popen("env -u LD_PRELOAD " .. bin .. " run '" .. script .. "' '" .. url .. "' n" .. i .. " 2>&1")
   end
   for i = 1, 4 do
     lu.assertEquals(procs[i]:read("a"), "opened", "opener " .. i)
