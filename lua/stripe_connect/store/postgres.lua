@@ -28,6 +28,7 @@ local util = require "stripe_connect.util"
 local shared = require("stripe_connect.store.sqlite").shared
 
 local COLUMNS, account_params, row_to_account = shared.COLUMNS, shared.account_params, shared.row_to_account
+local row_to_flow = shared.row_to_flow
 local int, id_arg = shared.int, shared.id_arg
 local unpack = table.unpack or unpack
 
@@ -282,8 +283,7 @@ function Pg:get_flow(nonce)
   if not r then return nil, err end
   local f = r[1]
   if not f then return nil end
-  return { nonce = f.nonce, expires_at = f.expires_at, claimed_at = f.claimed_at,
-    outcome = f.outcome and cjson.decode(f.outcome) or nil }
+  return row_to_flow(f)
 end
 
 function Pg:expire(now)

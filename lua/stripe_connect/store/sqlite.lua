@@ -170,10 +170,16 @@ local function row_to_account(r)
   return a
 end
 
+-- row_to_flow(f) -> the store interface's flow table from a flows row.
+local function row_to_flow(f)
+  return { nonce = f.nonce, expires_at = f.expires_at, claimed_at = f.claimed_at,
+    outcome = f.outcome and cjson.decode(f.outcome) or nil }
+end
+
 -- What the PostgreSQL store shares with this one: the account's columns and
--- their conversions, the argument checks.
+-- their conversions, the flow row's, the argument checks.
 M.shared = { COLUMNS = COLUMNS, account_params = account_params, row_to_account = row_to_account,
-  int = int, id_arg = id_arg }
+  row_to_flow = row_to_flow, int = int, id_arg = id_arg }
 
 function Sqlite:get_account(id)
   local r, err = self:run{ { "SELECT * FROM accounts WHERE id = ?", id_arg(id, "get_account") } }
@@ -259,8 +265,7 @@ function Sqlite:get_flow(nonce)
   if not r then return nil, err end
   local f = r[1][1]
   if not f then return nil end
-  return { nonce = f.nonce, expires_at = f.expires_at, claimed_at = f.claimed_at,
-    outcome = f.outcome and cjson.decode(f.outcome) or nil }
+  return row_to_flow(f)
 end
 
 function Sqlite:expire(now)
