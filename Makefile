@@ -159,6 +159,7 @@ test: all $(SAN_PREREQ)
 	  cat $(RESULTS)/rock-build.log; echo "rock: 0 passed, 1 failed (luarocks make failed)" | tee $(RESULTS)/rock.txt; status=1; \
 	fi; \
 	run secrets $(HOST_BIN) run spec/run.lua --label secrets spec/final/secret_scan_spec.lua; \
+	grep -h '^[a-z0-9.]*: FAILED ' $(RESULTS)/*.txt || true; \
 	cat $(RESULTS)/*.txt | awk '/^[a-z0-9.]+: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4; s += $$6 } \
 	  END { printf "%d passed, %d failed%s\n", p, f, (s > 0 ? sprintf(", %d skipped", s) : ""); exit (f > 0) }' || status=1; \
 	exit $$status

@@ -32,6 +32,14 @@ package.path = "spec/?.lua;" .. package.path
 -- fails with that error (or is skipped, when it was lu.skip), without
 -- running setUp; a failed teardownClass counts as one failure.
 local class_failures = 0
+-- Every failure also gets one line `LABEL: FAILED what: first line of why`,
+-- printed just before the summary, so the tail of a long log (all CI shows)
+-- still names what failed; `make test` gathers them again before its total.
+local failure_lines = {}
+local function note_failure(what, why)
+  local first = tostring(why or ""):match("[^\n]*") or ""
+  failure_lines[#failure_lines + 1] = string.format("%s: FAILED %s: %s", label, what, first:sub(1, 300))
+end
 
 local function keep_skip_or_trace(e)
   if type(e) == "string" and not e:find(lu.SKIP_PREFIX, 1, true) then
@@ -58,6 +66,7 @@ local function guard_class(name, class)
       local ok, err = xpcall(function() teardown(self) end, keep_skip_or_trace)
       if not ok then
         class_failures = class_failures + 1
+        note_failure(name .. ".teardownClass", err)
         io.stderr:write(string.format("%s: %s.teardownClass failed: %s\n", label, name, tostring(err)))
       end
     end
@@ -87,9 +96,11 @@ for _, file in ipairs(files) do
   local ok, suite = pcall(dofile, file)
   if not ok then
     load_failures = load_failures + 1
+    note_failure(file, "cannot load: " .. tostring(suite))
     io.stderr:write(string.format("%s: cannot load %s: %s\n", label, file, tostring(suite)))
   elseif type(suite) ~= "table" then
     load_failures = load_failures + 1
+    note_failure(file, "did not return a table of test classes")
     io.stderr:write(string.format("%s: %s did not return a table of test classes\n", label, file))
   else
     for name, class in pairs(suite) do
@@ -108,6 +119,10 @@ if pattern then run_args[#run_args + 1] = "--pattern"; run_args[#run_args + 1] =
 local unpack_ = table.unpack or unpack
 runner:runSuite(unpack_(run_args))
 local r = runner.result
+for _, list in ipairs({ r.failedTests or {}, r.errorTests or {} }) do
+  for _, node in ipairs(list) do note_failure(node.testName, node.msg) end
+end
+for _, line in ipairs(failure_lines) do print(line) end
 local failed = r.notSuccessCount + load_failures + class_failures
 -- luaunit already leaves skipped tests out of runCount.
 local passed = r.runCount - r.notSuccessCount

@@ -28,6 +28,15 @@ function TestSpecRunner.test_raising_setup_class_and_teardown_class_do_not_crash
   lu.assertNil(out:find("setUp must not run", 1, true))
   lu.assertStrContains(err, "fixture: TestC.teardownClass failed:")
   lu.assertNil(out:find("attempt to index a nil value", 1, true))
+  -- each failure is named again, one line each, just before the summary
+  local tail = out:match("(fixture: FAILED .*)$") or ""
+  lu.assertStrContains(tail, "fixture: FAILED TestA.test_one: TestA.setupClass failed:")
+  lu.assertStrContains(tail, "fixture: FAILED TestA.test_two: TestA.setupClass failed:")
+  lu.assertStrContains(tail, "fixture: FAILED TestC.teardownClass: ")
+  lu.assertStrContains(tail, "teardown broke")
+  local _, n = tail:gsub("fixture: FAILED ", "")
+  lu.assertEquals(n, 3)
+  lu.assertStrContains(tail, "\nfixture: 2 passed, 3 failed, 1 skipped\n")
 end
 
 function TestSpecRunner.test_load_failures_and_empty_runs_fail()
@@ -47,6 +56,9 @@ function TestSpecRunner.test_load_failures_and_empty_runs_fail()
     local code, out = runner("--label x " .. table.concat(paths, " "))
     lu.assertEquals(code, 1, r[1])
     lu.assertStrContains(out, "\n" .. r[3] .. "\n", false, r[1])
+    if r[3]:find("1 failed", 1, true) then
+      lu.assertStrContains(out, "x: FAILED " .. paths[1] .. ": ", false, r[1])
+    end
   end
   files.rmdir(dir)
 end
