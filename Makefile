@@ -29,7 +29,7 @@ NODE_PACKAGES ?= nodejs npm
 
 # SANITIZE=1: the host and the core built with AddressSanitizer and
 # UndefinedBehaviorSanitizer into build/sanitize (the normal build stays);
-# `make test SANITIZE=1` runs the whole suite on it (README: Sanitizers).
+# `make test SANITIZE=1` runs the whole suite on it (doc/testing.md: Sanitizers).
 NODE_BUILD  ?= $(BUILD)
 ifeq ($(SANITIZE),1)
 BUILD       := build/sanitize
@@ -165,7 +165,7 @@ test: all $(SAN_PREREQ)
 	exit $$status
 
 # ---------------------------------------------------------------- fuzzing
-# libFuzzer targets (spec/fuzz/fuzz_*.c, README: Fuzzing) built with clang,
+# libFuzzer targets (spec/fuzz/fuzz_*.c, doc/testing.md: Fuzzing) built with clang,
 # ASan and UBSan into $(FUZZ_BUILD); `make fuzz` runs each for FUZZ_SECONDS,
 # FUZZ_JOBS at a time, from the seeds in spec/fuzz/corpus/<target>/ (what
 # they find goes to $(FUZZ_BUILD)/corpus/, crashes to $(FUZZ_BUILD)/crashes/).

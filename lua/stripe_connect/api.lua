@@ -11,7 +11,7 @@
 --   client:request{ method=, path=, params=, account=, idempotency_key=, api_version=, timeout= }
 --
 -- Every call answers the decoded JSON object (JSON nulls left out) or
--- nil, err with err an api.Error (see README "Acting as a connected account").
+-- nil, err with err an api.Error (see doc/reference.md "Acting as a connected account").
 --
 -- Retries follow stripe-node (RequestSender._shouldRetry): up to
 -- max_network_retries more tries (default 2) after a connection failure

@@ -17,7 +17,7 @@
 --
 -- Test controls under /__fake/ (not Stripe's): requests log, accounts,
 -- events, clock, injected faults (a status and/or a delay for the next calls
--- to a path) and reset.  See README "Fake Connect".
+-- to a path) and reset.  See doc/reference.md "Fake Connect".
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"

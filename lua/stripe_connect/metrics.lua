@@ -148,7 +148,7 @@ end
 
 -- The platform's metric families (stripe_connect.app's /metrics renders
 -- with them): name -> { help = "…", series = { series always shown, 0
--- until counted } }.  README's /metrics row lists the same families.
+-- until counted } }.  doc/reference.md's /metrics row (Routes) lists the same families.
 M.FAMILIES = {
   stripe_connect_connect_total = { help = "GET /connect answers that sent the browser to Stripe's authorize page.",
     series = { "stripe_connect_connect_total" } },

@@ -1,6 +1,6 @@
 /*
  * fuzz_lua.h — the shared part of the fuzz targets that reach the core
- * through its Lua functions (README.md: Fuzzing).
+ * through its Lua functions (doc/testing.md: Fuzzing).
  *
  * A target defines FUZZ_CHECK, a Lua chunk run as function(core, data) for
  * every input, then includes this file.  The chunk calls the C functions

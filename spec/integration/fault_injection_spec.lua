@@ -4,7 +4,7 @@
 -- each fault on demand: reset mid-response, timeout, 500, 429, HTML, JSON
 -- cut short, a body past the client's cap, a drip-fed body; and a Stripe
 -- that refuses connections (a port nobody listens on).  Each case: the
--- documented answer (README "Fault injection"), no crash (no handler
+-- documented answer (doc/reference.md "Fault injection"), no crash (no handler
 -- error, /healthz still 200), no partial account, no secret in the page,
 -- the JSON or the log, and the same step succeeds once Stripe is back.
 local lu = require "luaunit"

@@ -68,7 +68,7 @@ function TestTokensAtRest.test_sealed_tokens_refresh_and_rotation()
       lu.assertStrMatches(raw_account(p, id).access_token, "v1:t2:.+", nil, nil, id)
       lu.assertStrMatches(raw_account(p, id).refresh_token, "v1:t2:.+", nil, nil, id)
     end
-    -- the old plaintext may linger in free space and old WAL frames until a VACUUM (README)
+    -- the old plaintext may linger in free space and old WAL frames until a VACUUM (doc/reference.md: Tokens at rest)
     local path = p.env.DATABASE:match("^sqlite:(.+)$")
     assert(os.execute("sqlite3 '" .. path .. "' 'PRAGMA wal_checkpoint(TRUNCATE); VACUUM; " ..
       "PRAGMA wal_checkpoint(TRUNCATE);' > /dev/null"))

@@ -3,7 +3,7 @@
 -- documents cannot point at files that were renamed or never added.
 -- Globs (`fix_*_spec.lua`) and placeholders (`<target>`) are not paths.
 local lu = require "luaunit"
-local files = require "spec.support.files"
+local files = require "support.files"
 
 local ROOTS = { spec = true, scripts = true, lua = true, host = true, doc = true }
 

@@ -3,23 +3,15 @@
 -- cannot rot: its hooks answer what the README says, and on_connected /
 -- on_deauthorized write and delete rows of the platform's own table.
 local lu = require "luaunit"
-local files = require "spec.support.files"
+local files = require "support.files"
+local readme = require "support.readme"
 local policy_mod = require "stripe_connect.policy"
 local core = require "stripe_connect.core"
 
 local ALLOW = { "http://127.0.0.1:8080/oauth/callback" }
 
--- the ```lua block whose first line starts "-- policy.lua"
-local function readme_policy_source()
-  local readme = assert(files.read("README.md"), "README.md (run the specs from the repository)")
-  for block in readme:gmatch("```lua\n(.-)\n```") do
-    if block:find("^%-%- policy%.lua") then return block end
-  end
-  error("README.md has no ```lua block starting with '-- policy.lua'")
-end
-
 local function load_policy(db_path)
-  local src = readme_policy_source()
+  local src = readme.policy_example()
   local old_getenv = os.getenv
   -- the example reads APP_DATABASE; point it at a temp file
   os.getenv = function(name) if name == "APP_DATABASE" then return db_path end return old_getenv(name) end
