@@ -274,7 +274,7 @@ body{font:16px/1.5 system-ui,sans-serif;background:#f6f9fc;color:#1a1f36;margin:
 main{max-width:34rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002}
 .badge{display:inline-block;background:#ffe8a3;padding:.1rem .5rem;border-radius:4px;font-size:.8rem}
 dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{font-size:.9rem;word-break:break-all}
-table{border-collapse:collapse;margin:.5rem 0}td{border-top:1px solid #e3e8ee;padding:.2rem .6rem .2rem 0}
+table{border-collapse:collapse;margin:.5rem 0}td{border-top:1px solid #e3e8ee;padding:.2rem .6rem .2rem 0;overflow-wrap:anywhere}
 label{display:block;margin:1rem 0}input[type=text]{width:100%;padding:.4rem;box-sizing:border-box}
 button{font:inherit;padding:.5rem 1.2rem;margin-right:.5rem;border-radius:4px;border:1px solid #635bff;cursor:pointer}
 button[value=approve]{background:#635bff;color:#fff}button[value=deny]{background:#fff;color:#635bff}
@@ -958,6 +958,7 @@ local function html_page(status, title, body)
       ["X-Frame-Options"] = "DENY", ["Referrer-Policy"] = "no-referrer",
       ["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
     }, body = table.concat{ '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
+      '<meta name="viewport" content="width=device-width, initial-scale=1">',
       "<title>", util.html(title), "</title><style>", PAGE_STYLE, "</style></head>\n<body><main>",
       body, "</main></body></html>\n" } }
 end
