@@ -3,7 +3,7 @@
  *
  *   stripe-connect run SCRIPT.lua [ARGS…]   run an ad hoc script
  *   stripe-connect serve APP.lua [OPTIONS]  serve an app (serve.c)
- *   stripe-connect version | help
+ *   stripe-connect version | help [COMMAND|settings]
  *
  * `main` creates the state, runs everything inside one protected call,
  * reports `stripe-connect: message` with a traceback, and picks the exit
@@ -29,7 +29,16 @@ static const char usage_text[] =
     "  run SCRIPT.lua [ARGS…]     run a Lua script with the core preloaded (- : stdin)\n"
     "  serve APP.lua [OPTIONS]    serve a Lua app over HTTP (see `serve --help`)\n"
     "  version                    print the version\n"
-    "  help                       print this help\n";
+    "  help [COMMAND|settings]    this help, a command's, or every environment setting\n";
+
+static const char run_usage[] =
+    "usage: stripe-connect run SCRIPT.lua [ARGS…]\n"
+    "\n"
+    "Run a Lua 5.4 script with the core (stripe_connect.core) preloaded and the\n"
+    "project's modules on package.path; the global `arg` holds SCRIPT.lua as\n"
+    "arg[0] and ARGS as arg[1..]; `-` reads the script from standard input.\n"
+    "An error prints `stripe-connect: message` with a traceback (keys and codes\n"
+    "masked) and exits 1; os.exit(n) sets the exit status.\n";
 
 int host_msghandler(lua_State *L)
 {
@@ -150,8 +159,52 @@ static int pmain_run(lua_State *L)
     return 1;
 }
 
+/* `help settings`: stripe_connect.settings' text, in a state of its own. */
+static int help_settings(void)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return 1;
+    host_openlibs(L);
+    int ok = luaL_dostring(L, "io.write(require('stripe_connect.settings').text())") == LUA_OK;
+    if (!ok)
+        host_report(L, LUA_ERRRUN);
+    lua_close(L);
+    return ok ? 0 : 1;
+}
+
+/* `help [TOPIC]`. */
+static int help_main(int argc, char **argv)
+{
+    const char *topic = argc >= 3 ? argv[2] : NULL;
+    if (topic == NULL || strcmp(topic, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(topic, "run") == 0) {
+        fputs(run_usage, stdout);
+        return 0;
+    }
+    if (strcmp(topic, "serve") == 0) {
+        char *serve_help[] = { argv[0], "serve", "--help", NULL };
+        return host_serve_main(3, serve_help);
+    }
+    if (strcmp(topic, "version") == 0) {
+        fputs("usage: stripe-connect version\n\nPrint the version and the Lua release.\n", stdout);
+        return 0;
+    }
+    if (strcmp(topic, "settings") == 0)
+        return help_settings();
+    fprintf(stderr, "%s: help: unknown topic '%s'\n%s", host_progname, topic, usage_text);
+    return 2;
+}
+
 static int run_main(int argc, char **argv)
 {
+    if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+        fputs(run_usage, stdout);
+        return 0;
+    }
     if (argc < 3) {
         fprintf(stderr, "%s: run: missing SCRIPT.lua\n%s", host_progname, usage_text);
         return 2;
@@ -173,7 +226,9 @@ static int run_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+    if (argc >= 2 && strcmp(argv[1], "help") == 0)
+        return help_main(argc, argv);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0
         || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -1,0 +1,63 @@
+-- stripe_connect.settings — every environment setting the platform reads, in
+-- one table: `stripe-connect help settings` prints it, and a spec checks it
+-- against config.load (the names it asks for) and the README's table.
+--
+--   { name, default (nil: unset; "required"), example, file (NAME_FILE works too), text }
+local M = {}
+
+M.PLATFORM = {
+  { name = "STRIPE_SECRET_KEY", default = "required", example = "sk_test_…", file = true,
+    text = "the platform's secret key (token, refresh, deauthorize calls)" },
+  { name = "STRIPE_CLIENT_ID", default = "required", example = "ca_…",
+    text = "the Connect client id (Dashboard → Settings → Connect → OAuth)" },
+  { name = "PUBLIC_URL", default = "required", example = "https://platform.example.com",
+    text = "the origin browsers use, no path; https with a live key" },
+  { name = "REDIRECT_URIS", default = "PUBLIC_URL/oauth/callback", example = "https://platform.example.com/oauth/callback",
+    text = "comma list: the allow-list the redirect_uri is picked from" },
+  { name = "STRIPE_CONNECT_BASE", default = "https://connect.stripe.com", example = "http://127.0.0.1:12111",
+    text = "where /oauth/authorize, /oauth/token, /oauth/deauthorize live; https with a live key" },
+  { name = "STRIPE_API_BASE", default = "https://api.stripe.com", example = "http://127.0.0.1:12111",
+    text = "the API base (Account Links, admin sync, scripts/api.lua); https with a live key" },
+  { name = "STATE_SECRETS", default = "required", example = "k1:$(head -c 32 /dev/urandom | base64 | tr -d =)", file = true,
+    text = "kid:secret[,kid:secret…], each ≥ 32 bytes; the first mints, all verify" },
+  { name = "STATE_TTL", default = "1800", example = "600", text = "seconds a state stays valid (1–86400)" },
+  { name = "DATABASE", default = "sqlite:data/connect.db", example = "postgres://user:pass@db:5432/connect",
+    text = "sqlite:PATH, memory: or postgres://…" },
+  { name = "ADMIN_TOKEN", example = "$(openssl rand -hex 16)", file = true,
+    text = "≥ 128 bits; without it the admin routes are 404" },
+  { name = "STRIPE_WEBHOOK_SECRETS", example = "whsec_…", file = true,
+    text = "whsec_…[,whsec_…]; mounts POST /webhooks" },
+  { name = "STRIPE_TIMEOUT", default = "30", example = "10", text = "seconds for one call to Stripe (0.1–300)" },
+  { name = "POLICY", example = "scripts/example_policy.lua", text = "path of a Lua policy file" },
+  { name = "TOKEN_KEYS", example = "k1:$(head -c 32 /dev/urandom | base64)", file = true,
+    text = "kid:base64key[,…]: tokens encrypted at rest under the first; required with a live key" },
+  { name = "RATE_LIMIT", default = "30/30", example = "off",
+    text = "BURST/PER_MINUTE or off: per client address on /connect, the callback, /onboard, /admin/login" },
+  { name = "ONBOARDING", default = "oauth", example = "both", text = "oauth, account_links or both" },
+}
+
+-- by_name() -> name → entry (NAME_FILE names included, mapping to their setting).
+function M.by_name()
+  local t = {}
+  for _, s in ipairs(M.PLATFORM) do
+    t[s.name] = s
+    if s.file then t[s.name .. "_FILE"] = s end
+  end
+  return t
+end
+
+-- text() -> what `stripe-connect help settings` prints.
+function M.text()
+  local out = { "Environment settings of the platform (serve scripts/platform.lua, doctor, the scripts):", "" }
+  for _, s in ipairs(M.PLATFORM) do
+    out[#out + 1] = string.format("  %-24s %s", s.name, s.text)
+    out[#out + 1] = string.format("  %-24s default: %s", "", s.default or "unset")
+    out[#out + 1] = string.format("  %-24s example: %s=%s", "", s.name, s.example)
+    if s.file then out[#out + 1] = string.format("  %-24s or %s_FILE=PATH: read from a file", "", s.name) end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "A missing or invalid setting stops the start (exit 2) with one line per problem."
+  return table.concat(out, "\n") .. "\n"
+end
+
+return M
