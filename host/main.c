@@ -83,6 +83,7 @@ void host_report(lua_State *L, int status)
 
 /*
  * Prepend the project's Lua folders to package.path, in this order:
+ * <bindir>/../share/lua/5.4 (`make install`'s prefix),
  * <bindir>/../lua (the build tree: build/../lua is the repository's lua/),
  * <bindir>/../share/stripe-connect/lua (an installed prefix), and
  * SC_LUA_SOURCE_DIR (the sources of an out-of-tree build).  Stack: [-0, +0].
@@ -102,9 +103,10 @@ static void set_lua_path(lua_State *L)
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     lua_pushfstring(L,
+        "%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;"
         "%s/../lua/?.lua;%s/../lua/?/init.lua;"
         "%s/../share/stripe-connect/lua/?.lua;%s/../share/stripe-connect/lua/?/init.lua;",
-        exe, exe, exe, exe);
+        exe, exe, exe, exe, exe, exe);
     if (src[0] != '\0')
         lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", src, src);
     else
@@ -126,6 +128,53 @@ void host_openlibs(lua_State *L)
     set_lua_path(L);
 }
 
+/* A bare script name ("platform": no '/', no ".lua", no such file here) is
+ * one of the project's scripts: <bindir>/../share/stripe-connect/scripts
+ * (installed), <bindir>/../scripts (the build tree), then the repository's
+ * scripts/ the binary was built from.  Answers buf, or `name` unchanged. */
+static const char *resolve_script(const char *name, char *buf, size_t size)
+{
+    if (strchr(name, '/') != NULL || strstr(name, ".lua") != NULL || strcmp(name, "-") == 0
+        || access(name, F_OK) == 0)
+        return name;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return name;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    const char *src = SC_LUA_SOURCE_DIR;
+    const char *dirs[3][2] = { { exe, "/../share/stripe-connect/scripts" }, { exe, "/../scripts" },
+                               { src, "/../scripts" } };
+    for (int i = 0; i < 3; i++) {
+        if (dirs[i][0][0] == '\0')
+            continue;
+        int w = snprintf(buf, size, "%s%s/%s.lua", dirs[i][0], dirs[i][1], name);
+        if (w > 0 && (size_t)w < size && access(buf, R_OK) == 0)
+            return buf;
+    }
+    return name;
+}
+
+/* serve's APP.lua: the first argument that is not an option nor an option's
+ * value (every option but --quiet and --help takes one), resolved. */
+static void resolve_serve_app(int argc, char **argv, char *buf, size_t size)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quiet") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            continue;
+        if (a[0] == '-') {
+            i++;
+            continue;
+        }
+        argv[i] = (char *)resolve_script(a, buf, size);
+        return;
+    }
+}
+
 /* Build the global `arg` like lua.c: arg[0] = script, arg[1..] = its args. */
 static void create_arg_table(lua_State *L, int argc, char **argv, int script)
 {
@@ -145,7 +194,9 @@ static int pmain_run(lua_State *L)
     char **argv = (char **)lua_touserdata(L, 2);
     host_openlibs(L);
     create_arg_table(L, argc, argv, 2);
-    const char *script = argv[2];
+    char resolved[PATH_MAX];
+    const char *script = resolve_script(argv[2], resolved, sizeof resolved);
+    argv[2] = (char *)script;
     int status = luaL_loadfile(L, strcmp(script, "-") == 0 ? NULL : script);
     if (status == LUA_OK) {
         int nargs = argc - 3;
@@ -239,8 +290,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return run_main(argc, argv);
-    if (strcmp(argv[1], "serve") == 0)
+    if (strcmp(argv[1], "serve") == 0) {
+        static char app[PATH_MAX];
+        resolve_serve_app(argc, argv, app, sizeof app);
         return host_serve_main(argc, argv);
+    }
     fprintf(stderr, "%s: unknown command '%s'\n%s", host_progname, argv[1], usage_text);
     return 2;
 }

@@ -60,4 +60,54 @@ function M.text()
   return table.concat(out, "\n") .. "\n"
 end
 
+-- roff(s) -> s with troff's special characters escaped.
+local function roff(s)
+  return (s:gsub("\\", "\\e"):gsub("%-", "\\-"):gsub("^([.'])", "\\&%1"))
+end
+
+-- man() -> doc/stripe-connect.1 (troff): the commands, and the settings from M.PLATFORM.
+-- `make man` writes it; spec/integration/install_spec.lua checks it is current.
+function M.man()
+  local out = {
+    '.TH STRIPE\\-CONNECT 1 "" "stripe-connect" "User Commands"',
+    ".SH NAME", "stripe\\-connect \\- Stripe Connect OAuth for a platform: run scripts, serve apps",
+    ".SH SYNOPSIS",
+    ".B stripe\\-connect run", ".I SCRIPT", "[\\fIARGS\\fR...]", ".br",
+    ".B stripe\\-connect serve", ".I APP", "[\\fIOPTIONS\\fR]", ".br",
+    ".B stripe\\-connect version", ".br",
+    ".B stripe\\-connect help", "[\\fICOMMAND\\fR|\\fBsettings\\fR]",
+    ".SH COMMANDS",
+    ".TP", ".B run \\fISCRIPT\\fR [\\fIARGS\\fR...]",
+    roff("Run a Lua 5.4 script with the core preloaded and the project's modules found; " ..
+      "arg[0] is the script, arg[1..] its arguments; - reads standard input. A bare name " ..
+      "(accounts, refresh, doctor, ...) is one of the installed scripts."),
+    ".TP", ".B serve \\fIAPP\\fR [\\fIOPTIONS\\fR]",
+    roff("Serve the app APP.lua returns over HTTP/1.1; prints \"listening on http://HOST:PORT\" " ..
+      "once ready. \"serve platform\" serves the installed platform app. Options: " ..
+      "--listen HOST:PORT, --metrics-listen HOST:PORT, --workers N, --quiet, " ..
+      "--log-format text|logfmt|json, --max-header-size BYTES, --max-headers N, " ..
+      "--max-body-size BYTES, --read-timeout SECONDS, --max-connections N, " ..
+      "--max-instructions N, --shutdown-timeout SECONDS (see serve --help)."),
+    ".TP", ".B version", "Print the version and the Lua release.",
+    ".TP", ".B help \\fR[\\fICOMMAND\\fR|\\fBsettings\\fR]",
+    roff("Describe the commands, one command, or every environment setting."),
+    ".SH ENVIRONMENT",
+    roff("The platform (serve platform, run doctor, the scripts) reads these settings. " ..
+      "A missing or invalid one stops the start (exit 2) with one line per problem."),
+  }
+  for _, st in ipairs(M.PLATFORM) do
+    out[#out + 1] = ".TP"
+    out[#out + 1] = ".B " .. roff(st.name) .. (st.file and (" \\fRor\\fB " .. roff(st.name) .. "_FILE") or "")
+    out[#out + 1] = roff(st.text .. ". Default: " .. (st.default or "unset") .. ". Example: " ..
+      st.name .. "=" .. st.example)
+  end
+  out[#out + 1] = ".SH FILES"
+  out[#out + 1] = roff("PREFIX/share/stripe-connect/scripts (the scripts), PREFIX/share/lua/5.4/stripe_connect " ..
+    "(the modules), PREFIX/lib/lua/5.4 and PREFIX/lib/lua/5.1 (the core for Lua 5.4 and LuaJIT), " ..
+    "PREFIX/share/doc/stripe-connect/stripe-connect.service (an example systemd unit).")
+  out[#out + 1] = ".SH EXIT STATUS"
+  out[#out + 1] = "0 success, 1 failure, 2 usage or settings."
+  return table.concat(out, "\n") .. "\n"
+end
+
 return M

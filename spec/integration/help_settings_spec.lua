@@ -9,12 +9,7 @@ local config = require "stripe_connect.config"
 
 local BIN = os.getenv("STRIPE_CONNECT_BIN") or "build/stripe-connect"
 
-local function sh(args)
-  local p = assert(io.popen(BIN .. " " .. args .. " 2>/dev/null"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return code, out
-end
+local function sh(args) return files.capture(BIN .. " " .. args .. " 2>/dev/null") end
 
 local TestHelpSettings = {}
 
