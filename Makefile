@@ -68,7 +68,7 @@ HOST_BIN   := $(BUILD)/stripe-connect
 CORE54_SO  := $(BUILD)/lua/stripe_connect/core.so
 COREJIT_SO := $(BUILD)/luajit/stripe_connect/core.so
 
-.PHONY: all deps test test-quick run bench soak install uninstall man clean valgrind rock fuzz fuzz-build sanitize-normal-build help
+.PHONY: all deps test test-quick run accounts bench soak install uninstall man clean valgrind rock fuzz fuzz-build sanitize-normal-build help
 
 all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
 
@@ -223,6 +223,12 @@ valgrind: all
 run: all
 	@$(HOST_BIN) run scripts/dev.lua
 
+# accounts: scripts/accounts.lua with the settings `make run` wrote (DATA_DIR/run.env).
+DATA_DIR ?= data
+accounts: all
+	@test -f $(DATA_DIR)/run.env || { echo "make accounts: no $(DATA_DIR)/run.env: start make run first" >&2; exit 1; }
+	@set -a && . $(DATA_DIR)/run.env && set +a && $(HOST_BIN) run scripts/accounts.lua $(ARGS)
+
 # bench: wrk against nginx's static 302, the platform (SQLite and memory:) and the
 # Express peer; a Markdown table on stdout and in $(BUILD)/bench.md.  Not part of `test`.
 # Settings: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS, … (scripts/bench/run.lua).
@@ -283,6 +289,7 @@ help:
 	  'make all          build build/stripe-connect and the Lua 5.4 and LuaJIT core modules' \
 	  'make deps         install the Debian packages (APT_PACKAGES) the build and specs need' \
 	  'make run          the fake Connect and the platform on loopback (Ctrl-C stops both)' \
+	  'make accounts     the accounts in make run'"'"'s store (its DATA_DIR/run.env settings; ARGS=--json)' \
 	  'make test         every spec: host, lua5.4, luajit, rock and secrets labels (ends N passed, 0 failed);' \
 	  '                  SANITIZE=1: the same on an ASan+UBSan build in build/sanitize' \
 	  'make test-quick   the core and Lua unit specs only, under the host' \
