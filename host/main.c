@@ -28,6 +28,7 @@ static const char usage_text[] =
     "commands:\n"
     "  run SCRIPT.lua [ARGS…]     run a Lua script with the core preloaded (- : stdin)\n"
     "  serve APP.lua [OPTIONS]    serve a Lua app over HTTP (see `serve --help`)\n"
+    "  doctor [--json] [--offline]  check the platform's settings for known traps\n"
     "  version                    print the version\n"
     "  help [COMMAND|settings]    this help, a command's, or every environment setting\n";
 
@@ -210,6 +211,8 @@ static int pmain_run(lua_State *L)
     return 1;
 }
 
+static int run_main(int argc, char **argv);
+
 /* `help settings`: stripe_connect.settings' text, in a state of its own. */
 static int help_settings(void)
 {
@@ -239,6 +242,10 @@ static int help_main(int argc, char **argv)
     if (strcmp(topic, "serve") == 0) {
         char *serve_help[] = { argv[0], "serve", "--help", NULL };
         return host_serve_main(3, serve_help);
+    }
+    if (strcmp(topic, "doctor") == 0) {
+        char *doctor_help[] = { argv[0], "run", "doctor", "--help", NULL };
+        return run_main(4, doctor_help);
     }
     if (strcmp(topic, "version") == 0) {
         fputs("usage: stripe-connect version\n\nPrint the version and the Lua release.\n", stdout);
@@ -290,6 +297,20 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return run_main(argc, argv);
+    if (strcmp(argv[1], "doctor") == 0) {
+        /* `doctor ARGS` is `run doctor ARGS` (scripts/doctor.lua). */
+        char **args = calloc((size_t)argc + 2, sizeof *args);
+        if (args == NULL)
+            return 1;
+        args[0] = argv[0];
+        args[1] = "run";
+        args[2] = "doctor";
+        for (int i = 2; i < argc; i++)
+            args[i + 1] = argv[i];
+        int rc = run_main(argc + 1, args);
+        free(args);
+        return rc;
+    }
     if (strcmp(argv[1], "serve") == 0) {
         static char app[PATH_MAX];
         resolve_serve_app(argc, argv, app, sizeof app);

@@ -74,6 +74,7 @@ function M.man()
     ".SH SYNOPSIS",
     ".B stripe\\-connect run", ".I SCRIPT", "[\\fIARGS\\fR...]", ".br",
     ".B stripe\\-connect serve", ".I APP", "[\\fIOPTIONS\\fR]", ".br",
+    ".B stripe\\-connect doctor", "[\\fIOPTIONS\\fR]", ".br",
     ".B stripe\\-connect version", ".br",
     ".B stripe\\-connect help", "[\\fICOMMAND\\fR|\\fBsettings\\fR]",
     ".SH COMMANDS",
@@ -88,6 +89,9 @@ function M.man()
       "--log-format text|logfmt|json, --max-header-size BYTES, --max-headers N, " ..
       "--max-body-size BYTES, --read-timeout SECONDS, --max-connections N, " ..
       "--max-instructions N, --shutdown-timeout SECONDS (see serve --help)."),
+    ".TP", ".B doctor \\fR[\\fB\\-\\-json\\fR] [\\fB\\-\\-offline\\fR] [\\fB\\-\\-ca\\-file \\fIPATH\\fR]",
+    roff("Check the platform's settings (the same environment as serve platform) against known traps " ..
+      "and print each finding with its fix; exit 0 clean, 1 findings (run doctor)."),
     ".TP", ".B version", "Print the version and the Lua release.",
     ".TP", ".B help \\fR[\\fICOMMAND\\fR|\\fBsettings\\fR]",
     roff("Describe the commands, one command, or every environment setting."),

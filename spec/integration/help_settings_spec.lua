@@ -21,6 +21,7 @@ function TestHelpSettings.test_help_topics()
     { "help serve", "^usage: stripe%-connect serve APP%.lua.*%-%-listen" },
     { "serve --help", "^usage: stripe%-connect serve APP%.lua" },
     { "help version", "^usage: stripe%-connect version" },
+    { "help doctor", "^usage: stripe%-connect run scripts/doctor%.lua" },
     { "help settings", "^Environment settings" },
   }
   for _, r in ipairs(rows) do
