@@ -36,6 +36,29 @@ M.PLATFORM = {
   { name = "ONBOARDING", default = "oauth", example = "both", text = "oauth, account_links or both" },
 }
 
+-- `make run` (scripts/dev.lua): besides the platform's settings, which pass through.
+M.DEV = {
+  { name = "PORT", default = "8080", example = "8081", text = "make run: the platform's port on 127.0.0.1" },
+  { name = "FAKE_PORT", default = "12111", example = "12112", text = "make run: the fake Connect's port" },
+  { name = "DATA_DIR", default = "data", example = "/tmp/sc-data",
+    text = "make run: secrets, admin token, SQLite file, run.env (make accounts reads DATA_DIR/run.env)" },
+}
+
+-- The fake Connect (scripts/fake_connect.lua, stripe_connect.fake.config_from_env).
+M.FAKE = {
+  { name = "FAKE_CLIENT_ID", default = "ca_fake_development_client", example = "ca_test", text = "the client id it accepts" },
+  { name = "FAKE_SECRET_KEY", default = "sk_test_fake_development_key", example = "sk_live_fake",
+    text = "the platform key it accepts (sk_live_… makes it live mode)" },
+  { name = "FAKE_REDIRECT_URIS", default = "http://127.0.0.1:8080/oauth/callback,http://localhost:8080/oauth/callback",
+    example = "http://127.0.0.1:8081/oauth/callback", text = "comma list of redirect URIs it allows" },
+  { name = "FAKE_WEBHOOK_URL", example = "http://127.0.0.1:8080/webhooks",
+    text = "where its Disconnect control sends a signed deauthorization event" },
+  { name = "FAKE_WEBHOOK_SECRETS", default = "whsec_fake_development_secret", example = "whsec_test",
+    text = "comma list; the first signs its events" },
+  { name = "FAKE_PLATFORM_NAME", default = "Fake Platform", example = "Acme", text = "the name on its consent page" },
+  { name = "FAKE_ISSUED_LOG", example = "/tmp/issued.log", text = "a file it appends the codes and tokens it issues to (specs)" },
+}
+
 -- by_name() -> name → entry (NAME_FILE names included, mapping to their setting).
 function M.by_name()
   local t = {}
@@ -57,6 +80,16 @@ function M.text()
   end
   out[#out + 1] = ""
   out[#out + 1] = "A missing or invalid setting stops the start (exit 2) with one line per problem."
+  for _, g in ipairs({ { "make run (scripts/dev.lua):", M.DEV }, { "The fake Connect (scripts/fake_connect.lua):", M.FAKE } }) do
+    out[#out + 1] = ""
+    out[#out + 1] = g[1]
+    out[#out + 1] = ""
+    for _, st in ipairs(g[2]) do
+      out[#out + 1] = string.format("  %-24s %s", st.name, st.text)
+      out[#out + 1] = string.format("  %-24s default: %s", "", st.default or "unset")
+      out[#out + 1] = string.format("  %-24s example: %s=%s", "", st.name, st.example)
+    end
+  end
   return table.concat(out, "\n") .. "\n"
 end
 
@@ -104,6 +137,16 @@ function M.man()
     out[#out + 1] = ".B " .. roff(st.name) .. (st.file and (" \\fRor\\fB " .. roff(st.name) .. "_FILE") or "")
     out[#out + 1] = roff(st.text .. ". Default: " .. (st.default or "unset") .. ". Example: " ..
       st.name .. "=" .. st.example)
+  end
+  for _, g in ipairs({ { "make run", M.DEV }, { "the fake Connect", M.FAKE } }) do
+    out[#out + 1] = ".PP"
+    out[#out + 1] = roff("Read by " .. g[1] .. ":")
+    for _, st in ipairs(g[2]) do
+      out[#out + 1] = ".TP"
+      out[#out + 1] = ".B " .. roff(st.name)
+      out[#out + 1] = roff(st.text .. ". Default: " .. (st.default or "unset") .. ". Example: " ..
+        st.name .. "=" .. st.example)
+    end
   end
   out[#out + 1] = ".SH FILES"
   out[#out + 1] = roff("PREFIX/share/stripe-connect/scripts (the scripts), PREFIX/share/lua/5.4/stripe_connect " ..

@@ -60,6 +60,30 @@ function TestHelpSettings.test_the_table_is_what_config_load_reads()
   for name in pairs(config.DEFAULTS) do lu.assertNotNil(settings.by_name()[name], name) end
 end
 
+function TestHelpSettings.test_make_run_and_the_fake_settings_are_listed()
+  local _, out = sh("help settings")
+  local fake_asked, want = {}, {}
+  require("stripe_connect.fake").config_from_env(function(name) fake_asked[name] = true end)
+  for _, st in ipairs(settings.FAKE) do
+    want[st.name] = true
+    lu.assertStrContains(out, "example: " .. st.name .. "=")
+  end
+  lu.assertEquals(fake_asked, want)
+  -- every name scripts/dev.lua reads is a platform or make run setting
+  local known = settings.by_name()
+  for _, st in ipairs(settings.DEV) do
+    known[st.name] = st
+    lu.assertStrContains(out, "example: " .. st.name .. "=")
+  end
+  local dev = assert(files.read("scripts/dev.lua"))
+  local n = 0
+  for name in dev:gmatch('getenv%("([%u_]+)"') do
+    n = n + 1
+    lu.assertNotNil(known[name], name .. " (scripts/dev.lua) is not in stripe_connect.settings")
+  end
+  lu.assertTrue(n >= 5)
+end
+
 function TestHelpSettings.test_the_readme_table_matches_both_ways()
   local readme = assert(files.read("README.md"))
   local section = assert(readme:match("\n#### Configuration %(environment%)\n(.-)\n\n[^|]"))
