@@ -41,6 +41,7 @@ build = {
       ["stripe_connect.state"] = "lua/stripe_connect/state.lua",
       ["stripe_connect.tokens"] = "lua/stripe_connect/tokens.lua",
       ["stripe_connect.config"] = "lua/stripe_connect/config.lua",
+      ["stripe_connect.settings"] = "lua/stripe_connect/settings.lua",
       ["stripe_connect.policy"] = "lua/stripe_connect/policy.lua",
       ["stripe_connect.flow"] = "lua/stripe_connect/flow.lua",
       ["stripe_connect.doctor"] = "lua/stripe_connect/doctor.lua",

@@ -3,7 +3,7 @@
  *
  *   stripe-connect run SCRIPT.lua [ARGS…]   run an ad hoc script
  *   stripe-connect serve APP.lua [OPTIONS]  serve an app (serve.c)
- *   stripe-connect version | help
+ *   stripe-connect version | help [COMMAND|settings]
  *
  * `main` creates the state, runs everything inside one protected call,
  * reports `stripe-connect: message` with a traceback, and picks the exit
@@ -28,8 +28,18 @@ static const char usage_text[] =
     "commands:\n"
     "  run SCRIPT.lua [ARGS…]     run a Lua script with the core preloaded (- : stdin)\n"
     "  serve APP.lua [OPTIONS]    serve a Lua app over HTTP (see `serve --help`)\n"
+    "  doctor [--json] [--offline]  check the platform's settings for known traps\n"
     "  version                    print the version\n"
-    "  help                       print this help\n";
+    "  help [COMMAND|settings]    this help, a command's, or every environment setting\n";
+
+static const char run_usage[] =
+    "usage: stripe-connect run SCRIPT.lua [ARGS…]\n"
+    "\n"
+    "Run a Lua 5.4 script with the core (stripe_connect.core) preloaded and the\n"
+    "project's modules on package.path; the global `arg` holds SCRIPT.lua as\n"
+    "arg[0] and ARGS as arg[1..]; `-` reads the script from standard input.\n"
+    "An error prints `stripe-connect: message` with a traceback (keys and codes\n"
+    "masked) and exits 1; os.exit(n) sets the exit status.\n";
 
 int host_msghandler(lua_State *L)
 {
@@ -74,6 +84,7 @@ void host_report(lua_State *L, int status)
 
 /*
  * Prepend the project's Lua folders to package.path, in this order:
+ * <bindir>/../share/lua/5.4 (`make install`'s prefix),
  * <bindir>/../lua (the build tree: build/../lua is the repository's lua/),
  * <bindir>/../share/stripe-connect/lua (an installed prefix), and
  * SC_LUA_SOURCE_DIR (the sources of an out-of-tree build).  Stack: [-0, +0].
@@ -93,9 +104,10 @@ static void set_lua_path(lua_State *L)
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     lua_pushfstring(L,
+        "%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;"
         "%s/../lua/?.lua;%s/../lua/?/init.lua;"
         "%s/../share/stripe-connect/lua/?.lua;%s/../share/stripe-connect/lua/?/init.lua;",
-        exe, exe, exe, exe);
+        exe, exe, exe, exe, exe, exe);
     if (src[0] != '\0')
         lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", src, src);
     else
@@ -117,6 +129,53 @@ void host_openlibs(lua_State *L)
     set_lua_path(L);
 }
 
+/* A bare script name ("platform": no '/', no ".lua", no such file here) is
+ * one of the project's scripts: <bindir>/../share/stripe-connect/scripts
+ * (installed), <bindir>/../scripts (the build tree), then the repository's
+ * scripts/ the binary was built from.  Answers buf, or `name` unchanged. */
+static const char *resolve_script(const char *name, char *buf, size_t size)
+{
+    if (strchr(name, '/') != NULL || strstr(name, ".lua") != NULL || strcmp(name, "-") == 0
+        || access(name, F_OK) == 0)
+        return name;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return name;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    const char *src = SC_LUA_SOURCE_DIR;
+    const char *dirs[3][2] = { { exe, "/../share/stripe-connect/scripts" }, { exe, "/../scripts" },
+                               { src, "/../scripts" } };
+    for (int i = 0; i < 3; i++) {
+        if (dirs[i][0][0] == '\0')
+            continue;
+        int w = snprintf(buf, size, "%s%s/%s.lua", dirs[i][0], dirs[i][1], name);
+        if (w > 0 && (size_t)w < size && access(buf, R_OK) == 0)
+            return buf;
+    }
+    return name;
+}
+
+/* serve's APP.lua: the first argument that is not an option nor an option's
+ * value (every option but --quiet and --help takes one), resolved. */
+static void resolve_serve_app(int argc, char **argv, char *buf, size_t size)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quiet") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            continue;
+        if (a[0] == '-') {
+            i++;
+            continue;
+        }
+        argv[i] = (char *)resolve_script(a, buf, size);
+        return;
+    }
+}
+
 /* Build the global `arg` like lua.c: arg[0] = script, arg[1..] = its args. */
 static void create_arg_table(lua_State *L, int argc, char **argv, int script)
 {
@@ -136,7 +195,9 @@ static int pmain_run(lua_State *L)
     char **argv = (char **)lua_touserdata(L, 2);
     host_openlibs(L);
     create_arg_table(L, argc, argv, 2);
-    const char *script = argv[2];
+    char resolved[PATH_MAX];
+    const char *script = resolve_script(argv[2], resolved, sizeof resolved);
+    argv[2] = (char *)script;
     int status = luaL_loadfile(L, strcmp(script, "-") == 0 ? NULL : script);
     if (status == LUA_OK) {
         int nargs = argc - 3;
@@ -150,8 +211,58 @@ static int pmain_run(lua_State *L)
     return 1;
 }
 
+static int run_main(int argc, char **argv);
+
+/* `help settings`: stripe_connect.settings' text, in a state of its own. */
+static int help_settings(void)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return 1;
+    host_openlibs(L);
+    int ok = luaL_dostring(L, "io.write(require('stripe_connect.settings').text())") == LUA_OK;
+    if (!ok)
+        host_report(L, LUA_ERRRUN);
+    lua_close(L);
+    return ok ? 0 : 1;
+}
+
+/* `help [TOPIC]`. */
+static int help_main(int argc, char **argv)
+{
+    const char *topic = argc >= 3 ? argv[2] : NULL;
+    if (topic == NULL || strcmp(topic, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(topic, "run") == 0) {
+        fputs(run_usage, stdout);
+        return 0;
+    }
+    if (strcmp(topic, "serve") == 0) {
+        char *serve_help[] = { argv[0], "serve", "--help", NULL };
+        return host_serve_main(3, serve_help);
+    }
+    if (strcmp(topic, "doctor") == 0) {
+        char *doctor_help[] = { argv[0], "run", "doctor", "--help", NULL };
+        return run_main(4, doctor_help);
+    }
+    if (strcmp(topic, "version") == 0) {
+        fputs("usage: stripe-connect version\n\nPrint the version and the Lua release.\n", stdout);
+        return 0;
+    }
+    if (strcmp(topic, "settings") == 0)
+        return help_settings();
+    fprintf(stderr, "%s: help: unknown topic '%s'\n%s", host_progname, topic, usage_text);
+    return 2;
+}
+
 static int run_main(int argc, char **argv)
 {
+    if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+        fputs(run_usage, stdout);
+        return 0;
+    }
     if (argc < 3) {
         fprintf(stderr, "%s: run: missing SCRIPT.lua\n%s", host_progname, usage_text);
         return 2;
@@ -173,7 +284,9 @@ static int run_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+    if (argc >= 2 && strcmp(argv[1], "help") == 0)
+        return help_main(argc, argv);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0
         || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -184,8 +297,25 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return run_main(argc, argv);
-    if (strcmp(argv[1], "serve") == 0)
+    if (strcmp(argv[1], "doctor") == 0) {
+        /* `doctor ARGS` is `run doctor ARGS` (scripts/doctor.lua). */
+        char **args = calloc((size_t)argc + 2, sizeof *args);
+        if (args == NULL)
+            return 1;
+        args[0] = argv[0];
+        args[1] = "run";
+        args[2] = "doctor";
+        for (int i = 2; i < argc; i++)
+            args[i + 1] = argv[i];
+        int rc = run_main(argc + 1, args);
+        free(args);
+        return rc;
+    }
+    if (strcmp(argv[1], "serve") == 0) {
+        static char app[PATH_MAX];
+        resolve_serve_app(argc, argv, app, sizeof app);
         return host_serve_main(argc, argv);
+    }
     fprintf(stderr, "%s: unknown command '%s'\n%s", host_progname, argv[1], usage_text);
     return 2;
 }

@@ -306,8 +306,9 @@ end
 -- environment (config.load, DATABASE, POLICY).  Prints what to fix and exits
 -- 2 when a setting is missing or invalid, the store cannot be opened or the
 -- policy file does not load.  Used by scripts/platform.lua and the ad hoc
--- scripts, so they all share one configuration.
-function M.from_env(getenv)
+-- scripts, so they all share one configuration.  ignore: as config.load's
+-- (the settings a script does not use).
+function M.from_env(getenv, ignore)
   local config = require "stripe_connect.config"
   local store_mod = require "stripe_connect.store"
   local function refuse(problem)
@@ -315,7 +316,10 @@ function M.from_env(getenv)
     io.stderr:flush()
     os.exit(2)
   end
-  local cfg = config.load_or_exit(getenv)
+  local cfg = config.load_or_exit(getenv, ignore)
+  -- A script that ignores PUBLIC_URL serves no callback: the policy's
+  -- redirect allow-list is never consulted, but policy.new wants one.
+  if not cfg.redirect_uris then cfg.redirect_uris = { "http://127.0.0.1/oauth/callback" } end
   local store, err = store_mod.open(cfg.database)
   if not store then
     refuse("DATABASE: " .. tostring(err) .. " (check the path, and that its folder exists and is writable)")
@@ -332,18 +336,28 @@ function M.from_env(getenv)
   return { config = cfg, store = store, policy = policy }
 end
 
--- account_script(name, op) — the body of scripts/deauthorize.lua and
--- scripts/refresh.lua: checks `arg[1]` is an account id, loads the platform's
--- configuration, runs op(ctx, id) (flow.deauthorize / flow.refresh style:
--- account | nil, err) and prints the account line or the error; exit code
--- 0, 1 (the operation failed) or 2 (usage or configuration).
-function M.account_script(name, op, describe)
+-- account_script(name, op, describe [, help]) — the body of
+-- scripts/deauthorize.lua and scripts/refresh.lua: `--help` prints the usage
+-- and help.text; else checks `arg[1]` is an account id, loads the platform's
+-- configuration without the settings the script does not use (help.unused:
+-- the browser-facing ones), runs op(ctx, id) (flow.deauthorize /
+-- flow.refresh style: account | nil, err) and prints the account line or the
+-- error; exit code 0, 1 (the operation failed) or 2 (usage or configuration).
+function M.account_script(name, op, describe, help)
+  help = help or {}
+  local usage = "usage: stripe-connect run scripts/" .. name .. ".lua acct_…\n"
   local id = arg and arg[1]
+  if id == "--help" or id == "-h" then
+    io.write(usage, help.text and ("\n" .. help.text) or "")
+    os.exit(0)
+  end
   if not id or not id:match("^acct_[%w_]+$") then
-    io.stderr:write("usage: stripe-connect run scripts/" .. name .. ".lua acct_…\n")
+    io.stderr:write(usage)
     os.exit(2)
   end
-  local a, err = op(M.from_env(), id)
+  local unused = {}
+  for _, n in ipairs(help.unused or {}) do unused[n] = true end
+  local a, err = op(M.from_env(nil, unused), id)
   if not a then
     io.stderr:write(string.format("%s: %s: %s (%s)\n", name, id, err.message, err.reason))
     os.exit(1)

@@ -118,9 +118,11 @@ local function number_in(s, lo, hi)
   return n
 end
 
--- load(getenv) -> config | nil, problems
--- getenv: function(name) -> string|nil (default os.getenv).
-function M.load(getenv)
+-- load(getenv [, ignore]) -> config | nil, problems
+-- getenv: function(name) -> string|nil (default os.getenv).  ignore: a set of
+-- setting names whose problems (NAME … and NAME_FILE …) are dropped, for a
+-- script that does not use them (the config's fields for them may be nil).
+function M.load(getenv, ignore)
   getenv = getenv or os.getenv
   local problems = {}
   local unreadable = {} -- NAME whose NAME_FILE could not be read: that is its one problem
@@ -301,7 +303,8 @@ function M.load(getenv)
   local kept = {}
   for _, pr in ipairs(problems) do
     local name = pr:match("^([%u_]+) is not set")
-    if not (name and unreadable[name]) then kept[#kept + 1] = pr end
+    local about = pr:match("^([%u_]+)"):gsub("_FILE$", "")
+    if not (name and unreadable[name]) and not (ignore and ignore[about]) then kept[#kept + 1] = pr end
   end
   problems = kept
   if #problems > 0 then return nil, problems end
@@ -315,9 +318,9 @@ function M.format_problems(problems)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- load_or_exit(getenv) -> config; prints the problems and exits 2 otherwise.
-function M.load_or_exit(getenv)
-  local c, problems = M.load(getenv)
+-- load_or_exit(getenv [, ignore]) -> config; prints the problems and exits 2 otherwise.
+function M.load_or_exit(getenv, ignore)
+  local c, problems = M.load(getenv, ignore)
   if c then return c end
   io.stderr:write(M.format_problems(problems))
   io.stderr:flush()
