@@ -53,6 +53,7 @@ build = {
       ["stripe_connect.ngx"] = "lua/stripe_connect/ngx.lua",
       ["stripe_connect.ngx_http"] = "lua/stripe_connect/ngx_http.lua",
       ["stripe_connect.ngx_thread"] = "lua/stripe_connect/ngx_thread.lua",
+      ["stripe_connect.router"] = "lua/stripe_connect/router.lua",
       ["stripe_connect.store"] = "lua/stripe_connect/store/init.lua",
       ["stripe_connect.store.memory"] = "lua/stripe_connect/store/memory.lua",
       ["stripe_connect.store.sqlite"] = "lua/stripe_connect/store/sqlite.lua",

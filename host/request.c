@@ -61,12 +61,6 @@ void request_reset(request_parse *rq)
     rq->trailer_bytes = 0;
 }
 
-int http_is_tchar(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')
-        || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 static int has_token(const char *v, size_t n, const char *tok)
 {
     size_t tl = strlen(tok);
@@ -119,7 +113,7 @@ static int parse_request_line(request_parse *rq, char *p, char *eol)
     if (sp1 == NULL || sp2 == NULL || sp1 == p || sp2 == sp1 + 1)
         return 400;
     for (char *q = p; q < sp1; q++)
-        if (!http_is_tchar((unsigned char)*q))
+        if (!sc_is_tchar((unsigned char)*q))
             return 400;
     for (char *q = sp1 + 1; q < sp2; q++)
         if ((unsigned char)*q <= 32 || (unsigned char)*q >= 127)
@@ -155,7 +149,7 @@ static int parse_header_line(char *p, char *eol, http_header *h)
     if (colon == NULL || colon == p)
         return 400;
     for (char *q = p; q < colon; q++) {
-        if (!http_is_tchar((unsigned char)*q))
+        if (!sc_is_tchar((unsigned char)*q))
             return 400;
         if (*q >= 'A' && *q <= 'Z')
             *q = (char)(*q + 32);               /* names reach Lua lower-cased */
@@ -286,7 +280,7 @@ int request_parse_chunk_size(const char *line, size_t n, unsigned long long *siz
         while (i < n && is_ws(line[i]))
             i++;
         size_t start = i;
-        while (i < n && http_is_tchar((unsigned char)line[i]))
+        while (i < n && sc_is_tchar((unsigned char)line[i]))
             i++;
         if (i == start)
             return -1;                               /* chunk-ext-name = token */
@@ -317,7 +311,7 @@ int request_parse_chunk_size(const char *line, size_t n, unsigned long long *siz
             i++;
         } else {
             start = i;
-            while (i < n && http_is_tchar((unsigned char)line[i]))
+            while (i < n && sc_is_tchar((unsigned char)line[i]))
                 i++;
             if (i == start)
                 return -1;

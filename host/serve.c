@@ -148,7 +148,7 @@ static int worker_setup(worker *w, serve_opts *o)
     }
     o->port = port;                       /* port 0: the rest bind to this one */
     w->base = new_base();
-    if (w->base == NULL || server_init(w) != 0) {
+    if (w->base == NULL || server_init(w, (server_calls){ app_body_limit, handler_start }) != 0) {
         close(fd);
         log_error("cannot create an event base");
         return -1;

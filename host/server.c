@@ -219,8 +219,9 @@ static const struct timeval *common_timeout(worker *w, double t)
     return event_base_init_common_timeout(w->base, &tv);
 }
 
-int server_init(worker *w)
+int server_init(worker *w, server_calls calls)
 {
+    w->calls = calls;
     unsigned char rnd[6];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         return -1;
@@ -468,7 +469,7 @@ static void process(conn *c)
         /* The route's body limit, before any of the body is read or a 100
          * Continue invites it: a GET route takes none. */
         if (c->rq.chunked || c->rq.content_length > 0) {
-            c->rq.max_body = app_body_limit(c->w, &c->rq.req, c->rq.max_body);
+            c->rq.max_body = c->w->calls.body_limit(c->w, &c->rq.req, c->rq.max_body);
             if ((r = request_check_length(&c->rq)) != 0) {
                 respond_plain(c, r);
                 return;
@@ -498,7 +499,7 @@ static void process(conn *c)
     bufferevent_disable(c->bev, EV_READ);
     c->rq.req.remote = c->remote;
     c->rq.req.remote_port = c->remote_port;
-    handler_start(c->w, c, &c->rq.req);
+    c->w->calls.request(c->w, c, &c->rq.req);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

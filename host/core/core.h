@@ -49,4 +49,12 @@ void sc_url_encode(const char *s, size_t n, char *out);
 int sc_percent_decode(const char *s, size_t n, int plus_as_space, char *out,
                       size_t *outlen, size_t *errpos);
 
+/* Is c a token character (RFC 9110 tchar: VCHAR but the delimiters)?  The
+ * one copy of the check: the host's request parser, its response headers
+ * and http_request's header names and methods use it (http.c). */
+int sc_is_tchar(unsigned char c);
+
+/* Is s[0..n) a token (non-empty, tchar only)? */
+int sc_is_token(const char *s, size_t n);
+
 #endif /* SC_CORE_H */

@@ -128,15 +128,18 @@ double sc_check_seconds(lua_State *L, int idx)
     return s;
 }
 
-static int valid_token(const char *s, size_t n)
+int sc_is_tchar(unsigned char c)
+{
+    return c > 32 && c < 127 && strchr("\"(),/:;<=>?@[\\]{}", c) == NULL;
+}
+
+int sc_is_token(const char *s, size_t n)
 {
     if (n == 0)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c) != NULL)
+    for (size_t i = 0; i < n; i++)
+        if (!sc_is_tchar((unsigned char)s[i]))
             return 0;
-    }
     return 1;
 }
 
@@ -167,7 +170,7 @@ static void read_headers(lua_State *L, sc_http_xfer *x, int t)
         if (lua_type(L, -2) != LUA_TSTRING)
             luaL_error(L, "http_request: header names must be strings");
         const char *name = lua_tolstring(L, -2, &nlen);
-        if (!valid_token(name, nlen))
+        if (!sc_is_token(name, nlen))
             luaL_error(L, "http_request: invalid header name '%s'", name);
         if (lua_type(L, -1) == LUA_TTABLE) {
             int n = (int)lua_rawlen(L, -1);
@@ -267,7 +270,7 @@ static void read_options(lua_State *L, int t, request_opts *ro, sc_http_xfer *x)
         luaL_error(L, "http_request: option 'url' is required");
     ro->body = opt_string(L, t, "body", &ro->blen);
     ro->method = opt_string(L, t, "method", NULL);
-    if (ro->method != NULL && !valid_token(ro->method, strlen(ro->method)))
+    if (ro->method != NULL && !sc_is_token(ro->method, strlen(ro->method)))
         luaL_error(L, "http_request: invalid method '%s'", ro->method);
     ro->ca_file = opt_string(L, t, "ca_file", NULL);
     ro->timeout = opt_positive(L, t, "timeout", DEFAULT_TIMEOUT);
