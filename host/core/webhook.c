@@ -2,7 +2,7 @@
  * webhook.c — `Stripe-Signature` verification (PROTOCOL.md §5).
  *
  *   core.webhook_verify(payload, header, secrets [, opts])
- *     -> true, timestamp | nil, reason_code, message
+ *     -> true, timestamp | nil, message, reason_code
  *
  * The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…][,v0=<hex>…]`: one
  * element list split on ',' (spaces or tabs after a comma are skipped, as
@@ -147,12 +147,12 @@ static const char *wh_parse(wh_header *h, const char *s, size_t n)
     return NULL;
 }
 
-/* Stack: [-0, +3]. */
+/* nil, message, code (the core's error order).  Stack: [-0, +3]. */
 static int wh_fail(lua_State *L, const char *code, const char *msg)
 {
     lua_pushnil(L);
-    lua_pushstring(L, code);
     lua_pushstring(L, msg);
+    lua_pushstring(L, code);
     return 3;
 }
 
