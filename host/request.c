@@ -262,8 +262,7 @@ int request_parse_chunk_size(const char *line, size_t n, unsigned long long *siz
     size_t i = 0;
     for (; i < n; i++) {
         char ch = line[i];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+        int d = sc_hex_digit((unsigned char)ch);
         if (d < 0)
             break;
         if (i == 16)

@@ -50,8 +50,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(w->base, NULL);
         return;
     }
-    double t = w->opts->shutdown_timeout;
-    struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
+    struct timeval tv = seconds_tv(w->opts->shutdown_timeout);
     evtimer_add(w->deadline_ev, &tv);
 }
 

@@ -215,7 +215,7 @@ static void arm_deadline(conn *c)
 /* A common timeout of t seconds on w's base (NULL: out of memory). */
 static const struct timeval *common_timeout(worker *w, double t)
 {
-    struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
+    struct timeval tv = seconds_tv(t);
     return event_base_init_common_timeout(w->base, &tv);
 }
 

@@ -58,6 +58,13 @@ typedef struct serve_opts {
 
 enum { LOG_TEXT, LOG_LOGFMT, LOG_JSON };
 
+/* s seconds (non-negative) as a struct timeval, for libevent's timers. */
+static inline struct timeval seconds_tv(double s)
+{
+    struct timeval tv = { (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6) };
+    return tv;
+}
+
 typedef struct conn conn;
 typedef struct worker worker;
 typedef struct request_ctx request_ctx;

@@ -34,6 +34,9 @@ int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, siz
 int sc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                    unsigned char out[32]);
 
+/* The value of one hex digit (either case), or -1 (crypto.c). */
+int sc_hex_digit(unsigned char c);
+
 /* Lowercase hex of n bytes into out (2n chars, no NUL). */
 void sc_hex_encode(const unsigned char *in, size_t n, char *out);
 
