@@ -248,6 +248,26 @@ static int is_ws(char ch)
     return ch == ' ' || ch == '\t';
 }
 
+/* The quoted-string that starts at line[*pos] (its opening quote): *pos
+ * past its closing quote, 0; or -1 (unterminated, or a control character).
+ * qdtext and quoted-pair take HTAB SP VCHAR obs-text. */
+static int skip_quoted(const char *line, size_t n, size_t *pos)
+{
+    for (size_t i = *pos + 1; i < n; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if (ch == '"') {
+            *pos = i + 1;
+            return 0;
+        }
+        if (ch == '\\' && ++i == n)                 /* quoted-pair */
+            return -1;
+        ch = (unsigned char)line[i];
+        if (ch != '\t' && (ch < 0x20 || ch == 0x7f))
+            return -1;
+    }
+    return -1;
+}
+
 /* A chunk-size line [line, line + n) without its CRLF (RFC 9112 §7.1):
  *   chunk-size [ chunk-ext ]
  *   chunk-size = 1*HEXDIG (at most 16 here)
@@ -291,23 +311,8 @@ int request_parse_chunk_size(const char *line, size_t n, unsigned long long *siz
         for (i = j + 1; i < n && is_ws(line[i]); i++)
             ;
         if (i < n && line[i] == '"') {               /* quoted-string */
-            for (i++;; i++) {
-                if (i == n)
-                    return -1;
-                unsigned char ch = (unsigned char)line[i];
-                if (ch == '"')
-                    break;
-                if (ch == '\\') {                   /* quoted-pair */
-                    if (++i == n)
-                        return -1;
-                    ch = (unsigned char)line[i];
-                    if (ch != '\t' && (ch < 0x20 || ch == 0x7f))
-                        return -1;
-                } else if (ch != '\t' && (ch < 0x20 || ch == 0x7f)) {
-                    return -1;                       /* qdtext: HTAB SP VCHAR obs-text */
-                }
-            }
-            i++;
+            if (skip_quoted(line, n, &i) != 0)
+                return -1;
         } else {
             start = i;
             while (i < n && sc_is_tchar((unsigned char)line[i]))
