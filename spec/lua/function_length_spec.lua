@@ -6,11 +6,10 @@ local lu = require "luaunit"
 
 local C_MAX, LUA_MAX = 50, 60
 
-local function lines_of(cmd)
-  local p = assert(io.popen(cmd))
+-- The paths find prints, sorted.
+local function found(cmd)
   local out = {}
-  for line in p:lines() do out[#out + 1] = line end
-  p:close()
+  for path in assert(io.popen(cmd .. " | sort")):lines() do out[#out + 1] = path end
   return out
 end
 
@@ -68,7 +67,7 @@ end
 
 function TestFunctionLength.test_no_c_function_over_50_lines()
   local over = {}
-  local paths = lines_of("find host -name '*.c' | sort")
+  local paths = found("find host -name '*.c'")
   lu.assertTrue(#paths > 10, "no C files found under host/")
   for _, path in ipairs(paths) do
     for _, f in ipairs(c_functions(file_lines(path))) do
@@ -82,7 +81,7 @@ end
 
 function TestFunctionLength.test_lua_functions_over_60_lines_are_listed()
   local over = {}
-  for _, path in ipairs(lines_of("find lua scripts -maxdepth 3 -name '*.lua' | sort")) do
+  for _, path in ipairs(found("find lua scripts -maxdepth 3 -name '*.lua'")) do
     if path:match("^lua/") or path:match("^scripts/[^/]+%.lua$") then
       for _, f in ipairs(lua_functions(file_lines(path))) do
         if f.length > LUA_MAX then
