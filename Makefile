@@ -106,7 +106,7 @@ $(BUILD)/obj/luajit/%.o: host/core/%.c $(HEADERS) | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) $(call PC,$(LUAJIT_PC) $(DEPS_PC)) -c $< -o $@
 
 # The host finds the repository's lua/ even from a build folder elsewhere.
-$(BUILD)/obj/host/main.o: ALL_CFLAGS += -DSC_LUA_SOURCE_DIR='"$(CURDIR)/lua"'
+$(BUILD)/obj/host/host.o: ALL_CFLAGS += -DSC_LUA_SOURCE_DIR='"$(CURDIR)/lua"'
 
 $(BUILD)/obj/host/%.o: host/%.c $(HEADERS) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)

@@ -24,7 +24,7 @@ build = {
    type = "builtin",
    modules = {
       ["stripe_connect.core"] = {
-         sources = { "host/core/core.c", "host/core/crypto.c", "host/core/codec.c",
+         sources = { "host/core/core.c", "host/core/buf.c", "host/core/crypto.c", "host/core/codec.c",
                      "host/core/parse.c", "host/core/http.c", "host/core/webhook.c",
                      "host/core/db.c", "host/core/sqlite.c", "host/core/pg.c", "host/core/metrics.c",
                      "host/core/ratelimit.c" },
@@ -54,6 +54,7 @@ build = {
       ["stripe_connect.ngx"] = "lua/stripe_connect/ngx.lua",
       ["stripe_connect.ngx_http"] = "lua/stripe_connect/ngx_http.lua",
       ["stripe_connect.ngx_thread"] = "lua/stripe_connect/ngx_thread.lua",
+      ["stripe_connect.router"] = "lua/stripe_connect/router.lua",
       ["stripe_connect.store"] = "lua/stripe_connect/store/init.lua",
       ["stripe_connect.store.memory"] = "lua/stripe_connect/store/memory.lua",
       ["stripe_connect.store.sqlite"] = "lua/stripe_connect/store/sqlite.lua",

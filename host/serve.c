@@ -50,8 +50,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(w->base, NULL);
         return;
     }
-    double t = w->opts->shutdown_timeout;
-    struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
+    struct timeval tv = seconds_tv(w->opts->shutdown_timeout);
     evtimer_add(w->deadline_ev, &tv);
 }
 
@@ -132,6 +131,29 @@ static struct event_base *new_base(void)
     return base;
 }
 
+/* Bind --metrics-listen for w (its port: the rest bind to the real one).
+ * 0 or -1 (reported). */
+static int metrics_setup(worker *w, serve_opts *o)
+{
+    int mport = o->metrics_port;
+    int mfd = server_listen_socket(o->metrics_host, o->metrics_port, &mport);
+    if (mfd < 0) {
+        log_error("cannot listen on %s:%d (--metrics-listen): %s", o->metrics_host, o->metrics_port,
+                  strerror(errno));
+        return -1;
+    }
+    o->metrics_port = mport;
+    w->metrics_listener = evconnlistener_new(w->base, server_accept_metrics, w,
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mfd);
+    if (w->metrics_listener == NULL) {
+        close(mfd);
+        log_error("cannot set up worker %d", w->id);
+        return -1;
+    }
+    evconnlistener_set_error_cb(w->metrics_listener, on_accept_error);
+    return 0;
+}
+
 /* Bind, create the base and state, load the app.  0 or -1 (reported). */
 static int worker_setup(worker *w, serve_opts *o)
 {
@@ -148,7 +170,7 @@ static int worker_setup(worker *w, serve_opts *o)
     }
     o->port = port;                       /* port 0: the rest bind to this one */
     w->base = new_base();
-    if (w->base == NULL || server_init(w) != 0) {
+    if (w->base == NULL || server_init(w, (server_calls){ app_body_limit, handler_start }) != 0) {
         close(fd);
         log_error("cannot create an event base");
         return -1;
@@ -166,24 +188,8 @@ static int worker_setup(worker *w, serve_opts *o)
         log_error("cannot set up worker %d", w->id);
         return -1;
     }
-    if (o->metrics_port >= 0) {
-        int mport = o->metrics_port;
-        int mfd = server_listen_socket(o->metrics_host, o->metrics_port, &mport);
-        if (mfd < 0) {
-            log_error("cannot listen on %s:%d (--metrics-listen): %s", o->metrics_host, o->metrics_port,
-                      strerror(errno));
-            return -1;
-        }
-        o->metrics_port = mport;
-        w->metrics_listener = evconnlistener_new(w->base, server_accept_metrics, w,
-                                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mfd);
-        if (w->metrics_listener == NULL) {
-            close(mfd);
-            log_error("cannot set up worker %d", w->id);
-            return -1;
-        }
-        evconnlistener_set_error_cb(w->metrics_listener, on_accept_error);
-    }
+    if (o->metrics_port >= 0 && metrics_setup(w, o) != 0)
+        return -1;
     char *err = NULL;
     if (app_load(w, &err) != 0) {
         log_error("%s", err ? err : "cannot load the app");

@@ -1,5 +1,6 @@
--- stripe_connect.app — the platform's routes (serve contract 2), wired from
--- a config, a store and a policy.  scripts/platform.lua is a thin wrapper.
+-- stripe_connect.app — the platform's routes (a routes table as README's
+-- "stripe-connect serve" section, Apps, states it), wired from a config, a
+-- store and a policy.  scripts/platform.lua is a thin wrapper.
 --
 --   GET  /                          home page with the Connect button
 --   GET  /connect[?return_to=/p]    302 to Stripe's authorize page (flow.begin)

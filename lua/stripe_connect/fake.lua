@@ -22,6 +22,7 @@ local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
 local webhook = require "stripe_connect.webhook"
+local router = require "stripe_connect.router"
 
 local M = {}
 
@@ -745,9 +746,10 @@ function Fake:v1_fault(path, when)
 end
 
 -- v1(handler) -> a route handler: faults, authentication, idempotency,
--- and the /__fake/api_requests log.  handler(self, req, form, acting, livemode, ...)
+-- and the /__fake/api_requests log.  handler(self, req, form, acting,
+-- livemode, captures…) (the route's req.params).
 function Fake:v1(handler)
-  return function(req, ...)
+  return function(req)
     local rec = { method = req.method, path = req.path, account = req.headers and req.headers["stripe-account"] }
     local key = req.headers and req.headers["idempotency-key"]
     rec.idempotency_key = key
@@ -778,7 +780,7 @@ function Fake:v1(handler)
       if not form then
         answer = stripe_error(400, "invalid_request_error", "Malformed form body.")
       else
-        answer = handler(self, req, form, acting, livemode, ...)
+        answer = handler(self, req, form, acting, livemode, (table.unpack or unpack)(req.params or {}))
       end
       answer.headers["Request-Id"] = random_id("req_", 7)
       if slot and answer.status < 500 then
@@ -1046,7 +1048,8 @@ end
 
 -- ------------------------------------------------------------ routing
 -- routes() -> the app's routes: { METHOD, PATH (exact, or a Lua pattern
--- starting with ^), handler(req, captures…) }.
+-- starting with ^), handler(req) } (captures in req.params, as
+-- stripe_connect.router puts them).
 function Fake:routes()
   local s = self
   return {
@@ -1057,7 +1060,7 @@ function Fake:routes()
                                                { "client_id", "stripe_user_id" }) },
     { "GET", "/__fake/requests", function() return list(s.requests) end },
     { "GET", "/__fake/accounts", function() return s:accounts_list() end },
-    { "POST", "^/__fake/accounts/(acct_[%w_]+)/disconnect$", function(req, acct) return s:disconnect(req, acct) end },
+    { "POST", "^/__fake/accounts/(acct_[%w_]+)/disconnect$", function(req) return s:disconnect(req, req.params[1]) end },
     { "GET", "/__fake/events", function() return s:events_list() end },
     { "GET", "/__fake/clock", function(req) return s:clock(req) end },
     { "POST", "/__fake/clock", function(req) return s:clock(req) end },
@@ -1068,7 +1071,7 @@ function Fake:routes()
     { "DELETE", "/__fake/fail", function(req) return s:faults_control(req) end },
     { "GET", "/__fake/api_requests", function() return s:api_requests_list() end },
     { "GET", "/__fake/objects", function() return s:objects_list() end },
-    { "POST", "^/__fake/accounts/(acct_[%w_]+)/complete$", function(req, acct) return s:complete_account(acct) end },
+    { "POST", "^/__fake/accounts/(acct_[%w_]+)/complete$", function(req) return s:complete_account(req.params[1]) end },
     { "GET", "/v1/account", s:v1(v1_account) },
     { "POST", "/v1/accounts", s:v1(v1_accounts_create) },
     { "GET", "^/v1/accounts/(acct_[%w_]+)$", s:v1(v1_accounts_retrieve) },
@@ -1076,36 +1079,24 @@ function Fake:routes()
     { "POST", "/v1/customers", s:v1(v1_customers_create) },
     { "GET", "/v1/customers", s:v1(v1_customers_list) },
     { "GET", "^/v1/customers/(cus_[%w_]+)$", s:v1(v1_customers_retrieve) },
-    { "GET", "^/setup/s/(%x+)$", function(req, token) return s:onboarding_page(req, token) end },
-    { "POST", "^/setup/s/(%x+)/submit$", function(req, token) return s:onboarding_submit(req, token) end },
+    { "GET", "^/setup/s/(%x+)$", function(req) return s:onboarding_page(req, req.params[1]) end },
+    { "POST", "^/setup/s/(%x+)/submit$", function(req) return s:onboarding_submit(req, req.params[1]) end },
     { "*", "^/v1/", v1_unknown },
   }
 end
 
--- handler() -> function(req) -> res, routing with routes(): unknown path 404,
--- known path with another method 405 (JSON answers, as Stripe's).
+-- handler() -> function(req) -> res, routing routes() with
+-- stripe_connect.router: unknown path 404, known path with another method
+-- 405 (JSON answers, as Stripe's; HEAD is not GET here).
 function Fake:handler()
-  local routes = self:routes()
-  return function(req)
-    local path_known = false
-    for _, r in ipairs(routes) do
-      local captures
-      if r[2]:sub(1, 1) == "^" then
-        captures = { req.path:match(r[2]) }
-        if #captures == 0 then captures = nil end
-      elseif r[2] == req.path then
-        captures = {}
-      end
-      if captures then
-        path_known = true
-        if r[1] == "*" or r[1] == req.method then
-          return r[3](req, (table.unpack or unpack)(captures))
-        end
-      end
-    end
-    if path_known then return api_error(405, "Method " .. req.method .. " not allowed for " .. req.path .. ".") end
-    return v1_unknown(req)
-  end
+  local dispatch = router.new(self:routes(), {
+    head_is_get = false,
+    not_found = v1_unknown,
+    method_not_allowed = function(req)
+      return api_error(405, "Method " .. req.method .. " not allowed for " .. req.path .. ".")
+    end,
+  })
+  return dispatch
 end
 
 return M

@@ -383,7 +383,7 @@ function M.complete(ctx, req)
   local cfg, policy, store = ctx.config, ctx.policy, ctx.store
   local args = req.args or {}
   local binding = binding_of(ctx, req)
-  local claims, code = state.verify(cfg.keyring, first(args.state), {
+  local claims, _, code = state.verify(cfg.keyring, first(args.state), {
     binding = binding or (req.cookies and req.cookies[state.cookie_name(cfg.secure)]),
     ttl = cfg.state_ttl, now = ctx.now(),
   })

@@ -9,7 +9,7 @@
 -- The seams, so that app.lua / flow.lua / webhook.lua run unchanged:
 -- * requests and responses: ngx's request becomes the serve contract's `req`
 --   table and the handler's `res` is written back (request(), respond());
---   the routes are dispatched as the host's router does (exact paths, Lua
+--   the routes are dispatched by stripe_connect.router, as under the host (exact paths, Lua
 --   patterns with captures in req.params, 404, 405 with Allow, HEAD on GET);
 -- * Stripe: the OAuth calls and the API client go through
 --   stripe_connect.ngx_http (cosockets, non-blocking), waits use ngx.sleep;
@@ -190,10 +190,7 @@ function M.init_worker()
     metrics = metrics, oauth = oauth_module(), transport = require("stripe_connect.ngx_http").request,
     sleep = ngx.sleep,
   }
-  S.routes = {}
-  for i, r in ipairs(routes) do
-    S.routes[i] = { method = r[1], path = r[2], pattern = r[2]:sub(1, 1) == "^", handler = r[3] }
-  end
+  S.dispatch = require("stripe_connect.router").new(routes)
 end
 
 -- ------------------------------------------------------------- requests
@@ -237,30 +234,6 @@ function M.request()
     remote_port = tonumber(ngx.var.remote_port) }
 end
 
--- dispatch(routes, req) -> res, as the host's router.
-function M.dispatch(routes, req)
-  local path, method, allowed = req.path, req.method, nil
-  for i = 1, #routes do
-    local r, caps = routes[i], nil
-    if r.pattern then
-      local m = { path:find(r.path) }
-      if m[1] then caps = { (table.unpack or unpack)(m, 3) } end
-    elseif r.path == path then
-      caps = {}
-    end
-    if caps then
-      if r.method == "*" or r.method == method or (method == "HEAD" and r.method == "GET") then
-        req.params = caps
-        return r.handler(req)
-      end
-      allowed = allowed or {}
-      allowed[#allowed + 1] = r.method
-    end
-  end
-  if allowed then return plain(405, "405 Method Not Allowed\n", { Allow = table.concat(allowed, ", ") }) end
-  return plain(404, "404 Not Found\n")
-end
-
 local DROPPED = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true, date = true }
 
 -- respond(res, method): writes the handler's response.
@@ -283,7 +256,7 @@ function M.handle()
   local req, refused = M.request()
   local res = refused
   if req then
-    local ok, r = xpcall(M.dispatch, debug.traceback, S.routes, req)
+    local ok, r = xpcall(S.dispatch, debug.traceback, req)
     if ok and type(r) == "table" then
       res = r
     else

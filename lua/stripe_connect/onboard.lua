@@ -187,7 +187,7 @@ local function verified(ctx, req, step)
   local t = req.args and req.args.t
   if type(t) == "table" then t = t[1] end
   local binding = binding_of(ctx, req)
-  local claims, code = state.verify(cfg.keyring, t, { binding = binding, ttl = M.TOKEN_TTL, now = ctx.now() })
+  local claims, _, code = state.verify(cfg.keyring, t, { binding = binding, ttl = M.TOKEN_TTL, now = ctx.now() })
   if claims and not claims.account then claims, code = nil, "malformed" end
   if claims and claims.owner and ctx.policy.owner(req) ~= claims.owner then claims, code = nil, "other_owner" end
   if not claims then

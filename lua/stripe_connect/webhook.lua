@@ -2,7 +2,7 @@
 -- webhook endpoint (PROTOCOL.md §5–6).
 --
 --   sign(payload, secrets, opts)        -> `Stripe-Signature` header value
---   verify(payload, header, secrets, opts) -> true, timestamp | nil, code, message
+--   verify(payload, header, secrets, opts) -> true, timestamp | nil, message, code
 --   event(opts)                         -> JSON text, event table (realistic test events)
 --   parse_secrets(s)                    -> list of secrets from "whsec_a,whsec_b"
 --   handler(opts)                       -> function(req) -> res, for POST /webhooks
@@ -66,7 +66,7 @@ function M.sign(payload, secrets, opts)
   return table.concat(parts, ",")
 end
 
--- verify(payload, header, secrets, opts) -> true, timestamp | nil, code, message.
+-- verify(payload, header, secrets, opts) -> true, timestamp | nil, message, code.
 -- secrets: a string or a list (rotation); opts: tolerance (seconds, default
 -- 300; must be positive: 0 does not disable the check), now (seconds, tests).
 -- Codes: no_payload, no_header, malformed_header, no_v1, no_match, too_old,
@@ -318,7 +318,7 @@ function M.handler(opts)
     local header = req.headers and req.headers["stripe-signature"]
     -- A repeated header arrives as a list under OpenResty: ambiguous, so refused.
     if type(header) == "table" then return reject(req, 400, "malformed_header") end
-    local ok, code = core.webhook_verify(body, header, o.secrets, verify_opts)
+    local ok, _, code = core.webhook_verify(body, header, o.secrets, verify_opts)
     if not ok then return reject(req, 400, code) end
     local ev = parse_event(body)
     if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == ""))
