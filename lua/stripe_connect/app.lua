@@ -206,9 +206,9 @@ function M.new(opts)
         return { status = 200, body = pages.home(offer), headers = pages.home_headers({ ["Cache-Control"] = "no-store" },
           offer.account_links and M.link_origins(cfg) or nil) }
       end },
-    { "GET", "/connect", function(req) return flow.begin(ctx, req) end },
-    { "GET", "/oauth/callback", function(req) sweep(); return flow.complete(ctx, req) end },
-    { "GET", "/connected", function(req) return flow.connected_page(ctx, req) end },
+    { "GET", "/connect", function(req) return pages.respond(policy, flow.begin(ctx, req), req) end },
+    { "GET", "/oauth/callback", function(req) sweep(); return pages.respond(policy, flow.complete(ctx, req), req) end },
+    { "GET", "/connected", function(req) return pages.respond(policy, flow.connected(ctx, req), req) end },
     -- Liveness: the process answers; no I/O (a restart would not fix a store).
     { "GET", "/healthz", function() return text(200, "ok\n") end },
     -- Readiness: the store answers (store:ping), else 503 naming it.

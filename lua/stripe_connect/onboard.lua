@@ -60,8 +60,8 @@ local function stripe_failure(ctx, step, what, err)
   end
   count(ctx, step, reason)
   ctx.log(string.format("onboard: %s failed (%s): %s", what, reason, tostring(err)))
-  local r = flow.REASONS[reason]
-  return problem(r[1], r[2], r[3])
+  local r = pages.REASONS[reason]
+  return problem(flow.STATUS[reason], r[1], r[2])
 end
 
 local function binding_of(ctx, req)
@@ -171,8 +171,8 @@ function M.start(ctx, req)
     if not ok then
       ctx.log("onboard: storing account " .. id .. " failed: " .. tostring(serr))
       count(ctx, "start", "store_unavailable")
-      local r = flow.REASONS.store_unavailable
-      return problem(r[1], r[2], r[3])
+      local r = pages.REASONS.store_unavailable
+      return problem(flow.STATUS.store_unavailable, r[1], r[2])
     end
   end
   local url, failed = new_link(ctx, id, binding, owner, "start")
@@ -193,9 +193,9 @@ local function verified(ctx, req, step)
   if not claims then
     local reason = code == "missing" and "missing_state" or code
     count(ctx, step, reason)
-    local r = flow.REASONS[reason] or flow.REASONS.malformed
-    local title = r[2]:gsub("connection link", "setup link")
-    return nil, problem(403, title, (r[3]:gsub("connection", "account setup")))
+    local r = pages.REASONS[reason] or pages.REASONS.malformed
+    local title = r[1]:gsub("connection link", "setup link")
+    return nil, problem(403, title, (r[2]:gsub("connection", "account setup")))
   end
   return claims, binding
 end
@@ -239,8 +239,9 @@ function M.finish(ctx, req)
   if not a then
     count(ctx, "return", err.reason)
     ctx.log("onboard: return for " .. claims.account .. ": " .. tostring(err.detail or err.message))
-    local r = flow.REASONS[err.reason] or flow.REASONS.stripe_error
-    return problem(r[1], r[2], r[3])
+    local reason = pages.REASONS[err.reason] and flow.STATUS[err.reason] and err.reason or "stripe_error"
+    local r = pages.REASONS[reason]
+    return problem(flow.STATUS[reason], r[1], r[2])
   end
   count(ctx, "return", a.status)
   if a.status == "connected" then

@@ -79,10 +79,15 @@ function M.redact(s, secrets)
   end))
 end
 
+-- stderr_log(msg): the default log of the library's modules, a line on stderr.
+function M.stderr_log(msg)
+  io.stderr:write(msg, "\n")
+end
+
 -- redacting_log(log, secrets) -> a log function that passes every line
--- through redact first (log defaults to a line on stderr).
+-- through redact first (log defaults to stderr_log).
 function M.redacting_log(log, secrets)
-  log = log or function(msg) io.stderr:write(msg, "\n") end
+  log = log or M.stderr_log
   return function(msg) log(M.redact(msg, secrets)) end
 end
 
