@@ -42,15 +42,6 @@ local NO_AUTH = "No authentication was provided. Send your secret API key using 
 local REUSED = "This authorization code has already been used. All tokens issued with " ..
   "this code have been revoked."
 
-local function split_list(s)
-  local out = {}
-  for item in (s or ""):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
-    if item ~= "" then out[#out + 1] = item end
-  end
-  return out
-end
-
 -- config_from_env([getenv]) -> config for M.new, from FAKE_CLIENT_ID,
 -- FAKE_SECRET_KEY, FAKE_REDIRECT_URIS, FAKE_WEBHOOK_URL, FAKE_WEBHOOK_SECRETS
 -- (comma lists), FAKE_PLATFORM_NAME and FAKE_ISSUED_LOG; unset or empty →
@@ -65,9 +56,9 @@ function M.config_from_env(getenv)
   return {
     client_id = get("FAKE_CLIENT_ID") or M.DEFAULTS.client_id,
     secret_key = get("FAKE_SECRET_KEY") or M.DEFAULTS.secret_key,
-    redirect_uris = uris and split_list(uris) or util.copy(M.DEFAULTS.redirect_uris),
+    redirect_uris = uris and util.split_list(uris) or util.copy(M.DEFAULTS.redirect_uris),
     webhook_url = get("FAKE_WEBHOOK_URL"),
-    webhook_secrets = secrets and split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
+    webhook_secrets = secrets and util.split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
     platform_name = get("FAKE_PLATFORM_NAME") or M.DEFAULTS.platform_name,
     issued_log = get("FAKE_ISSUED_LOG"),
   }

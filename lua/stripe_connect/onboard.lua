@@ -19,6 +19,7 @@
 -- token (stripe_connect.state, v2: the account id and the owner) bound to the
 -- browser that started, so no one finishes another user's onboarding; with
 -- an `owner` hook the owner must still be the same user.
+local core = require "stripe_connect.core"
 local state = require "stripe_connect.state"
 local flow = require "stripe_connect.flow"
 local pages = require "stripe_connect.pages"
@@ -67,10 +68,6 @@ end
 local function binding_of(ctx, req)
   local v = req.cookies and req.cookies[state.cookie_name(ctx.config.secure)]
   if state.valid_binding(v) then return v end
-end
-
-local function url_encode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
 -- A link for account id, bound to binding (and owner): -> url | nil, page
@@ -221,7 +218,7 @@ function M.refresh(ctx, req)
   end
   if a.status == "connected" then
     flow.mark_completed_by(ctx, a, binding)
-    return redirect("/connected?account=" .. url_encode(a.id))
+    return redirect("/connected?account=" .. core.url_encode(a.id))
   end
   local url, failed = new_link(ctx, a.id, binding, claims.owner, "refresh")
   if not url then return failed end
@@ -246,7 +243,7 @@ function M.finish(ctx, req)
   count(ctx, "return", a.status)
   if a.status == "connected" then
     flow.mark_completed_by(ctx, a, binding)
-    return redirect("/connected?account=" .. url_encode(a.id))
+    return redirect("/connected?account=" .. core.url_encode(a.id))
   end
   if a.status == "disconnected" then
     return problem(409, "This account is no longer connected", "Start again from our home page.")

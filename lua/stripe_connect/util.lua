@@ -79,6 +79,17 @@ function M.redact(s, secrets)
   end))
 end
 
+-- split_list("a, b,,c") -> { "a", "b", "c" }: a comma-separated setting,
+-- each item trimmed, empty items dropped (nil -> {}).
+function M.split_list(s)
+  local out = {}
+  for item in tostring(s or ""):gmatch("[^,]+") do
+    item = item:match("^%s*(.-)%s*$")
+    if item ~= "" then out[#out + 1] = item end
+  end
+  return out
+end
+
 -- stderr_log(msg): the default log of the library's modules, a line on stderr.
 function M.stderr_log(msg)
   io.stderr:write(msg, "\n")
