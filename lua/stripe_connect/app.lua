@@ -30,7 +30,6 @@
 --   any other path                  a 404 page like the others (routes.not_found)
 -- Account JSON never contains tokens.
 local core = require "stripe_connect.core"
-local cjson = require "cjson.safe"
 local flow = require "stripe_connect.flow"
 local metrics_mod = require "stripe_connect.metrics"
 local pages = require "stripe_connect.pages"
@@ -62,11 +61,7 @@ local function html(status, body)
   return { status = status, headers = pages.headers({ ["Cache-Control"] = "no-store" }), body = body }
 end
 
-local function json(status, value)
-  return { status = status,
-    headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
-    body = assert(cjson.encode(value)) }
-end
+local json = util.json_response
 
 local function text(status, body, ctype)
   return { status = status, headers = { ["Content-Type"] = ctype or "text/plain; charset=utf-8",

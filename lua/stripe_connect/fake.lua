@@ -126,11 +126,7 @@ function Fake:issued(value)
 end
 
 -- ------------------------------------------------------------ answers
-local JSON_HEADERS = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" }
-
-local function json(status, body)
-  return { status = status, headers = util.copy(JSON_HEADERS), body = type(body) == "string" and body or cjson.encode(body) }
-end
+local json = util.json_response
 
 local function oauth_error(status, code, description, state)
   return json(status, { error = code, error_description = description, state = state })
@@ -202,8 +198,7 @@ function Fake:fault(path)
       if f.count <= 0 then table.remove(self.faults, i) end
       if f.delay and f.delay > 0 then (self.config.sleep or core.sleep)(f.delay) end
       if f.status then
-        return { status = f.status, headers = util.copy(JSON_HEADERS),
-                 body = f.body or cjson.encode{ error = { type = "api_error", message = "Injected fault." } } }
+        return json(f.status, f.body or { error = { type = "api_error", message = "Injected fault." } })
       end
       return nil
     end

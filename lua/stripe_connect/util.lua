@@ -102,6 +102,13 @@ function M.redacting_log(log, secrets)
   return function(msg) log(M.redact(msg, secrets)) end
 end
 
+-- json_response(status, value | already-encoded JSON text) -> res: a JSON
+-- answer that is never cached.
+function M.json_response(status, value)
+  return { status = status, headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
+    body = type(value) == "string" and value or assert(require("cjson.safe").encode(value)) }
+end
+
 -- json_data_list(list) -> '{"data":[…]}' (lua-cjson 2.1.0 encodes an empty
 -- table as {}, so the empty list is written by hand).
 function M.json_data_list(list)

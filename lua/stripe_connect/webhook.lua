@@ -133,14 +133,7 @@ function M.event(opts)
                                         request = ordered_json(ev.request, { "id", "idempotency_key" }) }), ev
 end
 
--- json_response(status, t | already-encoded JSON text) -> res
-local function json_response(status, t)
-  return {
-    status = status,
-    headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
-    body = type(t) == "string" and t or assert(cjson.encode(t)),
-  }
-end
+local json_response = util.json_response
 
 -- The bodies of the usual answers, encoded once.
 local RECEIVED = assert(cjson.encode({ received = true }))
