@@ -154,13 +154,10 @@ end
 -- seconds, off the request path (core.every under `serve`).  Without a host
 -- timer (another host) the callback sweeps at most every EXPIRE_EVERY
 -- seconds per worker.  /connect touches no store at all.
-function M.new(opts)
-  opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
-    webhook = true, replay_wait = true, metrics = true, transport = true, sleep = true, event = true }, "app.new")
+-- The ctx the flow and the other modules share (stripe_connect.flow's ctx),
+-- with the app's event writer and redacting log.
+local function platform_ctx(opts)
   local cfg, store, policy = opts.config, opts.store, opts.policy
-  assert(cfg and store and policy, "app.new: config, store and policy are required")
-  local ok, serr = require("stripe_connect.store").check(store)
-  if not ok then error("app.new: " .. serr, 2) end
   local secrets = require("stripe_connect.config").secret_values(cfg)
   -- Event lines (stripe_connect.log): connect_started, connected, denied,
   -- state_rejected, token_error, webhook_*, disconnected, store_error,
@@ -176,6 +173,13 @@ function M.new(opts)
   local ctx = { config = cfg, store = store, policy = policy, oauth = opts.oauth, log = log,
     replay_wait = opts.replay_wait, metrics = metrics, transport = opts.transport, sleep = opts.sleep,
     event = events }
+  return ctx
+end
+
+-- sweeper(ctx) -> the callback's sweep (a no-op where core.every arms the
+-- timer; see new).
+local function sweeper(ctx)
+  local cfg, store, events = ctx.config, ctx.store, ctx.event
   local last_expire = 0
 
   local function expire()
@@ -194,8 +198,13 @@ function M.new(opts)
       end
     end
   end
+  return sweep
+end
 
-  local routes = {
+-- The routes every platform has.
+local function base_routes(ctx, sweep)
+  local cfg, store, policy, metrics, log, events = ctx.config, ctx.store, ctx.policy, ctx.metrics, ctx.log, ctx.event
+  return {
     { "GET", "/", function()
         local offer = cfg.onboarding or { oauth = true }
         return { status = 200, body = pages.home(offer), headers = pages.home_headers({ ["Cache-Control"] = "no-store" },
@@ -230,7 +239,12 @@ function M.new(opts)
           "text/plain; version=0.0.4; charset=utf-8")
       end },
   }
+end
 
+-- Appends the Account Links onboarding routes and the webhook route, as
+-- configured.
+local function optional_routes(routes, ctx, opts)
+  local cfg, store, policy, metrics, log, events = ctx.config, ctx.store, ctx.policy, ctx.metrics, ctx.log, ctx.event
   if cfg.onboarding and cfg.onboarding.account_links then
     local onboard = require "stripe_connect.onboard"
     routes[#routes + 1] = { "POST", "/onboard", function(req) return onboard.start(ctx, req) end,
@@ -257,7 +271,19 @@ function M.new(opts)
       log("STRIPE_WEBHOOK_SECRETS is set but stripe_connect.webhook has no handler; /webhooks is off")
     end
   end
+end
 
+function M.new(opts)
+  opts = util.check_opts(opts, { config = true, store = true, policy = true, oauth = true, log = true,
+    webhook = true, replay_wait = true, metrics = true, transport = true, sleep = true, event = true }, "app.new")
+  local cfg, store, policy = opts.config, opts.store, opts.policy
+  assert(cfg and store and policy, "app.new: config, store and policy are required")
+  local ok, serr = require("stripe_connect.store").check(store)
+  if not ok then error("app.new: " .. serr, 2) end
+  local ctx = platform_ctx(opts)
+  local routes = base_routes(ctx, sweeper(ctx))
+  optional_routes(routes, ctx, opts)
+  local metrics = ctx.metrics
   if cfg.admin_token then
     for _, r in ipairs(M.admin_routes(ctx)) do
       if r[1] ~= "GET" then r.max_body = r.max_body or M.FORM_MAX_BODY end
