@@ -34,6 +34,7 @@
 -- STRIPE_WEBHOOK_SECRETS, TOKEN_KEYS) may instead come from a file named by NAME_FILE
 -- (its contents, surrounding white space trimmed), e.g. a 0600 file or a
 -- container secret, so the value stays out of the process environment.
+local util = require "stripe_connect.util"
 local state = require "stripe_connect.state"
 local tokens = require "stripe_connect.tokens"
 
@@ -101,15 +102,6 @@ local function base_url(s)
   local host = rest:match("^([^/]+)")
   if not host or host:find("@", 1, true) then return nil end
   return (s:gsub("/+$", "")), scheme == "https"
-end
-
-local function split_list(s)
-  local out = {}
-  for item in (s .. ","):gmatch("([^,]*),") do
-    item = trim(item)
-    if item then out[#out + 1] = item end
-  end
-  return out
 end
 
 local function number_in(s, lo, hi)
@@ -187,7 +179,7 @@ function M.load(getenv, ignore)
   local redirects = get("REDIRECT_URIS")
   if redirects then
     c.redirect_uris = {}
-    for _, u in ipairs(split_list(redirects)) do
+    for _, u in ipairs(util.split_list(redirects)) do
       local ok, https = base_url(u)
       if not ok then
         problem("REDIRECT_URIS: %q is not an http(s) URL without query or fragment", u)
@@ -247,7 +239,7 @@ function M.load(getenv, ignore)
 
   local whsecs = get("STRIPE_WEBHOOK_SECRETS")
   if whsecs then
-    c.webhook_secrets = split_list(whsecs)
+    c.webhook_secrets = util.split_list(whsecs)
     if #c.webhook_secrets == 0 then problem("STRIPE_WEBHOOK_SECRETS is set but lists no secret") end
     for i, w in ipairs(c.webhook_secrets) do
       if not w:match("^whsec_[%w_]+$") then

@@ -43,15 +43,6 @@ local NO_AUTH = "No authentication was provided. Send your secret API key using 
 local REUSED = "This authorization code has already been used. All tokens issued with " ..
   "this code have been revoked."
 
-local function split_list(s)
-  local out = {}
-  for item in (s or ""):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
-    if item ~= "" then out[#out + 1] = item end
-  end
-  return out
-end
-
 -- config_from_env([getenv]) -> config for M.new, from FAKE_CLIENT_ID,
 -- FAKE_SECRET_KEY, FAKE_REDIRECT_URIS, FAKE_WEBHOOK_URL, FAKE_WEBHOOK_SECRETS
 -- (comma lists), FAKE_PLATFORM_NAME and FAKE_ISSUED_LOG; unset or empty →
@@ -66,9 +57,9 @@ function M.config_from_env(getenv)
   return {
     client_id = get("FAKE_CLIENT_ID") or M.DEFAULTS.client_id,
     secret_key = get("FAKE_SECRET_KEY") or M.DEFAULTS.secret_key,
-    redirect_uris = uris and split_list(uris) or util.copy(M.DEFAULTS.redirect_uris),
+    redirect_uris = uris and util.split_list(uris) or util.copy(M.DEFAULTS.redirect_uris),
     webhook_url = get("FAKE_WEBHOOK_URL"),
-    webhook_secrets = secrets and split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
+    webhook_secrets = secrets and util.split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
     platform_name = get("FAKE_PLATFORM_NAME") or M.DEFAULTS.platform_name,
     issued_log = get("FAKE_ISSUED_LOG"),
   }
@@ -136,11 +127,7 @@ function Fake:issued(value)
 end
 
 -- ------------------------------------------------------------ answers
-local JSON_HEADERS = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" }
-
-local function json(status, body)
-  return { status = status, headers = util.copy(JSON_HEADERS), body = type(body) == "string" and body or cjson.encode(body) }
-end
+local json = util.json_response
 
 local function oauth_error(status, code, description, state)
   return json(status, { error = code, error_description = description, state = state })
@@ -212,8 +199,7 @@ function Fake:fault(path)
       if f.count <= 0 then table.remove(self.faults, i) end
       if f.delay and f.delay > 0 then (self.config.sleep or core.sleep)(f.delay) end
       if f.status then
-        return { status = f.status, headers = util.copy(JSON_HEADERS),
-                 body = f.body or cjson.encode{ error = { type = "api_error", message = "Injected fault." } } }
+        return json(f.status, f.body or { error = { type = "api_error", message = "Injected fault." } })
       end
       return nil
     end

@@ -45,15 +45,12 @@ local b64e, b64d = core.base64url_encode, core.base64url_decode
 function M.keyring(spec)
   local entries = {}
   if type(spec) == "string" then
-    for item in (spec .. ","):gmatch("([^,]*),") do
-      item = item:match("^%s*(.-)%s*$")
-      if item ~= "" then
-        local kid, secret = item:match("^([^:]*):(.*)$")
-        if not kid then
-          return nil, "each entry must be kid:secret (entry " .. (#entries + 1) .. " has no ':')"
-        end
-        entries[#entries + 1] = { kid = kid, secret = secret }
+    for _, item in ipairs(util.split_list(spec)) do
+      local kid, secret = item:match("^([^:]*):(.*)$")
+      if not kid then
+        return nil, "each entry must be kid:secret (entry " .. (#entries + 1) .. " has no ':')"
       end
+      entries[#entries + 1] = { kid = kid, secret = secret }
     end
   elseif type(spec) == "table" then
     for i, e in ipairs(spec) do

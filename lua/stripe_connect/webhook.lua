@@ -79,11 +79,7 @@ end
 -- The form of STRIPE_WEBHOOK_SECRETS: comma-separated, spaces ignored.
 function M.parse_secrets(s)
   if s == nil then return nil end
-  local list = {}
-  for item in tostring(s):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
-    if item ~= "" then list[#list + 1] = item end
-  end
+  local list = util.split_list(s)
   if #list == 0 then return nil end
   return list
 end
@@ -137,22 +133,11 @@ function M.event(opts)
                                         request = ordered_json(ev.request, { "id", "idempotency_key" }) }), ev
 end
 
--- json_response(status, t | already-encoded JSON text) -> res
-local function json_response(status, t)
-  return {
-    status = status,
-    headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
-    body = type(t) == "string" and t or assert(cjson.encode(t)),
-  }
-end
+local json_response = util.json_response
 
 -- The bodies of the usual answers, encoded once.
 local RECEIVED = assert(cjson.encode({ received = true }))
 local DUPLICATE = assert(cjson.encode({ received = true, duplicate = true }))
-
-local function default_log(msg)
-  io.stderr:write(msg, "\n")
-end
 
 -- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} in the
 -- handler's metrics registry (process memory; GET /metrics shows it).
@@ -281,7 +266,7 @@ function M.handler(opts)
     store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE, livemode = o.livemode,
     on_deauthorized = o.on_deauthorized, on_event = o.on_event,
     max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
-    log = o.log or default_log, metrics = o.metrics or require("stripe_connect.metrics"),
+    log = o.log or util.stderr_log, metrics = o.metrics or require("stripe_connect.metrics"),
     event = o.event or function() end,
   }
   assert(type(o.store) == "table" and o.store.event_once and o.store.mark_disconnected,
