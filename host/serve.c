@@ -245,6 +245,25 @@ static void process_setup(sigset_t *set)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* The ready line, and the metrics line after it, in one write: a reader
+ * that has seen `listening on` has the metrics address too. */
+static void print_ready(const serve_opts *o)
+{
+    char line[1024];
+    int v6 = strchr(o->host, ':') != NULL;
+    int n = snprintf(line, sizeof line, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o->host,
+                     v6 ? "]" : "", o->port);
+    if (o->metrics_port >= 0 && n > 0 && (size_t)n < sizeof line) {
+        int mv6 = strchr(o->metrics_host, ':') != NULL;
+        snprintf(line + n, sizeof line - (size_t)n, "metrics on http://%s%s%s:%d/metrics\n",
+                 mv6 ? "[" : "", o->metrics_host, mv6 ? "]" : "", o->metrics_port);
+    }
+    fflush(stderr);
+    ssize_t w = write(STDERR_FILENO, line, strlen(line));
+    (void)w;
+}
+
+
 /* Set up and start every worker, print the ready line, serve until the
  * workers have drained after a signal.  0, or 1 when setup failed. */
 static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
@@ -270,15 +289,7 @@ static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
             pthread_join(ws[i].thread, NULL);
         return 1;
     }
-    int v6 = strchr(o->host, ':') != NULL;
-    fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o->host, v6 ? "]" : "",
-            o->port);
-    if (o->metrics_port >= 0) {
-        int mv6 = strchr(o->metrics_host, ':') != NULL;
-        fprintf(stderr, "metrics on http://%s%s%s:%d/metrics\n", mv6 ? "[" : "", o->metrics_host,
-                mv6 ? "]" : "", o->metrics_port);
-    }
-    fflush(stderr);
+    print_ready(o);
     wait_for_shutdown(ws, o->workers, set);
     budget_watchdog_stop();
     return 0;
