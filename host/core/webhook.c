@@ -1,5 +1,5 @@
 /*
- * webhook.c — `Stripe-Signature` verification (PROTOCOL.md §5).
+ * webhook.c — `Stripe-Signature` verification (doc/PROTOCOL.md §5).
  *
  *   core.webhook_verify(payload, header, secrets [, opts])
  *     -> true, timestamp | nil, message, reason_code

@@ -1,7 +1,7 @@
 -- stripe_connect.fake — an offline Stripe Connect (OAuth for Standard
 -- accounts) for tests and local development, served by
 -- `stripe-connect serve scripts/fake_connect.lua`.  It behaves as
--- PROTOCOL.md §1–3 and §6 document: the authorize consent page, single-use
+-- doc/PROTOCOL.md §1–3 and §6 document: the authorize consent page, single-use
 -- codes that expire after 5 minutes and revoke the connection when reused,
 -- key-mode checks, refresh with an equal or narrower scope, deauthorize,
 -- JSON error bodies, and signed `account.application.deauthorized` events.

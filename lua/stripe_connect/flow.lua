@@ -1,5 +1,5 @@
 -- stripe_connect.flow — the Connect flow, transport-agnostic: requests are
--- plain tables (the serve contract's `req`) and the answers are outcome
+-- plain tables (the request table `req` of `serve` (README, Apps)) and the answers are outcome
 -- tables, which stripe_connect.pages (or the policy's render hook) turns
 -- into a response, so the same code runs under `stripe-connect serve`, in
 -- nginx, and in unit specs, and a platform can answer with its own pages.
@@ -334,7 +334,7 @@ local function verified_state(ctx, req, args)
   })
   if claims then claims.binding = binding end
   if not claims and code == "missing" and first(args.error) then
-    -- Stripe's error redirect may come without a state (PROTOCOL.md §1):
+    -- Stripe's error redirect may come without a state (doc/PROTOCOL.md §1):
     -- show what Stripe said; nothing is claimed and no hook runs, since
     -- anyone can request this URL.
     local reason = first(args.error) == "access_denied" and "access_denied" or "stripe_refused"

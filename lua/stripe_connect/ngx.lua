@@ -7,7 +7,7 @@
 --   location / { content_by_lua_block { require("stripe_connect.ngx").handle() } }
 --
 -- The seams, so that app.lua / flow.lua / webhook.lua run unchanged:
--- * requests and responses: ngx's request becomes the serve contract's `req`
+-- * requests and responses: ngx's request becomes the request table `req` of `serve` (README, Apps)
 --   table and the handler's `res` is written back (request(), respond());
 --   the routes are dispatched by stripe_connect.router, as under the host (exact paths, Lua
 --   patterns with captures in req.params, 404, 405 with Allow, HEAD on GET);
@@ -203,7 +203,7 @@ local function plain(status, body, extra)
   return { status = status, headers = headers, body = body }
 end
 
--- request() -> req (the serve contract's table) | nil, res (the request is
+-- request() -> req (`serve`'s request table, README: Apps) | nil, res (the request is
 -- refused: a query that does not parse, a body nginx kept in a file).
 function M.request()
   local uri = ngx.var.request_uri

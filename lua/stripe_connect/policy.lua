@@ -24,7 +24,7 @@
 --                            /connect, /oauth/callback, /connected; see
 --                            stripe_connect.flow); nil: the library's pages
 --
--- `req` is the request table of the serve contract (method, path, args,
+-- `req` is the request table of `serve` (README, Apps) (method, path, args,
 -- headers, cookies, …).  Hooks run inside the request; one that raises is
 -- logged and ignored (the flow's answer does not change), so a hook bug never
 -- breaks a connection that Stripe already made.  The webhook endpoint is the

@@ -1,5 +1,5 @@
 -- stripe_connect.webhook — Stripe webhook signatures and the platform's
--- webhook endpoint (PROTOCOL.md §5–6).
+-- webhook endpoint (doc/PROTOCOL.md §5–6).
 --
 --   sign(payload, secrets, opts)        -> `Stripe-Signature` header value
 --   verify(payload, header, secrets, opts) -> true, timestamp | nil, message, code
@@ -104,7 +104,7 @@ local event_keys = { "id", "object", "account", "api_version", "created", "data"
 
 -- event{ type=, account=, id=, created=, livemode=, api_version=, object=,
 --        pending_webhooks= } -> JSON text, event table.
--- A realistic event as Stripe sends it (PROTOCOL.md §6).  For
+-- A realistic event as Stripe sends it (doc/PROTOCOL.md §6).  For
 -- account.application.deauthorized, data.object defaults to the platform's
 -- application `{id="ca_…", object="application", name=null}`.
 function M.event(opts)
@@ -232,7 +232,7 @@ handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id,
   string top-level `account` likewise.
 - livemode: the platform's mode (true for live, false for test; the
   platform passes its secret key's mode).  Stripe sends a production
-  endpoint both live and test events (PROTOCOL.md §6): an event whose
+  endpoint both live and test events (doc/PROTOCOL.md §6): an event whose
   `livemode` differs is acknowledged 200 {"received":true,"ignored":"livemode"}
   and not applied (no store claim, no hook), and logged and counted.  With
   the check on, an event without a boolean `livemode` is invalid_event.

@@ -1,5 +1,5 @@
 -- C core: core.webhook_verify — Stripe-Signature parsing and verification
--- (PROTOCOL.md §5: vectors V1–V3 and every rejection reason).  Runs under
+-- (doc/PROTOCOL.md §5: vectors V1–V3 and every rejection reason).  Runs under
 -- Lua 5.4 and LuaJIT: no integer division, no goto, no table.unpack.
 local lu = require "luaunit"
 local core = require "stripe_connect.core"

@@ -265,7 +265,7 @@ function TestWebhookHandler.test_store_failure_is_503()
   lu.assertStrContains(t.logs[1], "database is locked")
 end
 
--- The platform's mode (PROTOCOL.md §6: a production endpoint receives live
+-- The platform's mode (doc/PROTOCOL.md §6: a production endpoint receives live
 -- and test events): an event of the other mode is acknowledged, not applied.
 -- { name, handler livemode, event livemode (nil: the key is left out), status, body, applied }
 local livemode_rows = {
