@@ -68,7 +68,7 @@ HOST_BIN   := $(BUILD)/stripe-connect
 CORE54_SO  := $(BUILD)/lua/stripe_connect/core.so
 COREJIT_SO := $(BUILD)/luajit/stripe_connect/core.so
 
-.PHONY: all deps test test-quick run bench soak install clean valgrind rock fuzz fuzz-build sanitize-normal-build help
+.PHONY: all deps test test-quick run accounts bench soak install uninstall man clean valgrind rock fuzz fuzz-build sanitize-normal-build help
 
 all: $(BUILD)/.deps $(HOST_BIN) $(CORE54_SO) $(COREJIT_SO)
 
@@ -106,7 +106,7 @@ $(BUILD)/obj/luajit/%.o: host/core/%.c $(HEADERS) | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) $(call PC,$(LUAJIT_PC) $(DEPS_PC)) -c $< -o $@
 
 # The host finds the repository's lua/ even from a build folder elsewhere.
-$(BUILD)/obj/host/main.o: ALL_CFLAGS += -DSC_LUA_SOURCE_DIR='"$(CURDIR)/lua"'
+$(BUILD)/obj/host/host.o: ALL_CFLAGS += -DSC_LUA_SOURCE_DIR='"$(CURDIR)/lua"'
 
 $(BUILD)/obj/host/%.o: host/%.c $(HEADERS) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
@@ -224,6 +224,12 @@ valgrind: all
 run: all
 	@$(HOST_BIN) run scripts/dev.lua
 
+# accounts: scripts/accounts.lua with the settings `make run` wrote (DATA_DIR/run.env).
+DATA_DIR ?= data
+accounts: all
+	@test -f $(DATA_DIR)/run.env || { echo "make accounts: no $(DATA_DIR)/run.env: start make run first" >&2; exit 1; }
+	@set -a && . $(DATA_DIR)/run.env && set +a && $(HOST_BIN) run scripts/accounts.lua $(ARGS)
+
 # bench: wrk against nginx's static 302, the platform (SQLite and memory:) and the
 # Express peer; a Markdown table on stdout and in $(BUILD)/bench.md.  Not part of `test`.
 # Settings: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS, … (scripts/bench/run.lua).
@@ -240,14 +246,36 @@ soak: export SOAK_BIN ?= $(HOST_BIN)
 soak: all
 	@$(HOST_BIN) run scripts/bench/soak.lua
 
+# install: the binary, the Lua modules (share/lua/5.4; the core for Lua 5.4 and LuaJIT under
+# lib/lua/5.4 and lib/lua/5.1), the scripts, the man page and an example systemd unit.
+# The binary finds the modules and scripts from its own location (bin/../share/…), so a
+# DESTDIR staging tree works too.  uninstall removes exactly what install put.
+LUA_FILES    := $(shell find lua/stripe_connect -name '*.lua' | sort)
+SCRIPT_FILES := $(shell find scripts -type f | sort)
+I_PREFIX     = $(DESTDIR)$(PREFIX)
+INSTALLED    = $(I_PREFIX)/bin/stripe-connect $(LUA_FILES:lua/%=$(I_PREFIX)/share/lua/5.4/%) \
+               $(I_PREFIX)/lib/lua/5.4/stripe_connect/core.so $(I_PREFIX)/lib/lua/5.1/stripe_connect/core.so \
+               $(SCRIPT_FILES:%=$(I_PREFIX)/share/stripe-connect/%) $(I_PREFIX)/share/man/man1/stripe-connect.1 \
+               $(I_PREFIX)/share/doc/stripe-connect/stripe-connect.service
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect \
-	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/stripe_connect
-	install -m 755 $(HOST_BIN) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 lua/stripe_connect/*.lua $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect/
-	install -d $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect/store
-	install -m 644 lua/stripe_connect/store/*.lua $(DESTDIR)$(PREFIX)/share/stripe-connect/lua/stripe_connect/store/
-	install -m 644 $(CORE54_SO) $(DESTDIR)$(PREFIX)/lib/lua/5.4/stripe_connect/
+	install -D -m 755 $(HOST_BIN) $(I_PREFIX)/bin/stripe-connect
+	@for f in $(LUA_FILES); do install -D -m 644 $$f $(I_PREFIX)/share/lua/5.4/$${f#lua/} || exit 1; done
+	install -D -m 644 $(CORE54_SO) $(I_PREFIX)/lib/lua/5.4/stripe_connect/core.so
+	install -D -m 644 $(COREJIT_SO) $(I_PREFIX)/lib/lua/5.1/stripe_connect/core.so
+	@for f in $(SCRIPT_FILES); do install -D -m $$([ -x $$f ] && echo 755 || echo 644) $$f \
+	  $(I_PREFIX)/share/stripe-connect/$$f || exit 1; done
+	install -D -m 644 doc/stripe-connect.1 $(I_PREFIX)/share/man/man1/stripe-connect.1
+	install -D -m 644 scripts/systemd/stripe-connect.service $(I_PREFIX)/share/doc/stripe-connect/stripe-connect.service
+
+uninstall:
+	rm -f $(INSTALLED)
+	@for d in share/lua/5.4/stripe_connect/store share/lua/5.4/stripe_connect lib/lua/5.4/stripe_connect \
+	  lib/lua/5.1/stripe_connect share/doc/stripe-connect; do rmdir $(I_PREFIX)/$$d 2>/dev/null || true; done
+	@rm -rf $(I_PREFIX)/share/stripe-connect
+
+# man: doc/stripe-connect.1 from stripe_connect.settings (the commands and every setting).
+man: $(HOST_BIN)
+	@$(HOST_BIN) run - > doc/stripe-connect.1 <<< 'io.write(require("stripe_connect.settings").man())'
 
 clean:
 	rm -rf $(BUILD)
@@ -262,6 +290,7 @@ help:
 	  'make all          build build/stripe-connect and the Lua 5.4 and LuaJIT core modules' \
 	  'make deps         install the Debian packages (APT_PACKAGES) the build and specs need' \
 	  'make run          the fake Connect and the platform on loopback (Ctrl-C stops both)' \
+	  'make accounts     the accounts in make run'"'"'s store (its DATA_DIR/run.env settings; ARGS=--json)' \
 	  'make test         every spec: host, lua5.4, luajit, rock and secrets labels (ends N passed, 0 failed);' \
 	  '                  SANITIZE=1: the same on an ASan+UBSan build in build/sanitize' \
 	  'make test-quick   the core and Lua unit specs only, under the host' \
@@ -272,6 +301,8 @@ help:
 	  'make fuzz         each libFuzzer target for FUZZ_SECONDS (30), FUZZ_JOBS (2) at a time' \
 	  'make fuzz-build   build the fuzz targets into build/fuzz only' \
 	  'make sanitize-normal-build   the plain build/ a SANITIZE=1 test run also needs' \
-	  'make install      PREFIX=/usr/local DESTDIR=: the binary and the Lua modules' \
+	  'make install      PREFIX=/usr/local DESTDIR=: binary, Lua modules (5.4 and LuaJIT core), scripts, man page, systemd unit' \
+	  'make uninstall    PREFIX=/usr/local DESTDIR=: remove what make install put' \
+	  'make man          regenerate doc/stripe-connect.1 from stripe_connect.settings' \
 	  'make clean        remove build/' \
 	  'make help         this list'

@@ -21,6 +21,12 @@ int host_docall(lua_State *L, int narg, int nres);
 /* Report the message on top of the stack as `prog: message` on stderr. */
 void host_report(lua_State *L, int status);
 
+/* The running binary's folder into buf (1), or 0 when unknown. */
+int host_exe_dir(char *buf, size_t size);
+
+/* The repository's lua/ folder the binary was built from ("" if unknown). */
+const char *host_source_dir(void);
+
 /* Message handler that appends a traceback (for lua_pcall). */
 int host_msghandler(lua_State *L);
 

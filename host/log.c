@@ -29,18 +29,21 @@ double log_now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Append s[0..n) to buf at *len with logfmt escaping, bounded by cap. */
-static void append_escaped(char *buf, size_t *len, size_t cap, const char *s, size_t n)
+/* Append s[0..n) to buf at *len as the inside of a quoted logfmt value
+ * (json 0) or JSON string (json 1), bounded by cap: quote and backslash
+ * escaped, control characters and bytes >= 127 as \xXX or \u00XX (the log
+ * is ASCII whatever the path holds). */
+static void append_escaped(char *buf, size_t *len, size_t cap, const char *s, size_t n, int json)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n && *len + 5 < cap; i++) {
+    for (size_t i = 0; i < n && *len + (json ? 7 : 5) < cap; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '"' || ch == '\\') {
             buf[(*len)++] = '\\';
             buf[(*len)++] = (char)ch;
         } else if (ch < 32 || ch >= 127) {
-            buf[(*len)++] = '\\';
-            buf[(*len)++] = 'x';
+            memcpy(buf + *len, json ? "\\u00" : "\\x", json ? 4 : 2);
+            *len += json ? 4 : 2;
             buf[(*len)++] = hex[ch >> 4];
             buf[(*len)++] = hex[ch & 15];
         } else {
@@ -58,28 +61,6 @@ static size_t timestamp(char *buf, size_t cap)
     size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
     n += (size_t)snprintf(buf + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
     return n;
-}
-
-/* Append s[0..n) to buf at *len as the inside of a JSON string, bounded by
- * cap: quote, backslash and control characters escaped, bytes >= 127 as
- * \u00XX (the log is ASCII whatever the path holds). */
-static void append_json(char *buf, size_t *len, size_t cap, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n && *len + 7 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            buf[(*len)++] = '\\';
-            buf[(*len)++] = (char)ch;
-        } else if (ch < 32 || ch >= 127) {
-            memcpy(buf + *len, "\\u00", 4);
-            *len += 4;
-            buf[(*len)++] = hex[ch >> 4];
-            buf[(*len)++] = hex[ch & 15];
-        } else {
-            buf[(*len)++] = (char)ch;
-        }
-    }
 }
 
 static int log_format = LOG_TEXT;
@@ -109,7 +90,7 @@ void log_access(const worker *w, const char *request_id, size_t ridlen, const ch
                                "\"event\":\"request\",\"request_id\":\"%.*s\",\"worker\":%d,"
                                "\"method\":\"%.*s\",\"path\":\"", ts, log_app, rl, request_id ? request_id : "",
                                w->id, ml, method);
-        append_json(line, &len, sizeof line - 80, path, pathlen);
+        append_escaped(line, &len, sizeof line - 80, path, pathlen, 1);
         len += (size_t)snprintf(line + len, sizeof line - len, "\",\"status\":%d,\"ms\":%.2f,\"bytes\":%zu}\n",
                                 status, ms, bytes);
     } else {
@@ -120,7 +101,7 @@ void log_access(const worker *w, const char *request_id, size_t ridlen, const ch
         else
             len = (size_t)snprintf(line, sizeof line, "ts=%s app=%s worker=%d method=%.*s path=\"", ts, log_app,
                                    w->id, ml, method);
-        append_escaped(line, &len, sizeof line - 80, path, pathlen);
+        append_escaped(line, &len, sizeof line - 80, path, pathlen, 0);
         len += (size_t)snprintf(line + len, sizeof line - len, "\" status=%d ms=%.2f bytes=%zu\n",
                                 status, ms, bytes);
     }
@@ -177,11 +158,11 @@ void log_error(const char *fmt, ...)
         if (log_format == LOG_JSON) {
             o = (size_t)snprintf(out, 256, "{\"ts\":\"%s\",\"level\":\"error\",\"app\":\"%s\","
                                  "\"event\":\"error\",\"message\":\"", ts, log_app);
-            append_json(out, &o, sizeof out - 4, line + skip, len - skip);
+            append_escaped(out, &o, sizeof out - 4, line + skip, len - skip, 1);
             o += (size_t)snprintf(out + o, sizeof out - o, "\"}\n");
         } else {
             o = (size_t)snprintf(out, 256, "ts=%s level=error app=%s event=error message=\"", ts, log_app);
-            append_escaped(out, &o, sizeof out - 4, line + skip, len - skip);
+            append_escaped(out, &o, sizeof out - 4, line + skip, len - skip, 0);
             o += (size_t)snprintf(out + o, sizeof out - o, "\"\n");
         }
         ssize_t ignored = write(STDERR_FILENO, out, o);

@@ -3,7 +3,7 @@
  *
  *   stripe-connect run SCRIPT.lua [ARGS…]   run an ad hoc script
  *   stripe-connect serve APP.lua [OPTIONS]  serve an app (serve.c)
- *   stripe-connect version | help
+ *   stripe-connect version | help [COMMAND|settings]
  *
  * `main` creates the state, runs everything inside one protected call,
  * reports `stripe-connect: message` with a traceback, and picks the exit
@@ -28,93 +28,59 @@ static const char usage_text[] =
     "commands:\n"
     "  run SCRIPT.lua [ARGS…]     run a Lua script with the core preloaded (- : stdin)\n"
     "  serve APP.lua [OPTIONS]    serve a Lua app over HTTP (see `serve --help`)\n"
+    "  doctor [--json] [--offline]  check the platform's settings for known traps\n"
     "  version                    print the version\n"
-    "  help                       print this help\n";
+    "  help [COMMAND|settings]    this help, a command's, or every environment setting\n";
 
-int host_msghandler(lua_State *L)
+static const char run_usage[] =
+    "usage: stripe-connect run SCRIPT.lua [ARGS…]\n"
+    "\n"
+    "Run a Lua 5.4 script with the core (stripe_connect.core) preloaded and the\n"
+    "project's modules on package.path; the global `arg` holds SCRIPT.lua as\n"
+    "arg[0] and ARGS as arg[1..]; `-` reads the script from standard input.\n"
+    "An error prints `stripe-connect: message` with a traceback (keys and codes\n"
+    "masked) and exits 1; os.exit(n) sets the exit status.\n";
+
+/* A bare script name ("platform": no '/', no ".lua", no such file here) is
+ * one of the project's scripts: <bindir>/../share/stripe-connect/scripts
+ * (installed), <bindir>/../scripts (the build tree), then the repository's
+ * scripts/ the binary was built from.  Answers buf, or `name` unchanged. */
+static const char *resolve_script(const char *name, char *buf, size_t size)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            return 1;
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
-int host_docall(lua_State *L, int narg, int nres)
-{
-    int base = lua_gettop(L) - narg;
-    lua_pushcfunction(L, host_msghandler);
-    lua_insert(L, base);
-    int status = lua_pcall(L, narg, nres, base);
-    lua_remove(L, base);
-    return status;
-}
-
-/* Print the error on top as `prog: message` through the log's redactor, so
- * a script that fails with a key, secret or code in its message (Stripe's
- * answer, a config dump) does not print it.  Pops the message. */
-void host_report(lua_State *L, int status)
-{
-    if (status != LUA_OK) {
-        const char *msg = lua_tostring(L, -1);
-        log_error("%s", msg ? msg : "(error object is not a string)");
-        lua_pop(L, 1);
-    }
-}
-
-/* The repository's lua/ folder the binary was built from (the Makefile
- * defines it for this file), so a build folder outside the repository
- * (`make BUILD=/tmp/x`) still finds its sources. */
-#ifndef SC_LUA_SOURCE_DIR
-#define SC_LUA_SOURCE_DIR ""
-#endif
-
-/*
- * Prepend the project's Lua folders to package.path, in this order:
- * <bindir>/../lua (the build tree: build/../lua is the repository's lua/),
- * <bindir>/../share/stripe-connect/lua (an installed prefix), and
- * SC_LUA_SOURCE_DIR (the sources of an out-of-tree build).  Stack: [-0, +0].
- */
-static void set_lua_path(lua_State *L)
-{
+    if (strchr(name, '/') != NULL || strstr(name, ".lua") != NULL || strcmp(name, "-") == 0
+        || access(name, F_OK) == 0)
+        return name;
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash == NULL)
-        return;
-    *slash = '\0';
-    const char *src = SC_LUA_SOURCE_DIR;
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    lua_pushfstring(L,
-        "%s/../lua/?.lua;%s/../lua/?/init.lua;"
-        "%s/../share/stripe-connect/lua/?.lua;%s/../share/stripe-connect/lua/?/init.lua;",
-        exe, exe, exe, exe);
-    if (src[0] != '\0')
-        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", src, src);
-    else
-        lua_pushliteral(L, "");
-    lua_pushvalue(L, -3);
-    lua_concat(L, 3);
-    lua_setfield(L, -3, "path");
-    lua_pop(L, 2);
+    if (!host_exe_dir(exe, sizeof exe))
+        return name;
+    const char *src = host_source_dir();
+    const char *dirs[3][2] = { { exe, "/../share/stripe-connect/scripts" }, { exe, "/../scripts" },
+                               { src, "/../scripts" } };
+    for (int i = 0; i < 3; i++) {
+        if (dirs[i][0][0] == '\0')
+            continue;
+        int w = snprintf(buf, size, "%s%s/%s.lua", dirs[i][0], dirs[i][1], name);
+        if (w > 0 && (size_t)w < size && access(buf, R_OK) == 0)
+            return buf;
+    }
+    return name;
 }
 
-void host_openlibs(lua_State *L)
+/* serve's APP.lua: the first argument that is not an option nor an option's
+ * value (every option but --quiet and --help takes one), resolved. */
+static void resolve_serve_app(int argc, char **argv, char *buf, size_t size)
 {
-    luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_stripe_connect_core);
-    lua_setfield(L, -2, "stripe_connect.core");
-    lua_pop(L, 2);
-    set_lua_path(L);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quiet") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            continue;
+        if (a[0] == '-') {
+            i++;
+            continue;
+        }
+        argv[i] = (char *)resolve_script(a, buf, size);
+        return;
+    }
 }
 
 /* Build the global `arg` like lua.c: arg[0] = script, arg[1..] = its args. */
@@ -136,7 +102,9 @@ static int pmain_run(lua_State *L)
     char **argv = (char **)lua_touserdata(L, 2);
     host_openlibs(L);
     create_arg_table(L, argc, argv, 2);
-    const char *script = argv[2];
+    char resolved[PATH_MAX];
+    const char *script = resolve_script(argv[2], resolved, sizeof resolved);
+    argv[2] = (char *)script;
     int status = luaL_loadfile(L, strcmp(script, "-") == 0 ? NULL : script);
     if (status == LUA_OK) {
         int nargs = argc - 3;
@@ -150,8 +118,58 @@ static int pmain_run(lua_State *L)
     return 1;
 }
 
+static int run_main(int argc, char **argv);
+
+/* `help settings`: stripe_connect.settings' text, in a state of its own. */
+static int help_settings(void)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return 1;
+    host_openlibs(L);
+    int ok = luaL_dostring(L, "io.write(require('stripe_connect.settings').text())") == LUA_OK;
+    if (!ok)
+        host_report(L, LUA_ERRRUN);
+    lua_close(L);
+    return ok ? 0 : 1;
+}
+
+/* `help [TOPIC]`. */
+static int help_main(int argc, char **argv)
+{
+    const char *topic = argc >= 3 ? argv[2] : NULL;
+    if (topic == NULL || strcmp(topic, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(topic, "run") == 0) {
+        fputs(run_usage, stdout);
+        return 0;
+    }
+    if (strcmp(topic, "serve") == 0) {
+        char *serve_help[] = { argv[0], "serve", "--help", NULL };
+        return host_serve_main(3, serve_help);
+    }
+    if (strcmp(topic, "doctor") == 0) {
+        char *doctor_help[] = { argv[0], "run", "doctor", "--help", NULL };
+        return run_main(4, doctor_help);
+    }
+    if (strcmp(topic, "version") == 0) {
+        fputs("usage: stripe-connect version\n\nPrint the version and the Lua release.\n", stdout);
+        return 0;
+    }
+    if (strcmp(topic, "settings") == 0)
+        return help_settings();
+    fprintf(stderr, "%s: help: unknown topic '%s'\n%s", host_progname, topic, usage_text);
+    return 2;
+}
+
 static int run_main(int argc, char **argv)
 {
+    if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+        fputs(run_usage, stdout);
+        return 0;
+    }
     if (argc < 3) {
         fprintf(stderr, "%s: run: missing SCRIPT.lua\n%s", host_progname, usage_text);
         return 2;
@@ -173,7 +191,9 @@ static int run_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+    if (argc >= 2 && strcmp(argv[1], "help") == 0)
+        return help_main(argc, argv);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0
         || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -184,8 +204,25 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return run_main(argc, argv);
-    if (strcmp(argv[1], "serve") == 0)
+    if (strcmp(argv[1], "doctor") == 0) {
+        /* `doctor ARGS` is `run doctor ARGS` (scripts/doctor.lua). */
+        char **args = calloc((size_t)argc + 2, sizeof *args);
+        if (args == NULL)
+            return 1;
+        args[0] = argv[0];
+        args[1] = "run";
+        args[2] = "doctor";
+        for (int i = 2; i < argc; i++)
+            args[i + 1] = argv[i];
+        int rc = run_main(argc + 1, args);
+        free(args);
+        return rc;
+    }
+    if (strcmp(argv[1], "serve") == 0) {
+        static char app[PATH_MAX];
+        resolve_serve_app(argc, argv, app, sizeof app);
         return host_serve_main(argc, argv);
+    }
     fprintf(stderr, "%s: unknown command '%s'\n%s", host_progname, argv[1], usage_text);
     return 2;
 }

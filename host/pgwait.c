@@ -94,6 +94,27 @@ static void done(struct pgop *op)
     handler_resume(ctx, n);
 }
 
+/* One step of PQconnectPoll: wait for the socket again, or done. */
+static void step_connect(struct pgop *op, PGconn *pc)
+{
+    switch (PQconnectPoll(pc)) {
+    case PGRES_POLLING_READING:
+        if (wait_for(op, EV_READ) == 0)
+            return;
+        break;
+    case PGRES_POLLING_WRITING:
+        if (wait_for(op, EV_WRITE) == 0)
+            return;
+        break;
+    case PGRES_POLLING_OK:
+        PQsetnonblocking(pc, 1);
+        break;
+    default:                                  /* PGRES_POLLING_FAILED */
+        break;
+    }
+    done(op);
+}
+
 static void step(struct pgop *op, short what)
 {
     PGconn *pc = op->p->conn;
@@ -103,22 +124,7 @@ static void step(struct pgop *op, short what)
         return;
     }
     if (op->connecting) {
-        switch (PQconnectPoll(pc)) {
-        case PGRES_POLLING_READING:
-            if (wait_for(op, EV_READ) == 0)
-                return;
-            break;
-        case PGRES_POLLING_WRITING:
-            if (wait_for(op, EV_WRITE) == 0)
-                return;
-            break;
-        case PGRES_POLLING_OK:
-            PQsetnonblocking(pc, 1);
-            break;
-        default:                                  /* PGRES_POLLING_FAILED */
-            break;
-        }
-        done(op);
+        step_connect(op, pc);
         return;
     }
     if ((what & EV_READ) && !PQconsumeInput(pc)) {

@@ -61,12 +61,6 @@ void request_reset(request_parse *rq)
     rq->trailer_bytes = 0;
 }
 
-int http_is_tchar(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')
-        || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 static int has_token(const char *v, size_t n, const char *tok)
 {
     size_t tl = strlen(tok);
@@ -119,7 +113,7 @@ static int parse_request_line(request_parse *rq, char *p, char *eol)
     if (sp1 == NULL || sp2 == NULL || sp1 == p || sp2 == sp1 + 1)
         return 400;
     for (char *q = p; q < sp1; q++)
-        if (!http_is_tchar((unsigned char)*q))
+        if (!sc_is_tchar((unsigned char)*q))
             return 400;
     for (char *q = sp1 + 1; q < sp2; q++)
         if ((unsigned char)*q <= 32 || (unsigned char)*q >= 127)
@@ -155,7 +149,7 @@ static int parse_header_line(char *p, char *eol, http_header *h)
     if (colon == NULL || colon == p)
         return 400;
     for (char *q = p; q < colon; q++) {
-        if (!http_is_tchar((unsigned char)*q))
+        if (!sc_is_tchar((unsigned char)*q))
             return 400;
         if (*q >= 'A' && *q <= 'Z')
             *q = (char)(*q + 32);               /* names reach Lua lower-cased */
@@ -254,6 +248,26 @@ static int is_ws(char ch)
     return ch == ' ' || ch == '\t';
 }
 
+/* The quoted-string that starts at line[*pos] (its opening quote): *pos
+ * past its closing quote, 0; or -1 (unterminated, or a control character).
+ * qdtext and quoted-pair take HTAB SP VCHAR obs-text. */
+static int skip_quoted(const char *line, size_t n, size_t *pos)
+{
+    for (size_t i = *pos + 1; i < n; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if (ch == '"') {
+            *pos = i + 1;
+            return 0;
+        }
+        if (ch == '\\' && ++i == n)                 /* quoted-pair */
+            return -1;
+        ch = (unsigned char)line[i];
+        if (ch != '\t' && (ch < 0x20 || ch == 0x7f))
+            return -1;
+    }
+    return -1;
+}
+
 /* A chunk-size line [line, line + n) without its CRLF (RFC 9112 §7.1):
  *   chunk-size [ chunk-ext ]
  *   chunk-size = 1*HEXDIG (at most 16 here)
@@ -268,8 +282,7 @@ int request_parse_chunk_size(const char *line, size_t n, unsigned long long *siz
     size_t i = 0;
     for (; i < n; i++) {
         char ch = line[i];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+        int d = sc_hex_digit((unsigned char)ch);
         if (d < 0)
             break;
         if (i == 16)
@@ -286,7 +299,7 @@ int request_parse_chunk_size(const char *line, size_t n, unsigned long long *siz
         while (i < n && is_ws(line[i]))
             i++;
         size_t start = i;
-        while (i < n && http_is_tchar((unsigned char)line[i]))
+        while (i < n && sc_is_tchar((unsigned char)line[i]))
             i++;
         if (i == start)
             return -1;                               /* chunk-ext-name = token */
@@ -298,26 +311,11 @@ int request_parse_chunk_size(const char *line, size_t n, unsigned long long *siz
         for (i = j + 1; i < n && is_ws(line[i]); i++)
             ;
         if (i < n && line[i] == '"') {               /* quoted-string */
-            for (i++;; i++) {
-                if (i == n)
-                    return -1;
-                unsigned char ch = (unsigned char)line[i];
-                if (ch == '"')
-                    break;
-                if (ch == '\\') {                   /* quoted-pair */
-                    if (++i == n)
-                        return -1;
-                    ch = (unsigned char)line[i];
-                    if (ch != '\t' && (ch < 0x20 || ch == 0x7f))
-                        return -1;
-                } else if (ch != '\t' && (ch < 0x20 || ch == 0x7f)) {
-                    return -1;                       /* qdtext: HTAB SP VCHAR obs-text */
-                }
-            }
-            i++;
+            if (skip_quoted(line, n, &i) != 0)
+                return -1;
         } else {
             start = i;
-            while (i < n && http_is_tchar((unsigned char)line[i]))
+            while (i < n && sc_is_tchar((unsigned char)line[i]))
                 i++;
             if (i == start)
                 return -1;

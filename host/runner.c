@@ -122,10 +122,7 @@ static void add_header(lua_State *L, worker *w)
 {
     size_t nlen = 0;
     const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nlen) : NULL;
-    int ok = name != NULL && nlen > 0;
-    for (size_t i = 0; ok && i < nlen; i++)
-        ok = http_is_tchar((unsigned char)name[i]);
-    if (!ok)
+    if (name == NULL || !sc_is_token(name, nlen))
         contract_error(L, "invalid response header name %s", luaL_tolstring(L, -2, NULL));
     if (is_framing(name, nlen))
         return;

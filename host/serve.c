@@ -50,8 +50,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(w->base, NULL);
         return;
     }
-    double t = w->opts->shutdown_timeout;
-    struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
+    struct timeval tv = seconds_tv(w->opts->shutdown_timeout);
     evtimer_add(w->deadline_ev, &tv);
 }
 
@@ -132,6 +131,29 @@ static struct event_base *new_base(void)
     return base;
 }
 
+/* Bind --metrics-listen for w (its port: the rest bind to the real one).
+ * 0 or -1 (reported). */
+static int metrics_setup(worker *w, serve_opts *o)
+{
+    int mport = o->metrics_port;
+    int mfd = server_listen_socket(o->metrics_host, o->metrics_port, &mport);
+    if (mfd < 0) {
+        log_error("cannot listen on %s:%d (--metrics-listen): %s", o->metrics_host, o->metrics_port,
+                  strerror(errno));
+        return -1;
+    }
+    o->metrics_port = mport;
+    w->metrics_listener = evconnlistener_new(w->base, server_accept_metrics, w,
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mfd);
+    if (w->metrics_listener == NULL) {
+        close(mfd);
+        log_error("cannot set up worker %d", w->id);
+        return -1;
+    }
+    evconnlistener_set_error_cb(w->metrics_listener, on_accept_error);
+    return 0;
+}
+
 /* Bind, create the base and state, load the app.  0 or -1 (reported). */
 static int worker_setup(worker *w, serve_opts *o)
 {
@@ -148,7 +170,7 @@ static int worker_setup(worker *w, serve_opts *o)
     }
     o->port = port;                       /* port 0: the rest bind to this one */
     w->base = new_base();
-    if (w->base == NULL || server_init(w) != 0) {
+    if (w->base == NULL || server_init(w, (server_calls){ app_body_limit, handler_start }) != 0) {
         close(fd);
         log_error("cannot create an event base");
         return -1;
@@ -166,24 +188,8 @@ static int worker_setup(worker *w, serve_opts *o)
         log_error("cannot set up worker %d", w->id);
         return -1;
     }
-    if (o->metrics_port >= 0) {
-        int mport = o->metrics_port;
-        int mfd = server_listen_socket(o->metrics_host, o->metrics_port, &mport);
-        if (mfd < 0) {
-            log_error("cannot listen on %s:%d (--metrics-listen): %s", o->metrics_host, o->metrics_port,
-                      strerror(errno));
-            return -1;
-        }
-        o->metrics_port = mport;
-        w->metrics_listener = evconnlistener_new(w->base, server_accept_metrics, w,
-                                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mfd);
-        if (w->metrics_listener == NULL) {
-            close(mfd);
-            log_error("cannot set up worker %d", w->id);
-            return -1;
-        }
-        evconnlistener_set_error_cb(w->metrics_listener, on_accept_error);
-    }
+    if (o->metrics_port >= 0 && metrics_setup(w, o) != 0)
+        return -1;
     char *err = NULL;
     if (app_load(w, &err) != 0) {
         log_error("%s", err ? err : "cannot load the app");
@@ -239,6 +245,25 @@ static void process_setup(sigset_t *set)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* The ready line, and the metrics line after it, in one write: a reader
+ * that has seen `listening on` has the metrics address too. */
+static void print_ready(const serve_opts *o)
+{
+    char line[1024];
+    int v6 = strchr(o->host, ':') != NULL;
+    int n = snprintf(line, sizeof line, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o->host,
+                     v6 ? "]" : "", o->port);
+    if (o->metrics_port >= 0 && n > 0 && (size_t)n < sizeof line) {
+        int mv6 = strchr(o->metrics_host, ':') != NULL;
+        snprintf(line + n, sizeof line - (size_t)n, "metrics on http://%s%s%s:%d/metrics\n",
+                 mv6 ? "[" : "", o->metrics_host, mv6 ? "]" : "", o->metrics_port);
+    }
+    fflush(stderr);
+    ssize_t w = write(STDERR_FILENO, line, strlen(line));
+    (void)w;
+}
+
+
 /* Set up and start every worker, print the ready line, serve until the
  * workers have drained after a signal.  0, or 1 when setup failed. */
 static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
@@ -264,15 +289,7 @@ static int run_workers(worker *ws, serve_opts *o, const sigset_t *set)
             pthread_join(ws[i].thread, NULL);
         return 1;
     }
-    int v6 = strchr(o->host, ':') != NULL;
-    fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", o->host, v6 ? "]" : "",
-            o->port);
-    if (o->metrics_port >= 0) {
-        int mv6 = strchr(o->metrics_host, ':') != NULL;
-        fprintf(stderr, "metrics on http://%s%s%s:%d/metrics\n", mv6 ? "[" : "", o->metrics_host,
-                mv6 ? "]" : "", o->metrics_port);
-    }
-    fflush(stderr);
+    print_ready(o);
     wait_for_shutdown(ws, o->workers, set);
     budget_watchdog_stop();
     return 0;

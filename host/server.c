@@ -215,12 +215,13 @@ static void arm_deadline(conn *c)
 /* A common timeout of t seconds on w's base (NULL: out of memory). */
 static const struct timeval *common_timeout(worker *w, double t)
 {
-    struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
+    struct timeval tv = seconds_tv(t);
     return event_base_init_common_timeout(w->base, &tv);
 }
 
-int server_init(worker *w)
+int server_init(worker *w, server_calls calls)
 {
+    w->calls = calls;
     unsigned char rnd[6];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         return -1;
@@ -447,40 +448,45 @@ static int listener_serves(const conn *c)
     return !path_is(r, "/metrics");
 }
 
+/* Read the header block from in: 1 when it is in and the body may follow,
+ * 0 when more input is needed or the connection was answered (or freed). */
+static int process_head(conn *c, struct evbuffer *in)
+{
+    if (evbuffer_get_length(in) == 0)
+        return 0;
+    if (c->start_ms < 0 && !c->w->opts->quiet)
+        c->start_ms = log_now_ms();
+    int r = request_read_head(&c->rq, c->w->opts, in);
+    if (r < 0) {
+        respond_plain(c, -r);
+        return 0;
+    }
+    if (r == 0)
+        return 0;
+    /* The route's body limit, before any of the body is read or a 100
+     * Continue invites it: a GET route takes none. */
+    if (c->rq.chunked || c->rq.content_length > 0) {
+        c->rq.max_body = c->w->calls.body_limit(c->w, &c->rq.req, c->rq.max_body);
+        if ((r = request_check_length(&c->rq)) != 0) {
+            respond_plain(c, r);
+            return 0;
+        }
+    }
+    if (c->rq.expect_continue && (c->rq.chunked || c->rq.content_length > 0) && c->rq.minor == 1
+        && (evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0
+            || flush(c) < 0)) {
+        conn_free(c);
+        return 0;
+    }
+    return 1;
+}
+
 /* Advance the connection's state machine on new input. */
 static void process(conn *c)
 {
-    if (c->state != C_READ)
-        return;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    if (c->rq.head == NULL) {
-        if (evbuffer_get_length(in) == 0)
-            return;
-        if (c->start_ms < 0 && !c->w->opts->quiet)
-            c->start_ms = log_now_ms();
-        int r = request_read_head(&c->rq, c->w->opts, in);
-        if (r < 0) {
-            respond_plain(c, -r);
-            return;
-        }
-        if (r == 0)
-            return;
-        /* The route's body limit, before any of the body is read or a 100
-         * Continue invites it: a GET route takes none. */
-        if (c->rq.chunked || c->rq.content_length > 0) {
-            c->rq.max_body = app_body_limit(c->w, &c->rq.req, c->rq.max_body);
-            if ((r = request_check_length(&c->rq)) != 0) {
-                respond_plain(c, r);
-                return;
-            }
-        }
-        if (c->rq.expect_continue && (c->rq.chunked || c->rq.content_length > 0) && c->rq.minor == 1
-            && (evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0
-                || flush(c) < 0)) {
-            conn_free(c);
-            return;
-        }
-    }
+    if (c->rq.head == NULL && !process_head(c, in))
+        return;
     int r = request_read_body(&c->rq, in);
     if (r < 0) {
         respond_plain(c, -r);
@@ -498,7 +504,7 @@ static void process(conn *c)
     bufferevent_disable(c->bev, EV_READ);
     c->rq.req.remote = c->remote;
     c->rq.req.remote_port = c->remote_port;
-    handler_start(c->w, c, &c->rq.req);
+    c->w->calls.request(c->w, c, &c->rq.req);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

@@ -55,7 +55,7 @@ static int tasks_every(lua_State *L)
     }
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    struct timeval tv = { (time_t)s, (suseconds_t)((s - (lua_Number)(time_t)s) * 1e6) };
+    struct timeval tv = seconds_tv(s);
     event_add(t->ev, &tv);
     t->next = w->tasks;
     w->tasks = t;

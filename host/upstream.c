@@ -21,12 +21,6 @@
 
 static void check_done(worker *w);
 
-static struct timeval to_tv(double s)
-{
-    struct timeval tv = { (time_t)s, (suseconds_t)((s - floor(s)) * 1e6) };
-    return tv;
-}
-
 /* libevent -> curl: socket activity. */
 static void on_socket(evutil_socket_t fd, short kind, void *arg)
 {
@@ -213,7 +207,7 @@ static int upstream_sleep(lua_State *L)
     request_ctx *ctx = current(L, w);
     if (ctx == NULL)
         return sc_sleep_sync(L);
-    struct timeval tv = to_tv(sc_check_seconds(L, 1));
+    struct timeval tv = seconds_tv(sc_check_seconds(L, 1));
     ctx->timer = evtimer_new(w->base, on_sleep_done, ctx);
     if (ctx->timer == NULL)
         return luaL_error(L, "sleep: out of memory");

@@ -34,6 +34,7 @@
 #include <event2/listener.h>
 
 #include "host.h"
+#include "core/core.h"
 
 typedef struct serve_opts {
     const char *app;            /* APP.lua */
@@ -57,7 +58,15 @@ typedef struct serve_opts {
 
 enum { LOG_TEXT, LOG_LOGFMT, LOG_JSON };
 
+/* s seconds (non-negative) as a struct timeval, for libevent's timers. */
+static inline struct timeval seconds_tv(double s)
+{
+    struct timeval tv = { (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6) };
+    return tv;
+}
+
 typedef struct conn conn;
+typedef struct worker worker;
 typedef struct request_ctx request_ctx;
 typedef struct task task;
 struct dbwait;
@@ -101,7 +110,16 @@ typedef struct request_parse {
     int keep_alive, chunked, expect_continue, is_head;
 } request_parse;
 
-typedef struct worker {
+/* What the connections of a worker hand their requests to (server_init):
+ * server.c knows no handler by name, so it can run under another one. */
+typedef struct server_calls {
+    /* The body limit of r's route, capped by max (app_body_limit). */
+    size_t (*body_limit)(worker *w, const http_request *r, size_t max);
+    /* Run the request; the connection waits for server_respond (handler_start). */
+    void (*request)(worker *w, conn *c, const http_request *r);
+} server_calls;
+
+struct worker {
     int id;
     pthread_t thread;
     const serve_opts *opts;
@@ -112,6 +130,7 @@ typedef struct worker {
     unsigned long reqid_seq;
     struct event *stop_ev, *deadline_ev;
     const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
+    server_calls calls;         /* where server.c hands each request (server_init) */
     time_t date_sec;            /* the second date[] was formatted for */
     char date[64];              /* "Date: ...\r\n" */
     size_t datelen;
@@ -142,7 +161,7 @@ typedef struct worker {
     int nconns;
     int stopping;
     int joined;                 /* main thread: thread has been joined */
-} worker;
+};
 
 /* A request being handled: its coroutine and what it waits on. */
 struct request_ctx {
@@ -165,9 +184,8 @@ struct request_ctx {
  * (0 after --help, 2 after a usage error, which is printed). */
 int options_parse(int argc, char **argv, serve_opts *o, int *code);
 
-/* request.c: is ch a token character (RFC 9110 tchar)?  read_head/read_body answer 1 (complete), 0 (need more input)
+/* request.c: read_head/read_body answer 1 (complete), 0 (need more input)
  * or -status (answer that status and close). */
-int http_is_tchar(unsigned char ch);
 void request_reset(request_parse *rq);
 void request_free(request_parse *rq);
 int request_read_head(request_parse *rq, const serve_opts *o, struct evbuffer *in);
@@ -178,8 +196,9 @@ int request_check_length(const request_parse *rq);
 int request_parse_chunk_size(const char *line, size_t n, unsigned long long *size);
 
 /* server.c */
-/* The worker's common timeouts, once its base exists.  0 or -1. */
-int server_init(worker *w);
+/* The worker's common timeouts, once its base exists, and the calls its
+ * connections hand their requests to.  0 or -1. */
+int server_init(worker *w, server_calls calls);
 int server_listen_socket(const char *host, int port, int *bound_port);
 /* Refuse a port another process listens on (before the first bind); 0 or -1 with errno. */
 int server_claim_port(const char *host, int port);

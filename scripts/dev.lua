@@ -94,6 +94,29 @@ local function env_prefix(t)
   return "(" .. table.concat(parts, " ") .. " exec"
 end
 
+-- run.env: the settings the scripts need to reach the same store and
+-- Stripe (or fake), for `make accounts` and `set -a; . data/run.env`: the
+-- non-secret settings and the paths of the secret files, never a secret
+-- itself (the fake's development key is no secret).  Created 0600.
+local run_env = data .. "/run.env"
+do
+  local names = { "PUBLIC_URL", "DATABASE", "STRIPE_CLIENT_ID", "STRIPE_CONNECT_BASE", "STRIPE_API_BASE",
+    "TOKEN_KEYS_FILE" }
+  local out = { "# written by make run (scripts/dev.lua); read by make accounts" }
+  for _, k in ipairs(names) do
+    local v = env[k] or (k == "STRIPE_CLIENT_ID" and os.getenv(k))
+    if v then out[#out + 1] = k .. "=" .. sh_quote(v) end
+  end
+  if fake_env then out[#out + 1] = "STRIPE_SECRET_KEY=" .. sh_quote(env.STRIPE_SECRET_KEY) end
+  if not os.getenv("STATE_SECRETS") then out[#out + 1] = "STATE_SECRETS_FILE=" .. sh_quote(data .. "/state_secrets") end
+  if not os.getenv("ADMIN_TOKEN") then out[#out + 1] = "ADMIN_TOKEN_FILE=" .. sh_quote(data .. "/admin_token") end
+  os.remove(run_env)
+  if not os.execute("umask 077 && set -C && : > " .. sh_quote(run_env)) then die("cannot write " .. run_env) end
+  local ef = assert(io.open(run_env, "w"))
+  ef:write(table.concat(out, "\n"), "\n")
+  ef:close()
+end
+
 -- The supervisor: start, wait for readiness (curl with a deadline), print
 -- the URL, then wait until a child exits or Ctrl-C; stop both either way.
 local script = {
@@ -123,7 +146,18 @@ else
   add("echo 'Running against Stripe (" .. env.PUBLIC_URL .. "/oauth/callback must be a redirect URI of your Connect settings)'")
 end
 add("echo 'open " .. platform_url .. "/'")
-add("echo 'admin: " .. platform_url .. "/admin (token in " .. data .. "/admin_token)   Ctrl-C stops'")
+local lines = {
+  "platform:      " .. platform_url .. "/  (health " .. platform_url .. "/healthz, metrics " .. platform_url .. "/metrics)",
+  fake_env and ("fake Connect:  " .. fake_url .. "/  (consent page, Approve/Deny; requests at " .. fake_url ..
+    "/__fake/requests)") or nil,
+  "admin:         " .. platform_url .. "/admin  (sign in with the token in " .. data .. "/admin_token)",
+  "data:          " .. data .. "/  (" .. env.DATABASE .. "; state_secrets, admin_token, token_keys: 0600)",
+  "settings:      " .. run_env .. "  (make accounts, or `set -a; . " .. run_env .. "` before a script)",
+  fake_env and "real Stripe:   STRIPE_SECRET_KEY=sk_test_… STRIPE_CLIENT_ID=ca_… make run  (register " ..
+    env.PUBLIC_URL .. "/oauth/callback as a redirect URI first)" or nil,
+  "Ctrl-C stops everything",
+}
+for _, l in ipairs(lines) do if l then add("echo " .. sh_quote(l)) end end
 add("echo")
 -- A server that exits on its own with 0 (or 130) was stopped by Ctrl-C too:
 -- the servers handle SIGINT themselves, also where the supervisor inherited

@@ -9,7 +9,7 @@
 --   --url URL          endpoint (required)
 --   --secret S         signing secret; repeat it or give "whsec_a,whsec_b" for one v1 per
 --                      secret (rotation).  Default: env STRIPE_WEBHOOK_SECRETS (comma list)
---   --type TYPE        build a realistic event of this type (PROTOCOL.md §6) …
+--   --type TYPE        build a realistic event of this type (doc/PROTOCOL.md §6) …
 --   --account ACCT     … for this connected account (top-level `account`)
 --   --id EVT           … with this event id (default a random evt_…)
 --   --livemode         … with livemode true

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "buf.h"
 
 #define FORM_MAX_DEPTH 32
 #define FORM_STATE_MT  "stripe_connect.codec.form_state"
@@ -33,14 +34,6 @@ static int is_unreserved(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
         || c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 size_t sc_url_encoded_len(const char *s, size_t n)
@@ -73,8 +66,8 @@ int sc_percent_decode(const char *s, size_t n, int plus_as_space, char *out,
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '%') {
-            int hi = i + 1 < n ? hex_digit((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_digit((unsigned char)s[i + 2]) : -1;
+            int hi = i + 1 < n ? sc_hex_digit((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? sc_hex_digit((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 *errpos = i;
                 return -1;
@@ -123,61 +116,47 @@ static int codec_url_decode(lua_State *L)
 
 /* ------------------------------------------------------------- form_encode */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} form_buf;
-
 /* Lives in a userdata so a raise in the middle frees the buffers (__gc). */
 typedef struct {
-    form_buf out;   /* the encoded form so far */
-    form_buf key;   /* the current key path, e.g. stripe_user[email] (NUL-terminated) */
+    sc_buf out;   /* the encoded form so far */
+    sc_buf key;   /* the current key path, e.g. stripe_user[email] (NUL-terminated) */
     int seen;       /* stack index of the table of tables on the current path */
 } form_state;
 
 static int form_state_gc(lua_State *L)
 {
     form_state *st = (form_state *)lua_touserdata(L, 1);
-    free(st->out.p);
-    free(st->key.p);
-    st->out.p = st->key.p = NULL;
+    sc_buf_free(&st->out);
+    sc_buf_free(&st->key);
     return 0;
 }
 
 /* Room for `extra` more bytes plus a NUL; raises on allocation failure. */
-static char *buf_reserve(lua_State *L, form_buf *b, size_t extra)
+static char *buf_reserve(lua_State *L, sc_buf *b, size_t extra)
 {
-    if (b->len + extra + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + extra + 1)
-            cap *= 2;
-        char *p = (char *)realloc(b->p, cap);
-        if (p == NULL)
-            luaL_error(L, "form_encode: not enough memory");
-        b->p = p;
-        b->cap = cap;
-    }
-    return b->p + b->len;
+    char *end = sc_buf_reserve(b, extra);
+    if (end == NULL)
+        luaL_error(L, "form_encode: not enough memory");
+    return end;
 }
 
-static void buf_add(lua_State *L, form_buf *b, const char *s, size_t n)
+static void buf_add(lua_State *L, sc_buf *b, const char *s, size_t n)
 {
-    memcpy(buf_reserve(L, b, n), s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (sc_buf_add(b, s, n) != 0)
+        luaL_error(L, "form_encode: not enough memory");
 }
 
-static void buf_add_encoded(lua_State *L, form_buf *b, const char *s, size_t n)
+static void buf_add_encoded(lua_State *L, sc_buf *b, const char *s, size_t n)
 {
     size_t len = sc_url_encoded_len(s, n);
     sc_url_encode(s, n, buf_reserve(L, b, len));
     b->len += len;
-    b->p[b->len] = '\0';
+    b->data[b->len] = '\0';
 }
 
 static int form_fail(lua_State *L, form_state *st, const char *what)
 {
-    return luaL_error(L, "form_encode: %s at '%s'", what, st->key.len ? st->key.p : "(top level)");
+    return luaL_error(L, "form_encode: %s at '%s'", what, st->key.len ? st->key.data : "(top level)");
 }
 
 /* Formats the number at idx: integral -> no decimal point; else shortest exact. */
@@ -202,7 +181,7 @@ static void form_pair(lua_State *L, form_state *st, const char *v, size_t vlen, 
 {
     if (st->out.len > 0)
         buf_add(L, &st->out, "&", 1);
-    buf_add(L, &st->out, st->key.p, st->key.len);
+    buf_add(L, &st->out, st->key.data, st->key.len);
     buf_add(L, &st->out, "=", 1);
     if (encode)
         buf_add_encoded(L, &st->out, v, vlen);
@@ -300,7 +279,7 @@ static void form_array(lua_State *L, form_state *st, int t, size_t n, int depth)
         form_value(L, st, depth);
         lua_pop(L, 1);
         st->key.len = saved;
-        st->key.p[saved] = '\0';
+        st->key.data[saved] = '\0';
     }
 }
 
@@ -329,7 +308,7 @@ static void form_map(lua_State *L, form_state *st, int t, size_t n, int depth)
         form_value(L, st, depth);
         lua_pop(L, 1);
         st->key.len = saved;
-        st->key.p[saved] = '\0';
+        st->key.data[saved] = '\0';
     }
     lua_pop(L, 1);
 }
@@ -364,14 +343,14 @@ static int codec_form_encode(lua_State *L)
     lua_setmetatable(L, -2);
     buf_reserve(L, &st->out, 0);
     buf_reserve(L, &st->key, 0);
-    st->out.p[0] = st->key.p[0] = '\0';
+    st->out.data[0] = st->key.data[0] = '\0';
     lua_newtable(L);
     st->seen = lua_gettop(L);
     lua_pushvalue(L, 1);
     lua_pushboolean(L, 1);
     lua_rawset(L, st->seen);
     form_table(L, st, 1, 1);
-    lua_pushlstring(L, st->out.p, st->out.len);
+    lua_pushlstring(L, st->out.data, st->out.len);
     return 1;
 }
 

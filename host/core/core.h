@@ -34,6 +34,9 @@ int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, siz
 int sc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                    unsigned char out[32]);
 
+/* The value of one hex digit (either case), or -1 (crypto.c). */
+int sc_hex_digit(unsigned char c);
+
 /* Lowercase hex of n bytes into out (2n chars, no NUL). */
 void sc_hex_encode(const unsigned char *in, size_t n, char *out);
 
@@ -48,5 +51,13 @@ void sc_url_encode(const char *s, size_t n, char *out);
  * of the '%') on a malformed escape such as "%zz" or a truncated "%4". */
 int sc_percent_decode(const char *s, size_t n, int plus_as_space, char *out,
                       size_t *outlen, size_t *errpos);
+
+/* Is c a token character (RFC 9110 tchar: VCHAR but the delimiters)?  The
+ * one copy of the check: the host's request parser, its response headers
+ * and http_request's header names and methods use it (http.c). */
+int sc_is_tchar(unsigned char c);
+
+/* Is s[0..n) a token (non-empty, tchar only)? */
+int sc_is_token(const char *s, size_t n);
 
 #endif /* SC_CORE_H */

@@ -209,7 +209,7 @@ static int crypto_hex_encode(lua_State *L)
     return 1;
 }
 
-static int hex_value(int c)
+int sc_hex_digit(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -230,7 +230,7 @@ static int crypto_hex_decode(lua_State *L)
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, n / 2);
     for (size_t i = 0; i < n; i += 2) {
-        int hi = hex_value((unsigned char)in[i]), lo = hex_value((unsigned char)in[i + 1]);
+        int hi = sc_hex_digit((unsigned char)in[i]), lo = sc_hex_digit((unsigned char)in[i + 1]);
         if (hi < 0 || lo < 0) {
             lua_pushnil(L);
             lua_pushfstring(L, "hex_decode: invalid character at position %d", (int)(hi < 0 ? i + 1 : i + 2));

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "http.h"
+#include "buf.h"
 
 #define XFER_MT   "stripe_connect.http.transfer"
 #define HANDLE_MT "stripe_connect.http.handle"
@@ -39,51 +40,21 @@
 
 static const char handle_key = 'h';   /* registry key of this state's easy handle */
 
-typedef struct membuf {
-    char *data;
-    size_t len, cap;
-} membuf;
-
 struct sc_http_xfer {
     struct curl_slist *headers;
-    membuf body, head;
+    sc_buf body, head;
     size_t max_size;
     int too_large;
     CURLcode setup;
     char errbuf[CURL_ERROR_SIZE];
 };
 
-/* Append n bytes; 0 on success, -1 when out of memory. */
-static int membuf_add(membuf *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (d == NULL)
-            return -1;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-static void membuf_free(membuf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
 static void xfer_release(sc_http_xfer *x)
 {
     curl_slist_free_all(x->headers);
     x->headers = NULL;
-    membuf_free(&x->body);
-    membuf_free(&x->head);
+    sc_buf_free(&x->body);
+    sc_buf_free(&x->head);
 }
 
 /* __gc of a transfer: frees what it owns (idempotent). */
@@ -102,7 +73,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         x->too_large = 1;
         return 0;
     }
-    return membuf_add(&x->body, p, len) == 0 ? len : 0;
+    return sc_buf_add(&x->body, p, len) == 0 ? len : 0;
 }
 
 /* curl header callback: raw header lines; a new status line starts over
@@ -117,7 +88,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         x->too_large = 1;
         return 0;
     }
-    return membuf_add(&x->head, p, len) == 0 ? len : 0;
+    return sc_buf_add(&x->head, p, len) == 0 ? len : 0;
 }
 
 double sc_check_seconds(lua_State *L, int idx)
@@ -128,15 +99,18 @@ double sc_check_seconds(lua_State *L, int idx)
     return s;
 }
 
-static int valid_token(const char *s, size_t n)
+int sc_is_tchar(unsigned char c)
+{
+    return c > 32 && c < 127 && strchr("\"(),/:;<=>?@[\\]{}", c) == NULL;
+}
+
+int sc_is_token(const char *s, size_t n)
 {
     if (n == 0)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c) != NULL)
+    for (size_t i = 0; i < n; i++)
+        if (!sc_is_tchar((unsigned char)s[i]))
             return 0;
-    }
     return 1;
 }
 
@@ -167,7 +141,7 @@ static void read_headers(lua_State *L, sc_http_xfer *x, int t)
         if (lua_type(L, -2) != LUA_TSTRING)
             luaL_error(L, "http_request: header names must be strings");
         const char *name = lua_tolstring(L, -2, &nlen);
-        if (!valid_token(name, nlen))
+        if (!sc_is_token(name, nlen))
             luaL_error(L, "http_request: invalid header name '%s'", name);
         if (lua_type(L, -1) == LUA_TTABLE) {
             int n = (int)lua_rawlen(L, -1);
@@ -267,7 +241,7 @@ static void read_options(lua_State *L, int t, request_opts *ro, sc_http_xfer *x)
         luaL_error(L, "http_request: option 'url' is required");
     ro->body = opt_string(L, t, "body", &ro->blen);
     ro->method = opt_string(L, t, "method", NULL);
-    if (ro->method != NULL && !valid_token(ro->method, strlen(ro->method)))
+    if (ro->method != NULL && !sc_is_token(ro->method, strlen(ro->method)))
         luaL_error(L, "http_request: invalid method '%s'", ro->method);
     ro->ca_file = opt_string(L, t, "ca_file", NULL);
     ro->timeout = opt_positive(L, t, "timeout", DEFAULT_TIMEOUT);
@@ -424,7 +398,7 @@ static void add_response_header(lua_State *L, int t, const char *name, size_t nl
 }
 
 /* The header lines of the final response as a table.  Stack: [-0, +1]. */
-static void push_headers(lua_State *L, const membuf *h)
+static void push_headers(lua_State *L, const sc_buf *h)
 {
     lua_newtable(L);
     int t = lua_gettop(L);

@@ -80,6 +80,24 @@ int sc_pg_push_conn_error(lua_State *L, PGconn *conn, const char *what)
     return 3;
 }
 
+/* The number at `at` (value i + 1) as the text PostgreSQL reads, anchored
+ * in its place on the stack; raises on a NaN or an infinity. */
+static const char *number_text(lua_State *L, int at, int i)
+{
+    char buf[40];
+    if (sc_isinteger(L, at)) {
+        snprintf(buf, sizeof buf, "%lld", (long long)sc_tointeger(L, at));
+    } else {
+        double d = lua_tonumber(L, at);
+        if (!isfinite(d))
+            luaL_error(L, "pg: value %d is not a finite number", i + 1);
+        snprintf(buf, sizeof buf, "%.17g", d);
+    }
+    lua_pushstring(L, buf);
+    lua_replace(L, at);                       /* anchored where the number was */
+    return lua_tostring(L, at);
+}
+
 int sc_pg_send(lua_State *L, sc_pg *p, int idx)
 {
     const char *sql = luaL_checkstring(L, idx);
@@ -100,20 +118,7 @@ int sc_pg_send(lua_State *L, sc_pg *p, int idx)
             vals[i] = lua_toboolean(L, at) ? "t" : "f";
             break;
         case LUA_TNUMBER:
-            if (sc_isinteger(L, at)) {
-                char buf[32];
-                snprintf(buf, sizeof buf, "%lld", (long long)sc_tointeger(L, at));
-                lua_pushstring(L, buf);
-            } else {
-                double d = lua_tonumber(L, at);
-                if (!isfinite(d))
-                    return luaL_error(L, "pg: value %d is not a finite number", i + 1);
-                char buf[40];
-                snprintf(buf, sizeof buf, "%.17g", d);
-                lua_pushstring(L, buf);
-            }
-            lua_replace(L, at);                   /* anchored where the number was */
-            vals[i] = lua_tostring(L, at);
+            vals[i] = number_text(L, at, i);
             break;
         case LUA_TSTRING: {
             size_t len;

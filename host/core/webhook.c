@@ -1,8 +1,8 @@
 /*
- * webhook.c — `Stripe-Signature` verification (PROTOCOL.md §5).
+ * webhook.c — `Stripe-Signature` verification (doc/PROTOCOL.md §5).
  *
  *   core.webhook_verify(payload, header, secrets [, opts])
- *     -> true, timestamp | nil, reason_code, message
+ *     -> true, timestamp | nil, message, reason_code
  *
  * The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…][,v0=<hex>…]`: one
  * element list split on ',' (spaces or tabs after a comma are skipped, as
@@ -55,22 +55,14 @@ typedef struct {
     size_t len;
 } wh_secret;
 
-static int wh_hex_value(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes exactly 64 hex digits into out[32]; 0 on success, -1 otherwise. */
 static int wh_decode_sig(const char *v, size_t n, unsigned char out[32])
 {
     if (n != 64)
         return -1;
     for (size_t i = 0; i < 32; i++) {
-        int hi = wh_hex_value((unsigned char)v[2 * i]);
-        int lo = wh_hex_value((unsigned char)v[2 * i + 1]);
+        int hi = sc_hex_digit((unsigned char)v[2 * i]);
+        int lo = sc_hex_digit((unsigned char)v[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);
@@ -147,12 +139,12 @@ static const char *wh_parse(wh_header *h, const char *s, size_t n)
     return NULL;
 }
 
-/* Stack: [-0, +3]. */
+/* nil, message, code (the core's error order).  Stack: [-0, +3]. */
 static int wh_fail(lua_State *L, const char *code, const char *msg)
 {
     lua_pushnil(L);
-    lua_pushstring(L, code);
     lua_pushstring(L, msg);
+    lua_pushstring(L, code);
     return 3;
 }
 

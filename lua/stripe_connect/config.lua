@@ -34,6 +34,7 @@
 -- STRIPE_WEBHOOK_SECRETS, TOKEN_KEYS) may instead come from a file named by NAME_FILE
 -- (its contents, surrounding white space trimmed), e.g. a 0600 file or a
 -- container secret, so the value stays out of the process environment.
+local util = require "stripe_connect.util"
 local state = require "stripe_connect.state"
 local tokens = require "stripe_connect.tokens"
 
@@ -103,24 +104,17 @@ local function base_url(s)
   return (s:gsub("/+$", "")), scheme == "https"
 end
 
-local function split_list(s)
-  local out = {}
-  for item in (s .. ","):gmatch("([^,]*),") do
-    item = trim(item)
-    if item then out[#out + 1] = item end
-  end
-  return out
-end
-
 local function number_in(s, lo, hi)
   local n = tonumber(s)
   if not n or n < lo or n > hi then return nil end
   return n
 end
 
--- load(getenv) -> config | nil, problems
--- getenv: function(name) -> string|nil (default os.getenv).
-function M.load(getenv)
+-- load(getenv [, ignore]) -> config | nil, problems
+-- getenv: function(name) -> string|nil (default os.getenv).  ignore: a set of
+-- setting names whose problems (NAME … and NAME_FILE …) are dropped, for a
+-- script that does not use them (the config's fields for them may be nil).
+function M.load(getenv, ignore)
   getenv = getenv or os.getenv
   local problems = {}
   local unreadable = {} -- NAME whose NAME_FILE could not be read: that is its one problem
@@ -185,7 +179,7 @@ function M.load(getenv)
   local redirects = get("REDIRECT_URIS")
   if redirects then
     c.redirect_uris = {}
-    for _, u in ipairs(split_list(redirects)) do
+    for _, u in ipairs(util.split_list(redirects)) do
       local ok, https = base_url(u)
       if not ok then
         problem("REDIRECT_URIS: %q is not an http(s) URL without query or fragment", u)
@@ -245,7 +239,7 @@ function M.load(getenv)
 
   local whsecs = get("STRIPE_WEBHOOK_SECRETS")
   if whsecs then
-    c.webhook_secrets = split_list(whsecs)
+    c.webhook_secrets = util.split_list(whsecs)
     if #c.webhook_secrets == 0 then problem("STRIPE_WEBHOOK_SECRETS is set but lists no secret") end
     for i, w in ipairs(c.webhook_secrets) do
       if not w:match("^whsec_[%w_]+$") then
@@ -301,7 +295,8 @@ function M.load(getenv)
   local kept = {}
   for _, pr in ipairs(problems) do
     local name = pr:match("^([%u_]+) is not set")
-    if not (name and unreadable[name]) then kept[#kept + 1] = pr end
+    local about = pr:match("^([%u_]+)"):gsub("_FILE$", "")
+    if not (name and unreadable[name]) and not (ignore and ignore[about]) then kept[#kept + 1] = pr end
   end
   problems = kept
   if #problems > 0 then return nil, problems end
@@ -315,9 +310,9 @@ function M.format_problems(problems)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- load_or_exit(getenv) -> config; prints the problems and exits 2 otherwise.
-function M.load_or_exit(getenv)
-  local c, problems = M.load(getenv)
+-- load_or_exit(getenv [, ignore]) -> config; prints the problems and exits 2 otherwise.
+function M.load_or_exit(getenv, ignore)
+  local c, problems = M.load(getenv, ignore)
   if c then return c end
   io.stderr:write(M.format_problems(problems))
   io.stderr:flush()

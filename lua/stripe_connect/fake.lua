@@ -1,7 +1,7 @@
 -- stripe_connect.fake — an offline Stripe Connect (OAuth for Standard
 -- accounts) for tests and local development, served by
 -- `stripe-connect serve scripts/fake_connect.lua`.  It behaves as
--- PROTOCOL.md §1–3 and §6 document: the authorize consent page, single-use
+-- doc/PROTOCOL.md §1–3 and §6 document: the authorize consent page, single-use
 -- codes that expire after 5 minutes and revoke the connection when reused,
 -- key-mode checks, refresh with an equal or narrower scope, deauthorize,
 -- JSON error bodies, and signed `account.application.deauthorized` events.
@@ -22,6 +22,7 @@ local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
 local webhook = require "stripe_connect.webhook"
+local router = require "stripe_connect.router"
 
 local M = {}
 
@@ -42,15 +43,6 @@ local NO_AUTH = "No authentication was provided. Send your secret API key using 
 local REUSED = "This authorization code has already been used. All tokens issued with " ..
   "this code have been revoked."
 
-local function split_list(s)
-  local out = {}
-  for item in (s or ""):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
-    if item ~= "" then out[#out + 1] = item end
-  end
-  return out
-end
-
 -- config_from_env([getenv]) -> config for M.new, from FAKE_CLIENT_ID,
 -- FAKE_SECRET_KEY, FAKE_REDIRECT_URIS, FAKE_WEBHOOK_URL, FAKE_WEBHOOK_SECRETS
 -- (comma lists), FAKE_PLATFORM_NAME and FAKE_ISSUED_LOG; unset or empty →
@@ -65,9 +57,9 @@ function M.config_from_env(getenv)
   return {
     client_id = get("FAKE_CLIENT_ID") or M.DEFAULTS.client_id,
     secret_key = get("FAKE_SECRET_KEY") or M.DEFAULTS.secret_key,
-    redirect_uris = uris and split_list(uris) or util.copy(M.DEFAULTS.redirect_uris),
+    redirect_uris = uris and util.split_list(uris) or util.copy(M.DEFAULTS.redirect_uris),
     webhook_url = get("FAKE_WEBHOOK_URL"),
-    webhook_secrets = secrets and split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
+    webhook_secrets = secrets and util.split_list(secrets) or util.copy(M.DEFAULTS.webhook_secrets),
     platform_name = get("FAKE_PLATFORM_NAME") or M.DEFAULTS.platform_name,
     issued_log = get("FAKE_ISSUED_LOG"),
   }
@@ -135,11 +127,7 @@ function Fake:issued(value)
 end
 
 -- ------------------------------------------------------------ answers
-local JSON_HEADERS = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" }
-
-local function json(status, body)
-  return { status = status, headers = util.copy(JSON_HEADERS), body = type(body) == "string" and body or cjson.encode(body) }
-end
+local json = util.json_response
 
 local function oauth_error(status, code, description, state)
   return json(status, { error = code, error_description = description, state = state })
@@ -211,8 +199,7 @@ function Fake:fault(path)
       if f.count <= 0 then table.remove(self.faults, i) end
       if f.delay and f.delay > 0 then (self.config.sleep or core.sleep)(f.delay) end
       if f.status then
-        return { status = f.status, headers = util.copy(JSON_HEADERS),
-                 body = f.body or cjson.encode{ error = { type = "api_error", message = "Injected fault." } } }
+        return json(f.status, f.body or { error = { type = "api_error", message = "Injected fault." } })
       end
       return nil
     end
@@ -274,7 +261,7 @@ body{font:16px/1.5 system-ui,sans-serif;background:#f6f9fc;color:#1a1f36;margin:
 main{max-width:34rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002}
 .badge{display:inline-block;background:#ffe8a3;padding:.1rem .5rem;border-radius:4px;font-size:.8rem}
 dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{font-size:.9rem;word-break:break-all}
-table{border-collapse:collapse;margin:.5rem 0}td{border-top:1px solid #e3e8ee;padding:.2rem .6rem .2rem 0}
+table{border-collapse:collapse;margin:.5rem 0}td{border-top:1px solid #e3e8ee;padding:.2rem .6rem .2rem 0;overflow-wrap:anywhere}
 label{display:block;margin:1rem 0}input[type=text]{width:100%;padding:.4rem;box-sizing:border-box}
 button{font:inherit;padding:.5rem 1.2rem;margin-right:.5rem;border-radius:4px;border:1px solid #635bff;cursor:pointer}
 button[value=approve]{background:#635bff;color:#fff}button[value=deny]{background:#fff;color:#635bff}
@@ -745,9 +732,10 @@ function Fake:v1_fault(path, when)
 end
 
 -- v1(handler) -> a route handler: faults, authentication, idempotency,
--- and the /__fake/api_requests log.  handler(self, req, form, acting, livemode, ...)
+-- and the /__fake/api_requests log.  handler(self, req, form, acting,
+-- livemode, captures…) (the route's req.params).
 function Fake:v1(handler)
-  return function(req, ...)
+  return function(req)
     local rec = { method = req.method, path = req.path, account = req.headers and req.headers["stripe-account"] }
     local key = req.headers and req.headers["idempotency-key"]
     rec.idempotency_key = key
@@ -778,7 +766,7 @@ function Fake:v1(handler)
       if not form then
         answer = stripe_error(400, "invalid_request_error", "Malformed form body.")
       else
-        answer = handler(self, req, form, acting, livemode, ...)
+        answer = handler(self, req, form, acting, livemode, (table.unpack or unpack)(req.params or {}))
       end
       answer.headers["Request-Id"] = random_id("req_", 7)
       if slot and answer.status < 500 then
@@ -958,6 +946,7 @@ local function html_page(status, title, body)
       ["X-Frame-Options"] = "DENY", ["Referrer-Policy"] = "no-referrer",
       ["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
     }, body = table.concat{ '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
+      '<meta name="viewport" content="width=device-width, initial-scale=1">',
       "<title>", util.html(title), "</title><style>", PAGE_STYLE, "</style></head>\n<body><main>",
       body, "</main></body></html>\n" } }
 end
@@ -1045,7 +1034,8 @@ end
 
 -- ------------------------------------------------------------ routing
 -- routes() -> the app's routes: { METHOD, PATH (exact, or a Lua pattern
--- starting with ^), handler(req, captures…) }.
+-- starting with ^), handler(req) } (captures in req.params, as
+-- stripe_connect.router puts them).
 function Fake:routes()
   local s = self
   return {
@@ -1056,7 +1046,7 @@ function Fake:routes()
                                                { "client_id", "stripe_user_id" }) },
     { "GET", "/__fake/requests", function() return list(s.requests) end },
     { "GET", "/__fake/accounts", function() return s:accounts_list() end },
-    { "POST", "^/__fake/accounts/(acct_[%w_]+)/disconnect$", function(req, acct) return s:disconnect(req, acct) end },
+    { "POST", "^/__fake/accounts/(acct_[%w_]+)/disconnect$", function(req) return s:disconnect(req, req.params[1]) end },
     { "GET", "/__fake/events", function() return s:events_list() end },
     { "GET", "/__fake/clock", function(req) return s:clock(req) end },
     { "POST", "/__fake/clock", function(req) return s:clock(req) end },
@@ -1067,7 +1057,7 @@ function Fake:routes()
     { "DELETE", "/__fake/fail", function(req) return s:faults_control(req) end },
     { "GET", "/__fake/api_requests", function() return s:api_requests_list() end },
     { "GET", "/__fake/objects", function() return s:objects_list() end },
-    { "POST", "^/__fake/accounts/(acct_[%w_]+)/complete$", function(req, acct) return s:complete_account(acct) end },
+    { "POST", "^/__fake/accounts/(acct_[%w_]+)/complete$", function(req) return s:complete_account(req.params[1]) end },
     { "GET", "/v1/account", s:v1(v1_account) },
     { "POST", "/v1/accounts", s:v1(v1_accounts_create) },
     { "GET", "^/v1/accounts/(acct_[%w_]+)$", s:v1(v1_accounts_retrieve) },
@@ -1075,36 +1065,24 @@ function Fake:routes()
     { "POST", "/v1/customers", s:v1(v1_customers_create) },
     { "GET", "/v1/customers", s:v1(v1_customers_list) },
     { "GET", "^/v1/customers/(cus_[%w_]+)$", s:v1(v1_customers_retrieve) },
-    { "GET", "^/setup/s/(%x+)$", function(req, token) return s:onboarding_page(req, token) end },
-    { "POST", "^/setup/s/(%x+)/submit$", function(req, token) return s:onboarding_submit(req, token) end },
+    { "GET", "^/setup/s/(%x+)$", function(req) return s:onboarding_page(req, req.params[1]) end },
+    { "POST", "^/setup/s/(%x+)/submit$", function(req) return s:onboarding_submit(req, req.params[1]) end },
     { "*", "^/v1/", v1_unknown },
   }
 end
 
--- handler() -> function(req) -> res, routing with routes(): unknown path 404,
--- known path with another method 405 (JSON answers, as Stripe's).
+-- handler() -> function(req) -> res, routing routes() with
+-- stripe_connect.router: unknown path 404, known path with another method
+-- 405 (JSON answers, as Stripe's; HEAD is not GET here).
 function Fake:handler()
-  local routes = self:routes()
-  return function(req)
-    local path_known = false
-    for _, r in ipairs(routes) do
-      local captures
-      if r[2]:sub(1, 1) == "^" then
-        captures = { req.path:match(r[2]) }
-        if #captures == 0 then captures = nil end
-      elseif r[2] == req.path then
-        captures = {}
-      end
-      if captures then
-        path_known = true
-        if r[1] == "*" or r[1] == req.method then
-          return r[3](req, (table.unpack or unpack)(captures))
-        end
-      end
-    end
-    if path_known then return api_error(405, "Method " .. req.method .. " not allowed for " .. req.path .. ".") end
-    return v1_unknown(req)
-  end
+  local dispatch = router.new(self:routes(), {
+    head_is_get = false,
+    not_found = v1_unknown,
+    method_not_allowed = function(req)
+      return api_error(405, "Method " .. req.method .. " not allowed for " .. req.path .. ".")
+    end,
+  })
+  return dispatch
 end
 
 return M

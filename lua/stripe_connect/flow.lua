@@ -1,9 +1,19 @@
--- stripe_connect.flow — the Connect flow, transport-agnostic: requests and
--- responses are plain tables (the serve contract's `req` / `res`), so the
--- same code runs under `stripe-connect serve`, in nginx, and in unit specs.
+-- stripe_connect.flow — the Connect flow, transport-agnostic: requests are
+-- plain tables (the request table `req` of `serve` (doc/reference.md, Apps)) and the answers are outcome
+-- tables, which stripe_connect.pages (or the policy's render hook) turns
+-- into a response, so the same code runs under `stripe-connect serve`, in
+-- nginx, and in unit specs, and a platform can answer with its own pages.
 --
---   begin(ctx, req)    GET /connect: mint a browser-bound state, 302 to Stripe
---   complete(ctx, req) GET /oauth/callback: verify, consume once, exchange, store
+--   begin(ctx, req)     GET /connect: mint a browser-bound state, 302 to Stripe
+--   complete(ctx, req)  GET /oauth/callback: verify, consume once, exchange, store
+--   connected(ctx, req) GET /connected: the success page, for its browser only
+--
+-- An outcome: { kind, status, reason?, location?, account_id?, set_cookie? }
+--   kind "authorize"  302 to `location` (Stripe), `set_cookie` the binding cookie
+--   kind "connected"  303 to `location` (return_to or /connected), `account_id`
+--   kind "account"    200, the success page of `account_id`
+--   kind "denied"     200, reason "access_denied"
+--   kind "error"      `status` and `reason` (a key of M.STATUS)
 --   deauthorize(ctx, id, source), refresh(ctx, id): account operations shared
 --     by the admin routes and the ad hoc scripts
 --
@@ -33,7 +43,6 @@
 -- outcome and never calls the token endpoint itself.
 local core = require "stripe_connect.core"
 local state = require "stripe_connect.state"
-local pages = require "stripe_connect.pages"
 local util = require "stripe_connect.util"
 
 local M = {}
@@ -45,53 +54,22 @@ local M = {}
 -- at most 300 s.
 local function flow_margin(ttl) return math.min(ttl, 300) end
 
--- Each failure reason: HTTP status and the words the page shows.
-M.REASONS = {
-  missing_state   = { 403, "This connection link is not valid",
-                      "The answer from Stripe did not carry the security token we sent. Please start again." },
-  malformed       = { 403, "This connection link is not valid",
-                      "The security token in this link is damaged or was changed. Please start again." },
-  unknown_key     = { 403, "This connection link is not valid",
-                      "This link was made with a key we no longer use. Please start again." },
-  bad_signature   = { 403, "This connection link is not valid",
-                      "The security token in this link was changed. Please start again." },
-  expired         = { 403, "This connection link has expired",
-                      "Connecting took longer than we allow. Please start again." },
-  no_binding      = { 403, "Please finish in the browser where you started",
-                      "This connection was started in another browser, or your cookies were cleared. " ..
-                      "For your security, start again here." },
-  other_browser   = { 403, "Please finish in the browser where you started",
-                      "This connection was started in another browser. For your security, start again here." },
-  access_denied   = { 200, "You declined to connect",
-                      "No account was connected. You can try again whenever you like." },
-  stripe_refused  = { 400, "Stripe could not start the connection",
-                      "Stripe reported a problem with the connection request. Please start again." },
-  missing_code    = { 400, "The answer from Stripe is incomplete",
-                      "Stripe's answer did not include an authorization code. Please start again." },
-  invalid_grant   = { 400, "This connection link was already used or has expired",
-                      "Stripe no longer accepts this authorization. Please start again." },
-  oauth_error     = { 400, "Stripe refused the connection",
-                      "Stripe did not accept the authorization. Please start again." },
-  stripe_timeout  = { 504, "Stripe did not answer in time",
-                      "We could not finish connecting because Stripe took too long to answer. Please try again in a moment." },
-  stripe_unreachable = { 502, "We could not reach Stripe",
-                      "We could not finish connecting because Stripe could not be reached. Please try again in a moment." },
-  stripe_error    = { 502, "Stripe had a problem",
-                      "Stripe answered with an error. Please try again in a moment." },
-  store_unavailable = { 503, "Something went wrong on our side",
-                      "We could not record the connection. Please try again in a moment." },
-  interrupted     = { 502, "We could not finish connecting",
-                      "Connecting was interrupted on our side. Please start again." },
-  other_owner     = { 403, "Please finish while signed in as the user who started",
-                      "This connection was started by another user of this site. Sign in as that user, or start again." },
-  in_progress     = { 503, "Still connecting",
-                      "This connection is still being completed. Reload this page in a moment." },
+-- Each failure reason's HTTP status (the words the page shows are the
+-- pages module's: stripe_connect.pages.REASONS).
+M.STATUS = {
+  missing_state = 403, malformed = 403, unknown_key = 403, bad_signature = 403, expired = 403,
+  no_binding = 403, other_browser = 403, other_owner = 403, access_denied = 200,
+  stripe_refused = 400, missing_code = 400, invalid_grant = 400, oauth_error = 400,
+  stripe_timeout = 504, stripe_unreachable = 502, stripe_error = 502, interrupted = 502,
+  store_unavailable = 503, in_progress = 503,
+  -- GET /connected
+  invalid_link = 400, not_shown = 403,
 }
 
 local function defaults(ctx)
   ctx.now = ctx.now or os.time
   ctx.sleep = ctx.sleep or core.sleep
-  ctx.log = ctx.log or function(msg) io.stderr:write(msg, "\n") end
+  ctx.log = ctx.log or util.stderr_log
   ctx.oauth = ctx.oauth or require("stripe_connect.oauth")
   ctx.metrics = ctx.metrics or require("stripe_connect.metrics")
   ctx.event = ctx.event or function() end
@@ -133,33 +111,8 @@ local function callback_metric(ctx, req, outcome_label, reason, fields)
   ctx.event(name, req, fields, name == "store_error" and "error" or ev[2])
 end
 
--- The headers of a redirect (302 to Stripe, 303 back into the site).
-local function redirect_headers(location, set_cookie)
-  return { ["Cache-Control"] = "no-store", ["Referrer-Policy"] = "no-referrer", Location = location,
-    ["Set-Cookie"] = set_cookie, ["Content-Type"] = "text/plain; charset=utf-8" }
-end
-
--- render(outcome) -> res.  outcome: { kind, status, reason, location?, account_id? }
-function M.render(outcome)
-  -- Outcomes read back from a store may carry 303.0 (JSON numbers).
-  local status = math.floor(tonumber(outcome.status) or 502)
-  if status == 303 then
-    return { status = 303, headers = redirect_headers(outcome.location), body = "" }
-  end
-  local r = M.REASONS[outcome.reason] or M.REASONS.stripe_error
-  local headers = pages.headers()
-  headers["Cache-Control"], headers["Referrer-Policy"] = "no-store", "no-referrer"
-  if outcome.reason == "in_progress" then headers["Retry-After"] = "2" end
-  return {
-    status = status,
-    headers = headers,
-    body = pages.problem{ title = r[2], message = r[3],
-      retry = outcome.reason ~= "in_progress" },
-  }
-end
-
 local function failure(reason)
-  return { kind = reason == "access_denied" and "denied" or "error", status = M.REASONS[reason][1], reason = reason }
+  return { kind = reason == "access_denied" and "denied" or "error", status = M.STATUS[reason], reason = reason }
 end
 
 -- ------------------------------------------------------------------ begin
@@ -213,8 +166,9 @@ local function authorize_head(ctx)
   return head
 end
 
--- begin(ctx, req) -> res: 302 to Stripe's authorize page with a fresh state,
--- setting (or refreshing) the browser-binding cookie.
+-- begin(ctx, req) -> outcome { kind = "authorize", status = 302, location =
+-- Stripe's authorize URL with a fresh state, set_cookie = the browser-binding
+-- cookie (new or refreshed) }.
 function M.begin(ctx, req)
   defaults(ctx)
   local cfg, policy = ctx.config, ctx.policy
@@ -236,11 +190,8 @@ function M.begin(ctx, req)
   end
   count(ctx, "stripe_connect_connect_total")
   ctx.event("connect_started", req)
-  return {
-    status = 302,
-    headers = redirect_headers(location, state.binding_cookie(binding, cfg.secure and SECURE or PLAIN)),
-    body = "",
-  }
+  return { kind = "authorize", status = 302, location = location,
+    set_cookie = state.binding_cookie(binding, cfg.secure and SECURE or PLAIN) }
 end
 
 -- --------------------------------------------------------------- complete
@@ -346,55 +297,49 @@ function M.mark_completed_by(ctx, a, binding)
   if not ok then ctx.log("connected: recording the browser of " .. a.id .. " failed: " .. tostring(err)) end
 end
 
--- connected_page(ctx, req) -> res for GET /connected?account=acct_….
--- The success page is shown only to the browser that connected the account
--- (its binding cookie's digest is the account's completed_by) while the
--- account is connected; anyone else gets the same 403 whatever the account's
--- state, so the page tells no one else whether an account is connected.  A
--- missing, repeated or malformed id is a 400.
-function M.connected_page(ctx, req)
+-- connected(ctx, req) -> outcome for GET /connected?account=acct_….
+-- The success page (kind "account", status 200, account_id) is shown only
+-- to the browser that connected the account (its binding cookie's digest is
+-- the account's completed_by) while the account is connected; anyone else
+-- gets the same 403 (reason "not_shown") whatever the account's state, so
+-- the page tells no one else whether an account is connected.  A missing,
+-- repeated or malformed id is a 400 ("invalid_link").
+function M.connected(ctx, req)
   defaults(ctx)
   local id = req.args and req.args.account
-  local headers = pages.headers()
-  headers["Cache-Control"], headers["Referrer-Policy"] = "no-store", "no-referrer"
   if type(id) ~= "string" or #id > 255 or not id:match("^acct_[%w]+$") then
-    return { status = 400, headers = headers, body = pages.problem{ title = "This link is not valid",
-      message = "The address of this page is incomplete or was changed. Please start again." } }
+    return failure("invalid_link")
   end
   local a, err = ctx.store:get_account(id)
   if not a and err then
     ctx.log("connected: reading the account failed: " .. tostring(err))
-    local r = M.REASONS.store_unavailable
-    return { status = r[1], headers = headers, body = pages.problem{ title = r[2], message = r[3] } }
+    return failure("store_unavailable")
   end
   local digest = M.completed_by(binding_of(ctx, req))
   if a and a.status == "connected" and digest and type(a.completed_by) == "string"
      and core.equal(a.completed_by, digest) then
-    return { status = 200, headers = headers, body = pages.connected(a.id) }
+    return { kind = "account", status = 200, account_id = a.id }
   end
-  return { status = 403, headers = headers, body = pages.problem{ title = "Please use the browser you connected with",
-    message = "This page shows a connection only in the browser that made it. " ..
-      "If you connected an account, it is listed where you started." } }
+  return failure("not_shown")
 end
 
--- complete(ctx, req) -> res for GET /oauth/callback.
-function M.complete(ctx, req)
-  defaults(ctx)
-  local cfg, policy, store = ctx.config, ctx.policy, ctx.store
-  local args = req.args or {}
+-- The callback's state, verified -> claims | nil, outcome (the answer when
+-- it does not verify; nothing is claimed then).
+local function verified_state(ctx, req, args)
+  local cfg, policy = ctx.config, ctx.policy
   local binding = binding_of(ctx, req)
-  local claims, code = state.verify(cfg.keyring, first(args.state), {
+  local claims, _, code = state.verify(cfg.keyring, first(args.state), {
     binding = binding or (req.cookies and req.cookies[state.cookie_name(cfg.secure)]),
     ttl = cfg.state_ttl, now = ctx.now(),
   })
   if claims then claims.binding = binding end
   if not claims and code == "missing" and first(args.error) then
-    -- Stripe's error redirect may come without a state (PROTOCOL.md §1):
+    -- Stripe's error redirect may come without a state (doc/PROTOCOL.md §1):
     -- show what Stripe said; nothing is claimed and no hook runs, since
     -- anyone can request this URL.
     local reason = first(args.error) == "access_denied" and "access_denied" or "stripe_refused"
     callback_metric(ctx, req, "unverified", reason)
-    return M.render(failure(reason))
+    return nil, failure(reason)
   end
   if claims and claims.account then claims, code = nil, "malformed" end -- an onboarding token
   if claims and claims.owner and (policy.owner and policy.owner(req)) ~= claims.owner then
@@ -404,34 +349,64 @@ function M.complete(ctx, req)
     local reason = code == "missing" and "missing_state" or code
     callback_metric(ctx, req, "rejected", reason)
     policy.on_error({ reason = reason, status = 403 }, req)
-    return M.render(failure(reason))
+    return nil, failure(reason)
   end
+  return claims
+end
 
+-- Claims the state's flow in the store -> true | nil, outcome (the answer
+-- of a flow claimed before: its recorded outcome, or a failure).
+local function claimed(ctx, req, claims)
   -- Keep the flow record while this state verifies (STATE_TTL), plus the
   -- clock margin; the timer sweeps it after that (app.lua).  Raising
   -- STATE_TTL lets the states of already swept flows verify again in the
   -- same browser; their codes are single-use at Stripe (invalid_grant).
-  local ttl = cfg.state_ttl or state.DEFAULT_TTL
+  local ttl = ctx.config.state_ttl or state.DEFAULT_TTL
   local keep_until = claims.issued_at + ttl + flow_margin(ttl)
-  local claimed, recorded = store:claim_flow(claims.nonce, keep_until)
-  if claimed == nil then
+  local ok, recorded = ctx.store:claim_flow(claims.nonce, keep_until)
+  if ok == nil then
     ctx.log("callback: store failed to claim the flow: " .. tostring(recorded))
     callback_metric(ctx, req, "error", "store_unavailable")
-    return M.render(failure("store_unavailable"))
+    return nil, failure("store_unavailable")
   end
-  if not claimed then
-    local outcome = recorded or abandoned(ctx, claims.nonce) or await_outcome(ctx, claims.nonce)
-    if not outcome then
-      callback_metric(ctx, req, "in_progress", "in_progress")
-      return M.render(failure("in_progress"))
-    end
-    callback_metric(ctx, req, "replayed", outcome.reason or outcome.kind)
-    return M.render(outcome)
+  if ok then return true end
+  local outcome = recorded or abandoned(ctx, claims.nonce) or await_outcome(ctx, claims.nonce)
+  if not outcome then
+    callback_metric(ctx, req, "in_progress", "in_progress")
+    return nil, failure("in_progress")
   end
+  callback_metric(ctx, req, "replayed", outcome.reason or outcome.kind)
+  return nil, outcome
+end
+
+-- Counts and logs a claimed flow's outcome and runs on_denied / on_error.
+local function report(ctx, req, outcome, err)
+  local fields = { account = outcome.account_id }
+  if type(err) == "table" then fields.stripe_error = err.error or err.code end
+  callback_metric(ctx, req, outcome.kind, outcome.reason, fields)
+  if outcome.kind == "denied" then
+    ctx.policy.on_denied(err, req)
+  elseif outcome.kind == "error" then
+    local e = { reason = outcome.reason, status = outcome.status }
+    if type(err) == "table" then e.error, e.description, e.code = err.error, err.description, err.code end
+    ctx.policy.on_error(e, req)
+  end
+end
+
+-- complete(ctx, req) -> outcome for GET /oauth/callback: { kind =
+-- "connected", status = 303, location, account_id } or { kind = "denied" |
+-- "error", status, reason }.  The outcome is recorded with the flow, and a
+-- replay of the same callback answers it again.
+function M.complete(ctx, req)
+  defaults(ctx)
+  local args = req.args or {}
+  local claims, answer = verified_state(ctx, req, args)
+  if not claims then return answer end
+  local ok, replayed = claimed(ctx, req, claims)
+  if not ok then return replayed end
 
   local outcome, err
-  local stripe_error = first(args.error)
-  local auth_code = first(args.code)
+  local stripe_error, auth_code = first(args.error), first(args.code)
   if stripe_error then
     outcome = failure(stripe_error == "access_denied" and "access_denied" or "stripe_refused")
     err = { error = stripe_error, description = first(args.error_description) }
@@ -440,20 +415,10 @@ function M.complete(ctx, req)
   else
     outcome, err = exchange(ctx, req, auth_code, claims)
   end
-  local ok, rerr = store:record_outcome(claims.nonce, outcome)
-  if not ok then ctx.log("callback: recording the outcome failed: " .. tostring(rerr)) end
-
-  local fields = { account = outcome.account_id }
-  if type(err) == "table" then fields.stripe_error = err.error or err.code end
-  callback_metric(ctx, req, outcome.kind, outcome.reason, fields)
-  if outcome.kind == "denied" then
-    policy.on_denied(err, req)
-  elseif outcome.kind == "error" then
-    local e = { reason = outcome.reason, status = outcome.status }
-    if type(err) == "table" then e.error, e.description, e.code = err.error, err.description, err.code end
-    policy.on_error(e, req)
-  end
-  return M.render(outcome)
+  local rok, rerr = ctx.store:record_outcome(claims.nonce, outcome)
+  if not rok then ctx.log("callback: recording the outcome failed: " .. tostring(rerr)) end
+  report(ctx, req, outcome, err)
+  return outcome
 end
 
 -- ------------------------------------------------------ account operations
@@ -469,7 +434,7 @@ end
 -- Secrets, codes and tokens are redacted.
 local function stripe_op_error(ctx, what, err)
   local reason = token_failure_reason(err)
-  local status = (reason == "invalid_grant" or reason == "oauth_error") and 400 or M.REASONS[reason][1]
+  local status = (reason == "invalid_grant" or reason == "oauth_error") and 400 or M.STATUS[reason]
   local cfg, e = ctx.config, type(err) == "table" and err or {}
   local msg
   if reason == "invalid_grant" then

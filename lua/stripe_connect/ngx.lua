@@ -7,9 +7,9 @@
 --   location / { content_by_lua_block { require("stripe_connect.ngx").handle() } }
 --
 -- The seams, so that app.lua / flow.lua / webhook.lua run unchanged:
--- * requests and responses: ngx's request becomes the serve contract's `req`
+-- * requests and responses: ngx's request becomes the request table `req` of `serve` (doc/reference.md, Apps)
 --   table and the handler's `res` is written back (request(), respond());
---   the routes are dispatched as the host's router does (exact paths, Lua
+--   the routes are dispatched by stripe_connect.router, as under the host (exact paths, Lua
 --   patterns with captures in req.params, 404, 405 with Allow, HEAD on GET);
 -- * Stripe: the OAuth calls and the API client go through
 --   stripe_connect.ngx_http (cosockets, non-blocking), waits use ngx.sleep;
@@ -190,10 +190,7 @@ function M.init_worker()
     metrics = metrics, oauth = oauth_module(), transport = require("stripe_connect.ngx_http").request,
     sleep = ngx.sleep,
   }
-  S.routes = {}
-  for i, r in ipairs(routes) do
-    S.routes[i] = { method = r[1], path = r[2], pattern = r[2]:sub(1, 1) == "^", handler = r[3] }
-  end
+  S.dispatch = require("stripe_connect.router").new(routes)
 end
 
 -- ------------------------------------------------------------- requests
@@ -206,7 +203,7 @@ local function plain(status, body, extra)
   return { status = status, headers = headers, body = body }
 end
 
--- request() -> req (the serve contract's table) | nil, res (the request is
+-- request() -> req (`serve`'s request table, doc/reference.md: Apps) | nil, res (the request is
 -- refused: a query that does not parse, a body nginx kept in a file).
 function M.request()
   local uri = ngx.var.request_uri
@@ -237,30 +234,6 @@ function M.request()
     remote_port = tonumber(ngx.var.remote_port) }
 end
 
--- dispatch(routes, req) -> res, as the host's router.
-function M.dispatch(routes, req)
-  local path, method, allowed = req.path, req.method, nil
-  for i = 1, #routes do
-    local r, caps = routes[i], nil
-    if r.pattern then
-      local m = { path:find(r.path) }
-      if m[1] then caps = { (table.unpack or unpack)(m, 3) } end
-    elseif r.path == path then
-      caps = {}
-    end
-    if caps then
-      if r.method == "*" or r.method == method or (method == "HEAD" and r.method == "GET") then
-        req.params = caps
-        return r.handler(req)
-      end
-      allowed = allowed or {}
-      allowed[#allowed + 1] = r.method
-    end
-  end
-  if allowed then return plain(405, "405 Method Not Allowed\n", { Allow = table.concat(allowed, ", ") }) end
-  return plain(404, "404 Not Found\n")
-end
-
 local DROPPED = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true, date = true }
 
 -- respond(res, method): writes the handler's response.
@@ -283,7 +256,7 @@ function M.handle()
   local req, refused = M.request()
   local res = refused
   if req then
-    local ok, r = xpcall(M.dispatch, debug.traceback, S.routes, req)
+    local ok, r = xpcall(S.dispatch, debug.traceback, req)
     if ok and type(r) == "table" then
       res = r
     else

@@ -1,6 +1,6 @@
 -- stripe_connect.oauth — Stripe Connect OAuth (Standard accounts):
 -- the authorize URL builder, and the token / refresh / deauthorize calls with
--- typed errors.  Facts: PROTOCOL.md §1–4.
+-- typed errors.  Facts: doc/PROTOCOL.md §1–4.
 local cjson = require "cjson.safe"
 local core = require "stripe_connect.core"
 
@@ -13,7 +13,7 @@ M.DEFAULT_CONNECT_BASE = "https://connect.stripe.com"
 --
 -- Builds the link that sends a user to Stripe to connect their account:
 -- `{connect_base}/oauth/authorize?response_type=code&client_id=…&scope=…`
--- (`/express/oauth/authorize` with express = true).  Options (PROTOCOL.md §1):
+-- (`/express/oauth/authorize` with express = true).  Options (doc/PROTOCOL.md §1):
 --   client_id               required (ca_…)
 --   response_type           "code" (the default, and the only value Stripe has)
 --   scope                   "read_write" (default, as stripe-node and Stripe's
@@ -115,7 +115,7 @@ local function whole_number(lo, hi)
   end
 end
 
--- Per-field value checks (PROTOCOL.md §1): each answers the value to send, or
+-- Per-field value checks (doc/PROTOCOL.md §1): each answers the value to send, or
 -- nil and a reason.  Light on purpose: Stripe ignores what it does not like.
 local STRIPE_USER_CHECKS = {
   email = pattern_check("^[^%s@]+@[^%s@]+$", "must be an email address"),
@@ -284,7 +284,7 @@ function M.authorize_url(opts)
 end
 
 -- ============================================ token / refresh / deauthorize
--- POST {connect_base}/oauth/token and /oauth/deauthorize (PROTOCOL.md §2–3).
+-- POST {connect_base}/oauth/token and /oauth/deauthorize (doc/PROTOCOL.md §2–3).
 --
 -- Every call takes one options table:
 --   secret_key       the platform's sk_… key, sent as the HTTP Basic user

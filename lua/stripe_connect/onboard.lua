@@ -19,6 +19,7 @@
 -- token (stripe_connect.state, v2: the account id and the owner) bound to the
 -- browser that started, so no one finishes another user's onboarding; with
 -- an `owner` hook the owner must still be the same user.
+local core = require "stripe_connect.core"
 local state = require "stripe_connect.state"
 local flow = require "stripe_connect.flow"
 local pages = require "stripe_connect.pages"
@@ -60,17 +61,13 @@ local function stripe_failure(ctx, step, what, err)
   end
   count(ctx, step, reason)
   ctx.log(string.format("onboard: %s failed (%s): %s", what, reason, tostring(err)))
-  local r = flow.REASONS[reason]
-  return problem(r[1], r[2], r[3])
+  local r = pages.REASONS[reason]
+  return problem(flow.STATUS[reason], r[1], r[2])
 end
 
 local function binding_of(ctx, req)
   local v = req.cookies and req.cookies[state.cookie_name(ctx.config.secure)]
   if state.valid_binding(v) then return v end
-end
-
-local function url_encode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
 -- A link for account id, bound to binding (and owner): -> url | nil, page
@@ -171,8 +168,8 @@ function M.start(ctx, req)
     if not ok then
       ctx.log("onboard: storing account " .. id .. " failed: " .. tostring(serr))
       count(ctx, "start", "store_unavailable")
-      local r = flow.REASONS.store_unavailable
-      return problem(r[1], r[2], r[3])
+      local r = pages.REASONS.store_unavailable
+      return problem(flow.STATUS.store_unavailable, r[1], r[2])
     end
   end
   local url, failed = new_link(ctx, id, binding, owner, "start")
@@ -187,15 +184,15 @@ local function verified(ctx, req, step)
   local t = req.args and req.args.t
   if type(t) == "table" then t = t[1] end
   local binding = binding_of(ctx, req)
-  local claims, code = state.verify(cfg.keyring, t, { binding = binding, ttl = M.TOKEN_TTL, now = ctx.now() })
+  local claims, _, code = state.verify(cfg.keyring, t, { binding = binding, ttl = M.TOKEN_TTL, now = ctx.now() })
   if claims and not claims.account then claims, code = nil, "malformed" end
   if claims and claims.owner and ctx.policy.owner(req) ~= claims.owner then claims, code = nil, "other_owner" end
   if not claims then
     local reason = code == "missing" and "missing_state" or code
     count(ctx, step, reason)
-    local r = flow.REASONS[reason] or flow.REASONS.malformed
-    local title = r[2]:gsub("connection link", "setup link")
-    return nil, problem(403, title, (r[3]:gsub("connection", "account setup")))
+    local r = pages.REASONS[reason] or pages.REASONS.malformed
+    local title = r[1]:gsub("connection link", "setup link")
+    return nil, problem(403, title, (r[2]:gsub("connection", "account setup")))
   end
   return claims, binding
 end
@@ -221,7 +218,7 @@ function M.refresh(ctx, req)
   end
   if a.status == "connected" then
     flow.mark_completed_by(ctx, a, binding)
-    return redirect("/connected?account=" .. url_encode(a.id))
+    return redirect("/connected?account=" .. core.url_encode(a.id))
   end
   local url, failed = new_link(ctx, a.id, binding, claims.owner, "refresh")
   if not url then return failed end
@@ -239,13 +236,14 @@ function M.finish(ctx, req)
   if not a then
     count(ctx, "return", err.reason)
     ctx.log("onboard: return for " .. claims.account .. ": " .. tostring(err.detail or err.message))
-    local r = flow.REASONS[err.reason] or flow.REASONS.stripe_error
-    return problem(r[1], r[2], r[3])
+    local reason = pages.REASONS[err.reason] and flow.STATUS[err.reason] and err.reason or "stripe_error"
+    local r = pages.REASONS[reason]
+    return problem(flow.STATUS[reason], r[1], r[2])
   end
   count(ctx, "return", a.status)
   if a.status == "connected" then
     flow.mark_completed_by(ctx, a, binding)
-    return redirect("/connected?account=" .. url_encode(a.id))
+    return redirect("/connected?account=" .. core.url_encode(a.id))
   end
   if a.status == "disconnected" then
     return problem(409, "This account is no longer connected", "Start again from our home page.")

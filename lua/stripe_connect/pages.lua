@@ -127,6 +127,99 @@ function M.not_found()
     link = { href = "/", text = "Go to the start" } }
 end
 
+-- ------------------------------------------------------ the flow's outcomes
+
+-- Each reason of a failed step (stripe_connect.flow's outcomes; the status
+-- is flow.STATUS's): the page's title and message.
+M.REASONS = {
+  missing_state   = { "This connection link is not valid",
+                      "The answer from Stripe did not carry the security token we sent. Please start again." },
+  malformed       = { "This connection link is not valid",
+                      "The security token in this link is damaged or was changed. Please start again." },
+  unknown_key     = { "This connection link is not valid",
+                      "This link was made with a key we no longer use. Please start again." },
+  bad_signature   = { "This connection link is not valid",
+                      "The security token in this link was changed. Please start again." },
+  expired         = { "This connection link has expired",
+                      "Connecting took longer than we allow. Please start again." },
+  no_binding      = { "Please finish in the browser where you started",
+                      "This connection was started in another browser, or your cookies were cleared. " ..
+                      "For your security, start again here." },
+  other_browser   = { "Please finish in the browser where you started",
+                      "This connection was started in another browser. For your security, start again here." },
+  access_denied   = { "You declined to connect",
+                      "No account was connected. You can try again whenever you like." },
+  stripe_refused  = { "Stripe could not start the connection",
+                      "Stripe reported a problem with the connection request. Please start again." },
+  missing_code    = { "The answer from Stripe is incomplete",
+                      "Stripe's answer did not include an authorization code. Please start again." },
+  invalid_grant   = { "This connection link was already used or has expired",
+                      "Stripe no longer accepts this authorization. Please start again." },
+  oauth_error     = { "Stripe refused the connection",
+                      "Stripe did not accept the authorization. Please start again." },
+  stripe_timeout  = { "Stripe did not answer in time",
+                      "We could not finish connecting because Stripe took too long to answer. Please try again in a moment." },
+  stripe_unreachable = { "We could not reach Stripe",
+                      "We could not finish connecting because Stripe could not be reached. Please try again in a moment." },
+  stripe_error    = { "Stripe had a problem",
+                      "Stripe answered with an error. Please try again in a moment." },
+  store_unavailable = { "Something went wrong on our side",
+                      "We could not record the connection. Please try again in a moment." },
+  interrupted     = { "We could not finish connecting",
+                      "Connecting was interrupted on our side. Please start again." },
+  other_owner     = { "Please finish while signed in as the user who started",
+                      "This connection was started by another user of this site. Sign in as that user, or start again." },
+  in_progress     = { "Still connecting",
+                      "This connection is still being completed. Reload this page in a moment." },
+  invalid_link    = { "This link is not valid",
+                      "The address of this page is incomplete or was changed. Please start again." },
+  not_shown       = { "Please use the browser you connected with",
+                      "This page shows a connection only in the browser that made it. " ..
+                      "If you connected an account, it is listed where you started." },
+}
+
+-- The headers of the flow's answers: none is cached, and none sends the
+-- callback's URL (its code and state) on as a Referer.
+local function flow_headers(hd)
+  hd["Cache-Control"], hd["Referrer-Policy"] = "no-store", "no-referrer"
+  return hd
+end
+
+-- outcome(o) -> res: the default answer to a flow outcome (stripe_connect.flow):
+-- a redirect (302 to Stripe with the binding cookie, 303 back into the site),
+-- the success page, or the problem page of o.reason.
+function M.outcome(o)
+  -- Outcomes read back from a store may carry 303.0 (JSON numbers).
+  local status = math.floor(tonumber(o.status) or 502)
+  if status == 302 or status == 303 then
+    return { status = status, body = "", headers = flow_headers{ Location = o.location, ["Set-Cookie"] = o.set_cookie,
+      ["Content-Type"] = "text/plain; charset=utf-8" } }
+  end
+  local headers = flow_headers(M.headers())
+  if o.kind == "account" then return { status = status, headers = headers, body = M.connected(o.account_id) } end
+  local r = M.REASONS[o.reason] or M.REASONS.stripe_error
+  if o.reason == "in_progress" then headers["Retry-After"] = "2" end
+  return { status = status, headers = headers,
+    body = M.problem{ title = r[1], message = r[2], retry = o.reason ~= "in_progress" } }
+end
+
+-- respond(policy, o, req) -> res: the policy's render hook's answer to
+-- outcome o (policy.render), else outcome(o).  A hook's answer keeps the
+-- flow's safe defaults where it sets none: its status, the binding cookie
+-- (o.set_cookie), Cache-Control: no-store and Referrer-Policy: no-referrer.
+function M.respond(policy, o, req)
+  local res = policy and policy.render and policy.render(o, req)
+  if type(res) ~= "table" then return M.outcome(o) end
+  res.status = res.status or math.floor(tonumber(o.status) or 502)
+  res.body = res.body or ""
+  local hd = res.headers or {}
+  res.headers = hd
+  if o.set_cookie and hd["Set-Cookie"] == nil then hd["Set-Cookie"] = o.set_cookie end
+  if hd["Cache-Control"] == nil then hd["Cache-Control"] = "no-store" end
+  if hd["Referrer-Policy"] == nil then hd["Referrer-Policy"] = "no-referrer" end
+  return res
+end
+
 local function fmt_time(t)
   if not t then return "" end
   return os.date("!%Y-%m-%d %H:%M:%SZ", t)

@@ -20,8 +20,11 @@
 --   on_error(err, req)                any other failed callback (err.reason, err.status)
 --   on_deauthorized(account_id, source)   source "admin", "script" or "webhook"
 --   on_event(event)                   other verified webhook events
+--   render(outcome, req)  -> res | nil: the answer to a flow outcome (GET
+--                            /connect, /oauth/callback, /connected; see
+--                            stripe_connect.flow); nil: the library's pages
 --
--- `req` is the request table of the serve contract (method, path, args,
+-- `req` is the request table of `serve` (doc/reference.md, Apps) (method, path, args,
 -- headers, cookies, …).  Hooks run inside the request; one that raises is
 -- logged and ignored (the flow's answer does not change), so a hook bug never
 -- breaks a connection that Stripe already made.  The webhook endpoint is the
@@ -35,7 +38,7 @@ local M = {}
 M.HOOKS = {
   scope = true, redirect_uri = true, prefill = true, authorize_params = true, return_to = true,
   on_connected = true, on_denied = true, on_error = true, on_deauthorized = true, on_event = true,
-  owner = true,
+  owner = true, render = true,
 }
 
 local SCOPES = { read_write = true, read_only = true }
@@ -45,104 +48,77 @@ local function log_hook_error(log, name, err)
   log(string.format("policy hook %s failed: %s", name, tostring(err)))
 end
 
--- new(hooks, opts) -> policy
--- hooks: a table of the functions above (unknown names raise: typo safety).
--- opts.redirect_uris (the allow-list, required), opts.log (function(msg)).
-function M.new(hooks, opts)
-  hooks = hooks or {}
-  opts = util.check_opts(opts, { redirect_uris = true, log = true }, "policy.new")
+-- The answers of the request hooks, checked: CHECK[name](answer, p, req)
+-- -> what the flow uses (p: the policy, with p.log and p.allowed).
+local CHECK = {}
+
+function CHECK.scope(s, p)
+  if s ~= nil and not SCOPES[s] then
+    p.log("policy: scope hook answered an unknown scope; using read_write")
+    s = nil
+  end
+  return s or "read_write"
+end
+
+function CHECK.redirect_uri(u, p)
+  if u ~= nil and not p.allowed[u] then
+    p.log("policy: redirect_uri hook answered a URI outside REDIRECT_URIS; using the first")
+    u = nil
+  end
+  return u or p.redirect_uris[1]
+end
+
+function CHECK.prefill(t)
+  if type(t) ~= "table" then return nil end
+  local out = {}
+  for k, v in pairs(t) do
+    if type(k) == "string" and (type(v) == "string" or type(v) == "number" or type(v) == "boolean") then
+      out[k] = v
+    end
+  end
+  return next(out) and out or nil
+end
+
+function CHECK.authorize_params(t)
+  if type(t) ~= "table" then return nil end
+  local out = {}
+  for k, v in pairs(t) do
+    if AUTHORIZE_PARAMS[k] then out[k] = v end
+  end
+  return out
+end
+
+-- Without a hook: the return_to query argument of /connect.
+function CHECK.return_to(r, p, req)
+  if not p.hooks.return_to then r = req and req.args and req.args.return_to end
+  if r ~= nil and util.is_local_path(r) then return r end
+  return nil
+end
+
+-- owner -> a non-empty string of at most 256 bytes, or nil.
+function CHECK.owner(o, p)
+  if type(o) == "number" then o = string.format("%d", o) end
+  if o ~= nil and (type(o) ~= "string" or o == "" or #o > 256) then
+    p.log("policy: owner hook answered something other than a string of 1-256 bytes; ignoring it")
+    o = nil
+  end
+  return o
+end
+
+local function check_hooks(hooks)
   assert(type(hooks) == "table", "policy.new: hooks must be a table")
   for k, v in pairs(hooks) do
-    if not M.HOOKS[k] then error("policy: unknown hook '" .. tostring(k) .. "'", 2) end
-    if type(v) ~= "function" then error("policy: hook '" .. k .. "' must be a function", 2) end
+    if not M.HOOKS[k] then error("policy: unknown hook '" .. tostring(k) .. "'", 3) end
+    if type(v) ~= "function" then error("policy: hook '" .. k .. "' must be a function", 3) end
   end
-  local allow = opts.redirect_uris
-  assert(type(allow) == "table" and allow[1], "policy.new: opts.redirect_uris must be a non-empty list")
-  local allowed = {}
-  for _, u in ipairs(allow) do allowed[u] = true end
-  local log = opts.log or function(msg) io.stderr:write(msg, "\n") end
+end
 
-  -- call(name, ...) -> the hook's first result, or nil when absent or raising.
-  local function call(name, ...)
-    local fn = hooks[name]
-    if not fn then return nil end
-    local ok, res = pcall(fn, ...)
-    if not ok then log_hook_error(log, name, res); return nil end
-    return res
-  end
-
-  local p = { hooks = hooks, redirect_uris = allow }
-
-  function p.scope(req)
-    local s = call("scope", req)
-    if s ~= nil and not SCOPES[s] then
-      log("policy: scope hook answered an unknown scope; using read_write")
-      s = nil
-    end
-    return s or "read_write"
-  end
-
-  function p.redirect_uri(req)
-    local u = call("redirect_uri", req)
-    if u ~= nil and not allowed[u] then
-      log("policy: redirect_uri hook answered a URI outside REDIRECT_URIS; using the first")
-      u = nil
-    end
-    return u or allow[1]
-  end
-
-  function p.prefill(req)
-    local t = call("prefill", req)
-    if type(t) ~= "table" then return nil end
-    local out = {}
-    for k, v in pairs(t) do
-      if type(k) == "string" and (type(v) == "string" or type(v) == "number" or type(v) == "boolean") then
-        out[k] = v
-      end
-    end
-    return next(out) and out or nil
-  end
-
-  function p.authorize_params(req)
-    local t = call("authorize_params", req)
-    if type(t) ~= "table" then return nil end
-    local out = {}
-    for k, v in pairs(t) do
-      if AUTHORIZE_PARAMS[k] then out[k] = v end
-    end
-    return out
-  end
-
-  function p.return_to(req)
-    local r
-    if hooks.return_to then
-      r = call("return_to", req)
-    else
-      r = req and req.args and req.args.return_to
-    end
-    if r ~= nil and util.is_local_path(r) then return r end
-    return nil
-  end
-
-  -- owner(req) -> a non-empty string of at most 256 bytes, or nil.
-  function p.owner(req)
-    local o = call("owner", req)
-    if type(o) == "number" then o = string.format("%d", o) end
-    if o ~= nil and (type(o) ~= "string" or o == "" or #o > 256) then
-      log("policy: owner hook answered something other than a string of 1-256 bytes; ignoring it")
-      o = nil
-    end
-    return o
-  end
-
-  for _, name in ipairs({ "on_connected", "on_denied", "on_error", "on_deauthorized", "on_event" }) do
-    p[name] = function(...) return call(name, ...) end
-  end
-  -- The webhook's hooks: a hook that raises is logged and the error passes
-  -- on (the delivery answers 500 and Stripe retries it).
-  p.webhook = {}
+-- The webhook's hooks: a hook that raises is logged and the error passes on
+-- (the delivery answers 500 and Stripe retries it).
+local function webhook_hooks(hooks, log)
+  local w = {}
   for _, name in ipairs({ "on_deauthorized", "on_event" }) do
-    p.webhook[name] = function(...)
+    w[name] = function(...)
       local fn = hooks[name]
       if not fn then return nil end
       local ok, res = pcall(fn, ...)
@@ -153,6 +129,49 @@ function M.new(hooks, opts)
       return res
     end
   end
+  return w
+end
+
+-- new(hooks, opts) -> policy
+-- hooks: a table of the functions above (unknown names raise: typo safety).
+-- opts.redirect_uris (the allow-list, required), opts.log (function(msg)).
+function M.new(hooks, opts)
+  hooks = hooks or {}
+  opts = util.check_opts(opts, { redirect_uris = true, log = true }, "policy.new")
+  check_hooks(hooks)
+  local allow = opts.redirect_uris
+  assert(type(allow) == "table" and allow[1], "policy.new: opts.redirect_uris must be a non-empty list")
+  local allowed = {}
+  for _, u in ipairs(allow) do allowed[u] = true end
+  local log = opts.log or util.stderr_log
+
+  -- call(name, ...) -> the hook's first result, or nil when absent or raising.
+  local function call(name, ...)
+    local fn = hooks[name]
+    if not fn then return nil end
+    local ok, res = pcall(fn, ...)
+    if not ok then log_hook_error(log, name, res); return nil end
+    return res
+  end
+
+  local p = { hooks = hooks, redirect_uris = allow, allowed = allowed, log = log }
+  for name, check in pairs(CHECK) do
+    p[name] = function(req) return check(call(name, req), p, req) end
+  end
+  for _, name in ipairs({ "on_connected", "on_denied", "on_error", "on_deauthorized", "on_event" }) do
+    p[name] = function(...) return call(name, ...) end
+  end
+  -- render(outcome, req) -> the hook's response table, or nil (no hook, it
+  -- raised, or it answered something else: the library's pages answer).
+  function p.render(outcome, req)
+    local res = call("render", outcome, req)
+    if res ~= nil and type(res) ~= "table" then
+      log("policy: render hook answered something other than a response table; using the library's page")
+      res = nil
+    end
+    return res
+  end
+  p.webhook = webhook_hooks(hooks, log)
   return p
 end
 

@@ -45,15 +45,12 @@ local b64e, b64d = core.base64url_encode, core.base64url_decode
 function M.keyring(spec)
   local entries = {}
   if type(spec) == "string" then
-    for item in (spec .. ","):gmatch("([^,]*),") do
-      item = item:match("^%s*(.-)%s*$")
-      if item ~= "" then
-        local kid, secret = item:match("^([^:]*):(.*)$")
-        if not kid then
-          return nil, "each entry must be kid:secret (entry " .. (#entries + 1) .. " has no ':')"
-        end
-        entries[#entries + 1] = { kid = kid, secret = secret }
+    for _, item in ipairs(util.split_list(spec)) do
+      local kid, secret = item:match("^([^:]*):(.*)$")
+      if not kid then
+        return nil, "each entry must be kid:secret (entry " .. (#entries + 1) .. " has no ':')"
       end
+      entries[#entries + 1] = { kid = kid, secret = secret }
     end
   elseif type(spec) == "table" then
     for i, e in ipairs(spec) do
@@ -155,7 +152,7 @@ function M.mint(kr, opts)
     { kid = key.kid, nonce = nonce, issued_at = iat, return_to = rt, owner = owner, account = account }
 end
 
--- verify(keyring, token, opts) -> claims | nil, code, message
+-- verify(keyring, token, opts) -> claims | nil, message, code
 -- opts.binding (the request's binding cookie value, may be nil),
 -- opts.ttl (seconds, default 1800), opts.now.
 -- claims = { kid, nonce, issued_at, expires_at, return_to }.
@@ -164,9 +161,9 @@ end
 function M.verify(kr, token, opts)
   opts = util.check_opts(opts, { binding = true, ttl = true, now = true }, "state.verify")
   assert(type(kr) == "table" and kr.by_kid, "state.verify: keyring expected")
-  if token == nil or token == "" then return nil, "missing", "no state parameter" end
-  if type(token) ~= "string" then return nil, "malformed", "state is not a string" end
-  if #token > M.MAX_TOKEN_BYTES then return nil, "malformed", "state is too long" end
+  if token == nil or token == "" then return nil, "no state parameter", "missing" end
+  if type(token) ~= "string" then return nil, "state is not a string", "malformed" end
+  if #token > M.MAX_TOKEN_BYTES then return nil, "state is too long", "malformed" end
   local ver, kid, nonce, iat, bind, rt, sig =
     token:match("^([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)%.([^.]*)$")
   local owner_b64, account_b64
@@ -177,30 +174,30 @@ function M.verify(kr, token, opts)
   end
   if not ver or ver ~= M.VERSION or not iat:match("^%d+$") or #iat > 12
       or not nonce:match("^[A-Za-z0-9_-]+$") or #nonce ~= 22 then
-    return nil, "malformed", "state is not a state token"
+    return nil, "state is not a state token", "malformed"
   end
   local key = kr.by_kid[kid]
-  if not key then return nil, "unknown_key", "state was signed with an unknown key" end
+  if not key then return nil, "state was signed with an unknown key", "unknown_key" end
   local signed = token:sub(1, #token - #sig - 1)
   if not core.equal(mac(key.secret, signed), sig) then
-    return nil, "bad_signature", "state signature does not match"
+    return nil, "state signature does not match", "bad_signature"
   end
   local now = math.floor(opts.now or os.time())
   local issued = tonumber(iat)
   local ttl = opts.ttl or M.DEFAULT_TTL
-  if issued > now + CLOCK_SKEW then return nil, "malformed", "state was issued in the future" end
-  if now >= issued + ttl then return nil, "expired", "state has expired" end
+  if issued > now + CLOCK_SKEW then return nil, "state was issued in the future", "malformed" end
+  if now >= issued + ttl then return nil, "state has expired", "expired" end
   if opts.binding == nil or opts.binding == "" then
-    return nil, "no_binding", "this browser has no binding cookie"
+    return nil, "this browser has no binding cookie", "no_binding"
   end
   if not M.valid_binding(opts.binding) or not core.equal(bind_tag(key.secret, opts.binding), bind) then
-    return nil, "other_browser", "state was issued to another browser"
+    return nil, "state was issued to another browser", "other_browser"
   end
   local return_to
   if rt ~= "" then
     return_to = b64d(rt)
     if not return_to or not util.is_local_path(return_to) then
-      return nil, "malformed", "state carries an invalid return path"
+      return nil, "state carries an invalid return path", "malformed"
     end
   end
   local owner, account
@@ -208,7 +205,7 @@ function M.verify(kr, token, opts)
   if account_b64 and account_b64 ~= "" then account = b64d(account_b64) end
   if (owner_b64 and owner_b64 ~= "" and not owner) or
      (account and not account:match("^acct_[%w_]+$")) or (account_b64 and account_b64 ~= "" and not account) then
-    return nil, "malformed", "state carries an invalid owner or account"
+    return nil, "state carries an invalid owner or account", "malformed"
   end
   return { kid = kid, nonce = nonce, issued_at = issued, expires_at = issued + ttl, return_to = return_to,
     owner = owner, account = account }

@@ -79,11 +79,34 @@ function M.redact(s, secrets)
   end))
 end
 
+-- split_list("a, b,,c") -> { "a", "b", "c" }: a comma-separated setting,
+-- each item trimmed, empty items dropped (nil -> {}).
+function M.split_list(s)
+  local out = {}
+  for item in tostring(s or ""):gmatch("[^,]+") do
+    item = item:match("^%s*(.-)%s*$")
+    if item ~= "" then out[#out + 1] = item end
+  end
+  return out
+end
+
+-- stderr_log(msg): the default log of the library's modules, a line on stderr.
+function M.stderr_log(msg)
+  io.stderr:write(msg, "\n")
+end
+
 -- redacting_log(log, secrets) -> a log function that passes every line
--- through redact first (log defaults to a line on stderr).
+-- through redact first (log defaults to stderr_log).
 function M.redacting_log(log, secrets)
-  log = log or function(msg) io.stderr:write(msg, "\n") end
+  log = log or M.stderr_log
   return function(msg) log(M.redact(msg, secrets)) end
+end
+
+-- json_response(status, value | already-encoded JSON text) -> res: a JSON
+-- answer that is never cached.
+function M.json_response(status, value)
+  return { status = status, headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
+    body = type(value) == "string" and value or assert(require("cjson.safe").encode(value)) }
 end
 
 -- json_data_list(list) -> '{"data":[…]}' (lua-cjson 2.1.0 encodes an empty

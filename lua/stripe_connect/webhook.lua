@@ -1,8 +1,8 @@
 -- stripe_connect.webhook — Stripe webhook signatures and the platform's
--- webhook endpoint (PROTOCOL.md §5–6).
+-- webhook endpoint (doc/PROTOCOL.md §5–6).
 --
 --   sign(payload, secrets, opts)        -> `Stripe-Signature` header value
---   verify(payload, header, secrets, opts) -> true, timestamp | nil, code, message
+--   verify(payload, header, secrets, opts) -> true, timestamp | nil, message, code
 --   event(opts)                         -> JSON text, event table (realistic test events)
 --   parse_secrets(s)                    -> list of secrets from "whsec_a,whsec_b"
 --   handler(opts)                       -> function(req) -> res, for POST /webhooks
@@ -66,7 +66,7 @@ function M.sign(payload, secrets, opts)
   return table.concat(parts, ",")
 end
 
--- verify(payload, header, secrets, opts) -> true, timestamp | nil, code, message.
+-- verify(payload, header, secrets, opts) -> true, timestamp | nil, message, code.
 -- secrets: a string or a list (rotation); opts: tolerance (seconds, default
 -- 300; must be positive: 0 does not disable the check), now (seconds, tests).
 -- Codes: no_payload, no_header, malformed_header, no_v1, no_match, too_old,
@@ -79,11 +79,7 @@ end
 -- The form of STRIPE_WEBHOOK_SECRETS: comma-separated, spaces ignored.
 function M.parse_secrets(s)
   if s == nil then return nil end
-  local list = {}
-  for item in tostring(s):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
-    if item ~= "" then list[#list + 1] = item end
-  end
+  local list = util.split_list(s)
   if #list == 0 then return nil end
   return list
 end
@@ -108,7 +104,7 @@ local event_keys = { "id", "object", "account", "api_version", "created", "data"
 
 -- event{ type=, account=, id=, created=, livemode=, api_version=, object=,
 --        pending_webhooks= } -> JSON text, event table.
--- A realistic event as Stripe sends it (PROTOCOL.md §6).  For
+-- A realistic event as Stripe sends it (doc/PROTOCOL.md §6).  For
 -- account.application.deauthorized, data.object defaults to the platform's
 -- application `{id="ca_…", object="application", name=null}`.
 function M.event(opts)
@@ -137,22 +133,11 @@ function M.event(opts)
                                         request = ordered_json(ev.request, { "id", "idempotency_key" }) }), ev
 end
 
--- json_response(status, t | already-encoded JSON text) -> res
-local function json_response(status, t)
-  return {
-    status = status,
-    headers = { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
-    body = type(t) == "string" and t or assert(cjson.encode(t)),
-  }
-end
+local json_response = util.json_response
 
 -- The bodies of the usual answers, encoded once.
 local RECEIVED = assert(cjson.encode({ received = true }))
 local DUPLICATE = assert(cjson.encode({ received = true, duplicate = true }))
-
-local function default_log(msg)
-  io.stderr:write(msg, "\n")
-end
 
 -- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} in the
 -- handler's metrics registry (process memory; GET /metrics shows it).
@@ -247,7 +232,7 @@ handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id,
   string top-level `account` likewise.
 - livemode: the platform's mode (true for live, false for test; the
   platform passes its secret key's mode).  Stripe sends a production
-  endpoint both live and test events (PROTOCOL.md §6): an event whose
+  endpoint both live and test events (doc/PROTOCOL.md §6): an event whose
   `livemode` differs is acknowledged 200 {"received":true,"ignored":"livemode"}
   and not applied (no store claim, no hook), and logged and counted.  With
   the check on, an event without a boolean `livemode` is invalid_event.
@@ -281,7 +266,7 @@ function M.handler(opts)
     store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE, livemode = o.livemode,
     on_deauthorized = o.on_deauthorized, on_event = o.on_event,
     max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
-    log = o.log or default_log, metrics = o.metrics or require("stripe_connect.metrics"),
+    log = o.log or util.stderr_log, metrics = o.metrics or require("stripe_connect.metrics"),
     event = o.event or function() end,
   }
   assert(type(o.store) == "table" and o.store.event_once and o.store.mark_disconnected,
@@ -318,7 +303,7 @@ function M.handler(opts)
     local header = req.headers and req.headers["stripe-signature"]
     -- A repeated header arrives as a list under OpenResty: ambiguous, so refused.
     if type(header) == "table" then return reject(req, 400, "malformed_header") end
-    local ok, code = core.webhook_verify(body, header, o.secrets, verify_opts)
+    local ok, _, code = core.webhook_verify(body, header, o.secrets, verify_opts)
     if not ok then return reject(req, 400, code) end
     local ev = parse_event(body)
     if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == ""))

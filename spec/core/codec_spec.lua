@@ -119,7 +119,7 @@ function TestFormEncode.test_rows()
     { "array of tables", { items = { { price = "p_1", quantity = 2 } } },
       "items[0][price]=p_1&items[0][quantity]=2" },
     { "nested arrays", { m = { { "a", "b" }, { "c" } } }, "m[0][0]=a&m[0][1]=b&m[1][0]=c" },
-    -- PROTOCOL.md §4 shapes
+    -- doc/PROTOCOL.md §4 shapes
     { "python/ruby authorize prefill",
       { scope = "read_write", state = "csrf_token",
         stripe_user = { email = "test@example.com", url = "https://example.com/profile/test",

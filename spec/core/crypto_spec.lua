@@ -43,7 +43,7 @@ function TestCrypto.test_hmac_sha256_empty_key_and_message()
 end
 
 function TestCrypto.test_hmac_sha256_stripe_webhook_vector()
-  -- PROTOCOL.md §5 V3
+  -- doc/PROTOCOL.md §5 V3
   lu.assertEquals(hex(core.hmac_sha256("whsec_test_secret", '1700000000.{"id":"evt_1","object":"event"}')),
     "0c8670ed117751cc551a20e35839447075c42800ea3cf3e8a2fbda99cd1e6edd")
 end

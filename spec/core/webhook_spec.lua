@@ -1,5 +1,5 @@
 -- C core: core.webhook_verify — Stripe-Signature parsing and verification
--- (PROTOCOL.md §5: vectors V1–V3 and every rejection reason).  Runs under
+-- (doc/PROTOCOL.md §5: vectors V1–V3 and every rejection reason).  Runs under
 -- Lua 5.4 and LuaJIT: no integer division, no goto, no table.unpack.
 local lu = require "luaunit"
 local core = require "stripe_connect.core"
@@ -145,17 +145,17 @@ function TestWebhookVerify.test_rows()
     local name, payload, header, secrets, opts, want = r[1], r[2], r[3], r[4], r[5], r[6]
     local ok, a, b = core.webhook_verify(payload, header, secrets, opts)
     if type(want) == "number" then
-      lu.assertEquals({ ok, a, b }, { true, want }, name .. ": " .. tostring(b))
+      lu.assertEquals({ ok, a, b }, { true, want }, name .. ": " .. tostring(a))
     else
-      lu.assertEquals({ ok, a }, { nil, want }, name)
-      lu.assertEquals(type(b), "string", name)
+      lu.assertEquals({ ok, b }, { nil, want }, name)
+      lu.assertEquals(type(a), "string", name)
     end
   end
 end
 
 function TestWebhookVerify.test_messages_never_hold_secrets_or_signatures()
   for _, r in ipairs(rows) do
-    local ok, _, msg = core.webhook_verify(r[2], r[3], r[4], r[5])
+    local ok, msg = core.webhook_verify(r[2], r[3], r[4], r[5])
     if not ok then
       local secrets = type(r[4]) == "table" and r[4] or { r[4] }
       for _, s in ipairs(secrets) do
@@ -168,10 +168,10 @@ function TestWebhookVerify.test_messages_never_hold_secrets_or_signatures()
 end
 
 function TestWebhookVerify.test_whitespace_note()
-  local _, code, msg = core.webhook_verify(V3_PAYLOAD, V3_HEADER, SECRET .. " ", at_v3)
+  local _, msg, code = core.webhook_verify(V3_PAYLOAD, V3_HEADER, SECRET .. " ", at_v3)
   lu.assertEquals(code, "no_match")
   lu.assertStrContains(msg, "whitespace")
-  _, code, msg = core.webhook_verify(V3_PAYLOAD, V3_HEADER, "whsec_wrong", at_v3)
+  _, msg, code = core.webhook_verify(V3_PAYLOAD, V3_HEADER, "whsec_wrong", at_v3)
   lu.assertEquals(code, "no_match")
   lu.assertNil(msg:find("whitespace", 1, true))
 end
@@ -187,7 +187,7 @@ function TestWebhookVerify.test_binary_payload()
   local payload = "\0\255\r\n{}\0"
   local header = "t=1700000000,v1=" .. sig(SECRET, V3_T, payload)
   lu.assertEquals({ core.webhook_verify(payload, header, SECRET, at_v3) }, { true, V3_T })
-  lu.assertEquals(select(2, core.webhook_verify(payload:sub(1, -2), header, SECRET, at_v3)), "no_match")
+  lu.assertEquals(select(3, core.webhook_verify(payload:sub(1, -2), header, SECRET, at_v3)), "no_match")
 end
 
 function TestWebhookVerify.test_sixteen_secrets()

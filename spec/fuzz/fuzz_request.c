@@ -17,7 +17,7 @@ static void check_request(const request_parse *rq)
     const http_request *r = &rq->req;
     CHECK(r->mlen > 0);
     for (size_t i = 0; i < r->mlen; i++)
-        CHECK(http_is_tchar((unsigned char)r->method[i]));
+        CHECK(sc_is_tchar((unsigned char)r->method[i]));
     CHECK(r->plen > 0 && (r->path[0] == '/' || (r->plen == 1 && r->path[0] == '*')));
     for (size_t i = 0; i < r->plen; i++)
         CHECK((unsigned char)r->path[i] > 32 && (unsigned char)r->path[i] < 127 && r->path[i] != '?');
@@ -25,7 +25,7 @@ static void check_request(const request_parse *rq)
         const http_header *x = &r->headers[h];
         CHECK(x->nlen > 0);
         for (size_t i = 0; i < x->nlen; i++)
-            CHECK(http_is_tchar((unsigned char)x->name[i]) && !(x->name[i] >= 'A' && x->name[i] <= 'Z'));
+            CHECK(sc_is_tchar((unsigned char)x->name[i]) && !(x->name[i] >= 'A' && x->name[i] <= 'Z'));
         for (size_t i = 0; i < x->vlen; i++)
             CHECK(x->value[i] != '\r' && x->value[i] != '\n' && x->value[i] != '\0');
     }

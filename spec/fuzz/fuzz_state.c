@@ -13,7 +13,7 @@
 "return function(data)\n" \
 "  local binding, token = data:match('^([^\\n]*)\\n(.*)$')\n" \
 "  if not binding then binding, token = ('b'):rep(32), data end\n" \
-"  local ok, claims, code, msg = pcall(state.verify, kr, token, { binding = binding, now = NOW, ttl = 1800 })\n" \
+"  local ok, claims, msg, code = pcall(state.verify, kr, token, { binding = binding, now = NOW, ttl = 1800 })\n" \
 "  if not ok then error('FUZZ: state.verify raised: ' .. tostring(claims)) end\n" \
 "  if claims == nil then\n" \
 "    if not CODES[code] or type(msg) ~= 'string' then error('FUZZ: an unknown failure code') end\n" \

@@ -10,7 +10,7 @@
 "local CODES = { no_payload = 1, no_header = 1, malformed_header = 1, no_v1 = 1, no_match = 1,\n" \
 "                too_old = 1, in_future = 1 }\n" \
 "local function verify(payload, header)\n" \
-"  local ok, r, code, msg = pcall(core.webhook_verify, payload, header, SECRETS, { now = NOW, tolerance = 300 })\n" \
+"  local ok, r, msg, code = pcall(core.webhook_verify, payload, header, SECRETS, { now = NOW, tolerance = 300 })\n" \
 "  if not ok then error('FUZZ: webhook_verify raised: ' .. tostring(r)) end\n" \
 "  if r ~= true and not (r == nil and CODES[code] and type(msg) == 'string') then\n" \
 "    error('FUZZ: webhook_verify answered neither true nor a known code')\n" \

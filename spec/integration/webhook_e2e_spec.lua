@@ -182,7 +182,7 @@ function TestWebhookE2E.test_fake_disconnect_timestamp()
   lu.assertEquals(account(id).status, "connected")
 end
 
--- PROTOCOL.md §6: a production endpoint also receives test events.  The
+-- doc/PROTOCOL.md §6: a production endpoint also receives test events.  The
 -- platform runs with a sk_test_ key, so a live-mode event is acknowledged
 -- and not applied, and /metrics counts it.
 function TestWebhookE2E.test_event_of_the_other_mode_is_acknowledged_not_applied()

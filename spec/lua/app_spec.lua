@@ -167,4 +167,52 @@ function TestApp.test_not_found_is_the_styled_page()
   lu.assertStrContains(res.headers["Content-Security-Policy"], "default-src 'none'")
 end
 
+-- A policy's render hook answers the flow's outcomes itself, here as JSON
+-- for a single-page app: /connect still sets the binding cookie and no
+-- answer is cached; a hook that answers nil leaves the library's page.
+function TestApp.test_render_hook_answers_json()
+  local cjson = require "cjson.safe"
+  local cfg, seen = config(), {}
+  local hooks = { render = function(outcome, req)
+    seen[#seen + 1] = outcome.kind
+    if req.path == "/connected" then return nil end
+    return { status = outcome.status == 200 and 200 or (outcome.status >= 400 and outcome.status or 200),
+      headers = { ["Content-Type"] = "application/json" },
+      body = cjson.encode{ kind = outcome.kind, reason = outcome.reason, location = outcome.location,
+        account = outcome.account_id } }
+  end }
+  local oauth = { token = function() return { stripe_user_id = "acct_json", scope = "read_write",
+    livemode = false, access_token = "sk_x", refresh_token = "rt_x" } end }
+  local by = routes_of{ store = store_mod.open("memory:"), oauth = oauth,
+    policy = policy_mod.new(hooks, { redirect_uris = cfg.redirect_uris }) }
+  local res = by["GET /connect"](get("/connect"))
+  lu.assertEquals(res.status, 200)
+  lu.assertEquals(res.headers["Content-Type"], "application/json")
+  lu.assertEquals(res.headers["Cache-Control"], "no-store")
+  lu.assertEquals(res.headers["Referrer-Policy"], "no-referrer")
+  local begun = assert(cjson.decode(res.body))
+  lu.assertEquals(begun.kind, "authorize")
+  lu.assertStrContains(begun.location, "http://127.0.0.1:9/oauth/authorize?")
+  local cookie = assert(res.headers["Set-Cookie"]:match("^sc_bind=([^;]+)"))
+  local st = begun.location:match("[?&]state=([^&]+)"):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
+
+  local bad = by["GET /oauth/callback"](get("/oauth/callback", { state = "nonsense", code = "ac_1" }, { sc_bind = cookie }))
+  lu.assertEquals(bad.status, 403)
+  lu.assertEquals(assert(cjson.decode(bad.body)).reason, "malformed")
+
+  local done = by["GET /oauth/callback"](get("/oauth/callback", { state = st, code = "ac_1" }, { sc_bind = cookie }))
+  lu.assertEquals(done.status, 200)
+  local body = assert(cjson.decode(done.body))
+  lu.assertEquals(body.kind, "connected")
+  lu.assertEquals(body.account, "acct_json")
+  lu.assertEquals(body.location, "/connected?account=acct_json")
+  lu.assertNotStrContains(done.body, "sk_x")
+
+  local page = by["GET /connected"](get("/connected", { account = "acct_json" }, { sc_bind = cookie }))
+  lu.assertEquals(page.status, 200)
+  lu.assertStrContains(page.headers["Content-Type"], "text/html")
+  lu.assertStrContains(page.body, "acct_json")
+  lu.assertEquals(seen, { "authorize", "error", "connected", "account" })
+end
+
 return { TestApp = TestApp }

@@ -1,4 +1,4 @@
--- stripe_connect.oauth.authorize_url: the SDK vectors of PROTOCOL.md §4
+-- stripe_connect.oauth.authorize_url: the SDK vectors of doc/PROTOCOL.md §4
 -- (node, python, ruby, go) compared as parsed parameter sets, the exact
 -- query order, hosts and paths, every stripe_user field, and every rejection.
 local lu = require "luaunit"

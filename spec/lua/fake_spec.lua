@@ -334,7 +334,7 @@ function TestFake.test_deauthorize()
   lu.assertEquals(decode(token(env, "grant_type=refresh_token&refresh_token=" .. t.refresh_token)).error, "invalid_grant")
 end
 
--- PROTOCOL.md §1–3 row by row: status, error code and the description text
+-- doc/PROTOCOL.md §1–3 row by row: status, error code and the description text
 -- wherever PROTOCOL quotes one (Stripe's docs or the SDK fixtures).
 function TestFake.test_protocol_rows_verbatim()
   local env = setup()

@@ -3,6 +3,7 @@
 -- and the account operations.
 local lu = require "luaunit"
 local flow = require "stripe_connect.flow"
+local pages = require "stripe_connect.pages"
 local state = require "stripe_connect.state"
 local store_mod = require "stripe_connect.store"
 local policy_mod = require "stripe_connect.policy"
@@ -52,15 +53,16 @@ end
 
 -- begin() and return the browser cookie value and the state.
 local function start(ctx, args)
-  local res = flow.begin(ctx, { method = "GET", path = "/connect", args = args or {}, cookies = {}, headers = {} })
+  local req = { method = "GET", path = "/connect", args = args or {}, cookies = {}, headers = {} }
+  local res = pages.respond(ctx.policy, flow.begin(ctx, req), req)
   lu.assertEquals(res.status, 302)
   local cookie = res.headers["Set-Cookie"]:match("^sc_bind=([^;]+)")
   return cookie, parse_location(res.headers.Location).state, res
 end
 
 local function callback(ctx, cookie, args)
-  return flow.complete(ctx, { method = "GET", path = "/oauth/callback", args = args,
-    cookies = { sc_bind = cookie }, headers = {} })
+  local req = { method = "GET", path = "/oauth/callback", args = args, cookies = { sc_bind = cookie }, headers = {} }
+  return pages.respond(ctx.policy, flow.complete(ctx, req), req)
 end
 
 local TestFlow = {}
@@ -82,7 +84,7 @@ function TestFlow.test_begin_redirects_with_state_and_cookie()
   lu.assertStrContains(res.headers["Set-Cookie"], "SameSite=Lax")
   lu.assertEquals(res.headers["Cache-Control"], "no-store")
   -- a second tab reuses the browser's cookie
-  local res2 = flow.begin(ctx, { args = {}, cookies = { sc_bind = cookie }, headers = {} })
+  local res2 = pages.outcome(flow.begin(ctx, { args = {}, cookies = { sc_bind = cookie }, headers = {} }))
   lu.assertStrContains(res2.headers["Set-Cookie"], "sc_bind=" .. cookie)
   -- a foreign return_to is dropped
   local cookie3, st3 = start(ctx, { return_to = "//evil.example" })
@@ -164,7 +166,7 @@ function TestFlow.test_callback_rows()
       lu.assertEquals(a.refresh_token, "rt_1", name)
       lu.assertEquals(a.connected_at, NOW, name)
     else
-      lu.assertStrContains(res.body, (flow.REASONS[want_reason][2]:gsub("'", "&#39;")), false, name)
+      lu.assertStrContains(res.body, (pages.REASONS[want_reason][1]:gsub("'", "&#39;")), false, name)
       lu.assertNotStrContains(res.body, "ac_", false, name)
       lu.assertNotStrContains(res.body, "sk_", false, name)
     end

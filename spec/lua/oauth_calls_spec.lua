@@ -1,5 +1,5 @@
 -- stripe_connect.oauth token / refresh / deauthorize against a recording
--- transport: the request shape (PROTOCOL.md §4 SDK vectors), error typing,
+-- transport: the request shape (doc/PROTOCOL.md §4 SDK vectors), error typing,
 -- secret redaction and the retry policy.  No network, no sleeping.
 local lu = require "luaunit"
 local core = require "stripe_connect.core"

@@ -63,7 +63,7 @@ function TestState.test_verify_rows()
   }
   for _, row in ipairs(rows) do
     local name, keyring, tok, opts, want = row[1], row[2], row[3], row[4], row[5]
-    local claims, code, msg = state.verify(keyring, tok, opts)
+    local claims, msg, code = state.verify(keyring, tok, opts)
     if want == nil then
       lu.assertNotNil(claims, name .. ": " .. tostring(code) .. " " .. tostring(msg))
       lu.assertEquals(claims.return_to, "/after", name)
@@ -184,7 +184,7 @@ function TestState.test_owner_and_account()
   -- tampering with the owner or account breaks the MAC
   local core = require "stripe_connect.core"
   for i, value in pairs{ [7] = core.base64url_encode("user:43"), [8] = core.base64url_encode("acct_other") } do
-    lu.assertEquals(select(2, state.verify(keys, with_field(token, i, value), { binding = B, now = NOW })),
+    lu.assertEquals(select(3, state.verify(keys, with_field(token, i, value), { binding = B, now = NOW })),
       "bad_signature", "field " .. i)
   end
   -- an owner-less v1 token has neither

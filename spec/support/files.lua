@@ -38,4 +38,12 @@ function M.write(path, text)
   f:close()
 end
 
+-- capture(cmd) -> exit code, what it wrote (stdout and stderr together).
+function M.capture(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return code, out
+end
+
 return M

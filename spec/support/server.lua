@@ -47,16 +47,16 @@ local function my_pid()
 end
 
 -- Poll fn() every `step` seconds until it returns a truthy value or
--- `timeout` seconds pass; returns that value or nil.
+-- `timeout` seconds pass on the monotonic clock (however long fn itself
+-- takes); returns that value or nil.
 function M.poll(fn, timeout, step)
-  local waited = 0
+  local deadline = core.monotonic() + (timeout or 10)
   step = step or 0.02
   while true do
     local v = fn()
     if v then return v end
-    if waited >= (timeout or 10) then return nil end
+    if core.monotonic() >= deadline then return nil end
     core.sleep(step)
-    waited = waited + step
   end
 end
 

@@ -75,10 +75,12 @@ wait $gone_pids
 curl -s -o /dev/null -X POST "http://127.0.0.1:$up/release?g=gone"
 for _ in $(seq 1 300); do [ "$(held)" = 0 ] && break; sleep 0.1; done
 
-# In flight at SIGTERM, beyond the 1 s deadline: a sleep and an outbound call.
+# In flight at SIGTERM, beyond the 1 s deadline: a sleep and an outbound call
+# (held upstream: SIGTERM goes once the upstream sees it, not after a fixed
+# wait; the sleep was sent first).
 curl -s -o /dev/null --max-time 30 "$base/sleep?s=30" &
-curl -s -o /dev/null --max-time 30 "$base/proxy?url=$(enc "http://127.0.0.1:$up/slow?s=30")" &
-sleep 1
+curl -s -o /dev/null --max-time 30 "$base/proxy?url=$(enc "http://127.0.0.1:$up/hold?g=term&i=1")" &
+for _ in $(seq 1 300); do [ "$(curl -s "http://127.0.0.1:$up/held?g=term")" = 1 ] && break; sleep 0.1; done
 kill -TERM "$vg_pid"
 wait "$vg_pid"
 rc=$?

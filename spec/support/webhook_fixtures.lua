@@ -1,4 +1,4 @@
--- spec/support/webhook_fixtures.lua — shared webhook test data (PROTOCOL.md §5–6):
+-- spec/support/webhook_fixtures.lua — shared webhook test data (doc/PROTOCOL.md §5–6):
 -- the SDK test secrets, the HMAC vectors V1–V3 and the dj-stripe
 -- account.application.deauthorized fixture, byte for byte.
 local M = {}

@@ -15,7 +15,7 @@ end
 
 return {
   { "POST", "/webhooks", function(req)
-    local ok, reason = webhook.verify(req.body, req.headers["stripe-signature"] or "", SECRETS)
+    local ok, _, reason = webhook.verify(req.body, req.headers["stripe-signature"] or "", SECRETS)
     local event = cjson.decode(req.body) or {}
     local entry = { verified = ok == true, reason = reason, id = event.id, type = event.type,
                     account = event.account, application = event.data and event.data.object and event.data.object.id,
