@@ -130,7 +130,7 @@ function M.app(value)
   if type(value) ~= "table" then
     error("APP.lua must return a handler function or a routes table, not " .. type(value), 0)
   end
-  if #M.compile(value) == 0 then error("APP.lua returned an empty routes table", 0) end
+  if value[1] == nil then error("APP.lua returned an empty routes table", 0) end
   return M.new(value)
 end
 
