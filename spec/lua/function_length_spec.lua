@@ -53,6 +53,20 @@ local function lua_functions(lines)
   return found
 end
 
+-- longer_than(paths, scan, max) -> "path:line name (N lines)" for each
+-- function scan(lines) finds in those files with a body over max lines.
+local function longer_than(paths, scan, max)
+  local over = {}
+  for _, path in ipairs(paths) do
+    for _, f in ipairs(scan(file_lines(path))) do
+      if f.length > max then
+        over[#over + 1] = ("%s:%d %s (%d lines)"):format(path, f.first, f.name, f.length)
+      end
+    end
+  end
+  return over
+end
+
 local TestFunctionLength = {}
 
 function TestFunctionLength.test_the_scanner_finds_a_long_c_function()
@@ -66,30 +80,17 @@ function TestFunctionLength.test_the_scanner_finds_a_long_c_function()
 end
 
 function TestFunctionLength.test_no_c_function_over_50_lines()
-  local over = {}
   local paths = found("find host -name '*.c'")
   lu.assertTrue(#paths > 10, "no C files found under host/")
-  for _, path in ipairs(paths) do
-    for _, f in ipairs(c_functions(file_lines(path))) do
-      if f.length > C_MAX then
-        over[#over + 1] = ("%s:%d %s (%d lines)"):format(path, f.first, f.name, f.length)
-      end
-    end
-  end
-  lu.assertEquals(over, {})
+  lu.assertEquals(longer_than(paths, c_functions, C_MAX), {})
 end
 
 function TestFunctionLength.test_lua_functions_over_60_lines_are_listed()
-  local over = {}
+  local paths = {}
   for _, path in ipairs(found("find lua scripts -maxdepth 3 -name '*.lua'")) do
-    if path:match("^lua/") or path:match("^scripts/[^/]+%.lua$") then
-      for _, f in ipairs(lua_functions(file_lines(path))) do
-        if f.length > LUA_MAX then
-          over[#over + 1] = ("%s:%d %s (%d lines)"):format(path, f.first, f.name, f.length)
-        end
-      end
-    end
+    if path:match("^lua/") or path:match("^scripts/[^/]+%.lua$") then paths[#paths + 1] = path end
   end
+  local over = longer_than(paths, lua_functions, LUA_MAX)
   if #over > 0 then
     io.stderr:write("function_length: Lua functions over ", LUA_MAX, " lines (information):\n  ",
       table.concat(over, "\n  "), "\n")
