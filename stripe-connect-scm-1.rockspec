@@ -36,6 +36,7 @@ build = {
       ["stripe_connect"] = "lua/stripe_connect/init.lua",
       ["stripe_connect.oauth"] = "lua/stripe_connect/oauth.lua",
       ["stripe_connect.webhook"] = "lua/stripe_connect/webhook.lua",
+      ["stripe_connect.webhook_events"] = "lua/stripe_connect/webhook_events.lua",
       ["stripe_connect.fake"] = "lua/stripe_connect/fake.lua",
       ["stripe_connect.util"] = "lua/stripe_connect/util.lua",
       ["stripe_connect.state"] = "lua/stripe_connect/state.lua",
