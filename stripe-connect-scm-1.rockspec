@@ -50,6 +50,7 @@ build = {
       ["stripe_connect.metrics"] = "lua/stripe_connect/metrics.lua",
       ["stripe_connect.pages"] = "lua/stripe_connect/pages.lua",
       ["stripe_connect.app"] = "lua/stripe_connect/app.lua",
+      ["stripe_connect.cli"] = "lua/stripe_connect/cli.lua",
       ["stripe_connect.admin"] = "lua/stripe_connect/admin.lua",
       ["stripe_connect.onboard"] = "lua/stripe_connect/onboard.lua",
       ["stripe_connect.api"] = "lua/stripe_connect/api.lua",
