@@ -83,8 +83,7 @@ local config = require "stripe_connect.config"
 local cfg = config.load()
 if cfg then
   -- the platform's configuration: wired to its store (not-connected accounts are marked)
-  local app = require "stripe_connect.app"
-  local env = app.from_env()
+  local env = require("stripe_connect.cli").from_env()
   client = require("stripe_connect.flow").api({ config = env.config, store = env.store, policy = env.policy,
     log = function(msg) io.stderr:write(msg, "\n") end })
 else

@@ -5,10 +5,10 @@
 -- TOKEN_KEYS, STRIPE_CONNECT_BASE, STRIPE_TIMEOUT, POLICY when set).
 --
 --   stripe-connect run scripts/deauthorize.lua acct_…
-local app = require "stripe_connect.app"
+local cli = require "stripe_connect.cli"
 local flow = require "stripe_connect.flow"
 
-app.account_script("deauthorize", function(ctx, id) return flow.deauthorize(ctx, id, "script") end,
+cli.account_script("deauthorize", function(ctx, id) return flow.deauthorize(ctx, id, "script") end,
   function(a) return a.id .. " " .. a.status end, {
   unused = { "PUBLIC_URL", "REDIRECT_URIS", "STATE_SECRETS", "ADMIN_TOKEN", "STRIPE_WEBHOOK_SECRETS",
     "ONBOARDING", "RATE_LIMIT", "STATE_TTL" },

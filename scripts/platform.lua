@@ -4,6 +4,7 @@
 -- own Lua state; with SQLite every worker opens its own connection.
 -- Refuses to start (exit 2) naming each missing or invalid setting.
 local app = require "stripe_connect.app"
+local cli = require "stripe_connect.cli"
 
-local env = app.from_env()
+local env = cli.from_env()
 return app.new{ config = env.config, store = env.store, policy = env.policy }

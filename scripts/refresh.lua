@@ -5,10 +5,10 @@
 -- when set).  Prints the account id, scope and mode (never a token).
 --
 --   stripe-connect run scripts/refresh.lua acct_…
-local app = require "stripe_connect.app"
+local cli = require "stripe_connect.cli"
 local flow = require "stripe_connect.flow"
 
-app.account_script("refresh", flow.refresh, function(a)
+cli.account_script("refresh", flow.refresh, function(a)
   return string.format("%s refreshed %s %s", a.id, a.scope or "-", a.livemode and "live" or "test")
 end, {
   unused = { "STRIPE_CLIENT_ID", "PUBLIC_URL", "REDIRECT_URIS", "STATE_SECRETS", "ADMIN_TOKEN",

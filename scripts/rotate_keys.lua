@@ -11,14 +11,14 @@
 -- or could not be read (a key missing from TOKEN_KEYS: exit 1, nothing of
 -- those accounts changed).  Tokens and keys are never printed.  Exit 2 on a
 -- configuration problem (TOKEN_KEYS unset included).
-local app = require "stripe_connect.app"
+local cli = require "stripe_connect.cli"
 local tokens = require "stripe_connect.tokens"
 
 if arg and arg[1] then
   io.stderr:write("usage: stripe-connect run scripts/rotate_keys.lua (no arguments; settings from the environment)\n")
   os.exit(2)
 end
-local env = app.from_env()
+local env = cli.from_env()
 local store = env.store
 if not store.token_keys then
   io.stderr:write("rotate_keys: TOKEN_KEYS is not set: export the keys (the new one first), " ..

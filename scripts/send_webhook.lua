@@ -20,6 +20,7 @@
 -- The secret is never printed.
 local core = require "stripe_connect.core"
 local webhook = require "stripe_connect.webhook"
+local webhook_events = require "stripe_connect.webhook_events"
 
 local USAGE = [[
 usage: send_webhook.lua --url URL [--secret whsec_…]... (--type TYPE [--account acct_…] [--id evt_…]
@@ -96,7 +97,7 @@ local function payload(o)
     f:close()
     return body
   end
-  local body, ev = webhook.event { type = o.type, account = o.account, id = o.id, livemode = o.livemode }
+  local body, ev = webhook_events.event { type = o.type, account = o.account, id = o.id, livemode = o.livemode }
   io.stderr:write(string.format("send_webhook: event %s (%s)\n", ev.id, ev.type))
   return body
 end

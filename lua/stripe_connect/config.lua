@@ -110,35 +110,15 @@ local function number_in(s, lo, hi)
   return n
 end
 
--- load(getenv [, ignore]) -> config | nil, problems
--- getenv: function(name) -> string|nil (default os.getenv).  ignore: a set of
--- setting names whose problems (NAME … and NAME_FILE …) are dropped, for a
--- script that does not use them (the config's fields for them may be nil).
-function M.load(getenv, ignore)
-  getenv = getenv or os.getenv
-  local problems = {}
-  local unreadable = {} -- NAME whose NAME_FILE could not be read: that is its one problem
-  local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
-  local function get(name)
-    local v = trim(getenv(name))
-    local path = M.SECRET_FILES[name] and trim(getenv(name .. "_FILE"))
-    if path then
-      if v then
-        problem("%s and %s_FILE are both set: keep one of them", name, name)
-      else
-        local f = io.open(path, "rb")
-        v = f and trim(f:read("a"))
-        if f then f:close() end
-        if not v then
-          problem("%s_FILE: cannot read %q, or it is empty (check the path and its permissions)", name, path)
-          unreadable[name] = true
-        end
-      end
-    end
-    return v or M.DEFAULTS[name]
-  end
-  local c = {}
+-- The settings' checkers, in the order their problems are listed: each
+-- check(c, get, problem, getenv) reads its setting(s) with get (NAME_FILE
+-- and the default included), stores the parsed value(s) in c and reports
+-- each problem with problem(fmt, ...).  Later checkers may read what
+-- earlier ones stored (c.livemode, c.public_url).
+local check = {}
 
+-- STRIPE_SECRET_KEY (sk_/rk_, test or live); sets c.livemode, which later checks read.
+function check.secret_key(c, get, problem)
   c.secret_key = get("STRIPE_SECRET_KEY")
   if not c.secret_key then
     problem("STRIPE_SECRET_KEY is not set: export the platform's secret key (sk_test_… or sk_live_…, " ..
@@ -148,7 +128,10 @@ function M.load(getenv, ignore)
       "sk_live_ (or rk_…) and contain no spaces")
   end
   c.livemode = c.secret_key ~= nil and c.secret_key:match("^[sr]k_live_") ~= nil
+end
 
+-- STRIPE_CLIENT_ID (ca_…).
+function check.client_id(c, get, problem)
   c.client_id = get("STRIPE_CLIENT_ID")
   if not c.client_id then
     problem("STRIPE_CLIENT_ID is not set: export the platform's Connect client id (ca_…, " ..
@@ -156,7 +139,10 @@ function M.load(getenv, ignore)
   elseif not c.client_id:match("^ca_[%w_]+$") then
     problem("STRIPE_CLIENT_ID must be a Connect client id: ca_ followed by letters and digits")
   end
+end
 
+-- PUBLIC_URL: an origin without a path; https:// with a live key.
+function check.public_url(c, get, problem)
   local public = get("PUBLIC_URL")
   if not public then
     problem("PUBLIC_URL is not set: export the URL browsers use to reach this app, " ..
@@ -175,7 +161,10 @@ function M.load(getenv, ignore)
       problem("PUBLIC_URL must be https:// with a live key (Stripe requires HTTPS redirect URIs in live mode)")
     end
   end
+end
 
+-- REDIRECT_URIS (comma list), else PUBLIC_URL/oauth/callback.
+function check.redirect_uris(c, get, problem)
   local redirects = get("REDIRECT_URIS")
   if redirects then
     c.redirect_uris = {}
@@ -193,7 +182,10 @@ function M.load(getenv, ignore)
   elseif c.public_url then
     c.redirect_uris = { c.public_url .. "/oauth/callback" }
   end
+end
 
+-- STRIPE_CONNECT_BASE and STRIPE_API_BASE, in that order.
+function check.stripe_bases(c, get, problem)
   for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
     local v, https = base_url(get(name))
     if not v then
@@ -206,7 +198,10 @@ function M.load(getenv, ignore)
     end
     c[name == "STRIPE_CONNECT_BASE" and "connect_base" or "api_base"] = v
   end
+end
 
+-- STATE_SECRETS (kid:secret pairs) -> c.keyring.
+function check.state_secrets(c, get, problem)
   local secrets = get("STATE_SECRETS")
   if not secrets then
     problem("STATE_SECRETS is not set: export kid:secret pairs, e.g. " ..
@@ -220,23 +215,35 @@ function M.load(getenv, ignore)
     end
     c.keyring = kr
   end
+end
 
+-- STATE_TTL (1–86400 s).
+function check.state_ttl(c, get, problem)
   c.state_ttl = number_in(get("STATE_TTL"), 1, 86400)
   if not c.state_ttl then problem("STATE_TTL must be a number of seconds between 1 and 86400 (default 1800)") end
   c.state_ttl = c.state_ttl and math.floor(c.state_ttl)
+end
 
+-- DATABASE (sqlite:, postgres://, memory:).
+function check.database(c, get, problem)
   c.database = get("DATABASE")
   if not (c.database:match("^sqlite:.+") or c.database == "memory:" or c.database:match("^postgres://.")
           or c.database:match("^postgresql://.")) then
     problem("DATABASE must be sqlite:PATH (e.g. sqlite:data/connect.db), postgres://user:pass@host:port/db or memory:")
   end
+end
 
+-- ADMIN_TOKEN (at least ADMIN_TOKEN_BITS strong).
+function check.admin_token(c, get, problem)
   c.admin_token = get("ADMIN_TOKEN")
   if c.admin_token and M.token_bits(c.admin_token) < M.ADMIN_TOKEN_BITS then
     problem("ADMIN_TOKEN is too weak (about %d bits; at least %d are needed, e.g. 32 random hex characters: " ..
       "$(openssl rand -hex 16)); unset it to disable the admin routes", M.token_bits(c.admin_token), M.ADMIN_TOKEN_BITS)
   end
+end
 
+-- STRIPE_WEBHOOK_SECRETS (whsec_… list).
+function check.webhook_secrets(c, get, problem)
   local whsecs = get("STRIPE_WEBHOOK_SECRETS")
   if whsecs then
     c.webhook_secrets = util.split_list(whsecs)
@@ -248,15 +255,24 @@ function M.load(getenv, ignore)
       end
     end
   end
+end
 
+-- STRIPE_TIMEOUT (0.1–300 s).
+function check.stripe_timeout(c, get, problem)
   c.stripe_timeout = number_in(get("STRIPE_TIMEOUT"), 0.1, 300)
   if not c.stripe_timeout then problem("STRIPE_TIMEOUT must be a number of seconds between 0.1 and 300 (default 30)") end
+end
 
+-- ONBOARDING (oauth, account_links or both).
+function check.onboarding(c, get, problem)
   local onboarding = get("ONBOARDING")
   c.onboarding = ({ oauth = { oauth = true }, account_links = { account_links = true },
     both = { oauth = true, account_links = true } })[onboarding]
   if not c.onboarding then problem("ONBOARDING must be oauth, account_links or both (default oauth)") end
+end
 
+-- TOKEN_KEYS (kid:base64key pairs); required with a live key.
+function check.token_keys(c, get, problem)
   local token_keys = get("TOKEN_KEYS")
   if token_keys then
     local kr, err = tokens.keyring(token_keys)
@@ -270,7 +286,10 @@ function M.load(getenv, ignore)
     problem("TOKEN_KEYS is not set: with a live key the accounts' tokens must be encrypted at rest; export " ..
       "TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64), or name a 0600 file holding it in TOKEN_KEYS_FILE")
   end
+end
 
+-- RATE_LIMIT (BURST/PER_MINUTE or off).
+function check.rate_limit(c, get, problem)
   local rl = get("RATE_LIMIT")
   if rl ~= "off" then
     local burst, per_minute = rl:match("^(%d+)/(%d+)$")
@@ -282,14 +301,50 @@ function M.load(getenv, ignore)
       c.rate_limit = { burst = burst, per_minute = per_minute }
     end
   end
+end
 
+-- POLICY (a readable file; never from POLICY_FILE).
+function check.policy(c, get, problem, getenv)
   c.policy_path = trim(getenv("POLICY"))
   if c.policy_path then
     local f = io.open(c.policy_path, "r")
     if not f then problem("POLICY: cannot read %q; point it at a Lua policy file (see scripts/example_policy.lua)", c.policy_path)
     else f:close() end
   end
+end
 
+local CHECKS = { check.secret_key, check.client_id, check.public_url, check.redirect_uris,
+  check.stripe_bases, check.state_secrets, check.state_ttl, check.database, check.admin_token,
+  check.webhook_secrets, check.stripe_timeout, check.onboarding, check.token_keys, check.rate_limit,
+  check.policy }
+
+-- getter(getenv, problem, unreadable) -> get(name): the setting, from NAME
+-- or NAME_FILE (not both), trimmed, else its default.  A NAME_FILE that
+-- cannot be read is a problem and marks unreadable[NAME].
+local function getter(getenv, problem, unreadable)
+  return function(name)
+    local v = trim(getenv(name))
+    local path = M.SECRET_FILES[name] and trim(getenv(name .. "_FILE"))
+    if path then
+      if v then
+        problem("%s and %s_FILE are both set: keep one of them", name, name)
+      else
+        local f = io.open(path, "rb")
+        v = f and trim(f:read("a"))
+        if f then f:close() end
+        if not v then
+          problem("%s_FILE: cannot read %q, or it is empty (check the path and its permissions)", name, path)
+          unreadable[name] = true
+        end
+      end
+    end
+    return v or M.DEFAULTS[name]
+  end
+end
+
+-- kept_problems(problems, unreadable, ignore) -> the problems to report:
+-- none about an ignored setting (NAME … or NAME_FILE …).
+local function kept_problems(problems, unreadable, ignore)
   -- One start-up problem, one message: "NAME is not set" after its
   -- unreadable NAME_FILE would say the same thing twice.
   local kept = {}
@@ -298,7 +353,22 @@ function M.load(getenv, ignore)
     local about = pr:match("^([%u_]+)"):gsub("_FILE$", "")
     if not (name and unreadable[name]) and not (ignore and ignore[about]) then kept[#kept + 1] = pr end
   end
-  problems = kept
+  return kept
+end
+
+-- load(getenv [, ignore]) -> config | nil, problems
+-- getenv: function(name) -> string|nil (default os.getenv).  ignore: a set of
+-- setting names whose problems (NAME … and NAME_FILE …) are dropped, for a
+-- script that does not use them (the config's fields for them may be nil).
+function M.load(getenv, ignore)
+  getenv = getenv or os.getenv
+  local problems = {}
+  local unreadable = {} -- NAME whose NAME_FILE could not be read: that is its one problem
+  local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
+  local get = getter(getenv, problem, unreadable)
+  local c = {}
+  for _, check_one in ipairs(CHECKS) do check_one(c, get, problem, getenv) end
+  problems = kept_problems(problems, unreadable, ignore)
   if #problems > 0 then return nil, problems end
   return c
 end

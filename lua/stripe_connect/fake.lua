@@ -22,6 +22,7 @@ local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
 local webhook = require "stripe_connect.webhook"
+local webhook_events = require "stripe_connect.webhook_events"
 local router = require "stripe_connect.router"
 
 local M = {}
@@ -526,7 +527,7 @@ end
 -- the event and the delivery outcome (recorded in /__fake/events).
 function Fake:send_event(event_type, account, object, opts)
   opts = opts or {}
-  local payload, event = webhook.event{
+  local payload, event = webhook_events.event{
     type = event_type, account = account, id = opts.event_id, created = self:now(),
     livemode = self.livemode, object = object,
   }

@@ -182,7 +182,7 @@ function M.init_worker()
   local metrics = require("stripe_connect.metrics").new(M.metrics_backend(dict))
   local secrets = require("stripe_connect.config").secret_values(S.config)
   S.log = util.redacting_log(log_error, secrets)
-  -- tokens sealed at rest as under the host (app.from_env): TOKEN_KEYS
+  -- tokens sealed at rest as under the host (cli.from_env): TOKEN_KEYS
   local store = M.thread_store(S.database)
   if S.config.token_keys then store = require("stripe_connect.tokens").wrap(store, S.config.token_keys, S.log) end
   local routes = require("stripe_connect.app").new{

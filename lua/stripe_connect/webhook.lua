@@ -3,7 +3,8 @@
 --
 --   sign(payload, secrets, opts)        -> `Stripe-Signature` header value
 --   verify(payload, header, secrets, opts) -> true, timestamp | nil, message, code
---   event(opts)                         -> JSON text, event table (realistic test events)
+--   event(opts)                         -> JSON text, event table (realistic test events;
+--                                          stripe_connect.webhook_events.event)
 --   parse_secrets(s)                    -> list of secrets from "whsec_a,whsec_b"
 --   handler(opts)                       -> function(req) -> res, for POST /webhooks
 --
@@ -14,6 +15,7 @@
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
+local events = require "stripe_connect.webhook_events"
 
 local check_opts = util.check_opts
 
@@ -26,7 +28,7 @@ M.MAX_TIMESTAMP = 999999999999999       -- 15 digits: the C core's bound on `t`
 M.DEFAULT_MAX_BODY = 1024 * 1024
 M.MIN_EVENT_TTL = 72 * 3600            -- Stripe retries for up to three days
 M.DEFAULT_EVENT_TTL = 7 * 24 * 3600
-M.DEAUTHORIZED = "account.application.deauthorized"
+M.DEAUTHORIZED = events.DEAUTHORIZED
 
 local function check_secrets(secrets, where)
   if type(secrets) == "string" then secrets = { secrets } end
@@ -84,54 +86,9 @@ function M.parse_secrets(s)
   return list
 end
 
-local function random_id(prefix, n)
-  return prefix .. core.base64url_encode(core.random_bytes(n)):gsub("[-_]", "x")
-end
-
--- A JSON object with the keys in Stripe's order (cjson keeps no order);
--- raw[k], when given, is the already-encoded value of k.
-local function ordered_json(t, keys, raw)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = raw and raw[k] or (t[k] ~= nil and assert(cjson.encode(t[k])))
-    if v then parts[#parts + 1] = cjson.encode(k) .. ":" .. v end
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
-
-local event_keys = { "id", "object", "account", "api_version", "created", "data", "livemode",
-                     "pending_webhooks", "request", "type" }
-
--- event{ type=, account=, id=, created=, livemode=, api_version=, object=,
---        pending_webhooks= } -> JSON text, event table.
--- A realistic event as Stripe sends it (doc/PROTOCOL.md §6).  For
--- account.application.deauthorized, data.object defaults to the platform's
--- application `{id="ca_…", object="application", name=null}`.
-function M.event(opts)
-  opts = check_opts(opts, { type = true, account = true, id = true, created = true, livemode = true,
-                            api_version = true, object = true, pending_webhooks = true }, "event")
-  assert(type(opts.type) == "string" and opts.type ~= "", "event: type is required")
-  local object = opts.object
-  if object == nil and opts.type == M.DEAUTHORIZED then
-    object = { id = random_id("ca_", 24), object = "application", name = cjson.null }
-  end
-  local ev = {
-    id = opts.id or random_id("evt_", 18),
-    object = "event",
-    account = opts.account,
-    api_version = opts.api_version or "2020-08-27",
-    created = opts.created or os.time(),
-    data = { object = object or {} },
-    livemode = opts.livemode == true,
-    pending_webhooks = opts.pending_webhooks or 1,
-    request = { id = cjson.null, idempotency_key = cjson.null },
-    type = opts.type,
-  }
-  local object_json = object and object.object == "application"
-    and ordered_json(object, { "id", "object", "name" }) or assert(cjson.encode(ev.data.object))
-  return ordered_json(ev, event_keys, { data = '{"object":' .. object_json .. "}",
-                                        request = ordered_json(ev.request, { "id", "idempotency_key" }) }), ev
-end
+-- event{ type=, account=, … } -> JSON text, event table: a realistic test
+-- event (stripe_connect.webhook_events, which holds the generator).
+M.event = events.event
 
 local json_response = util.json_response
 

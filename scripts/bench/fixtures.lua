@@ -7,13 +7,14 @@
 --     that went through /connect once, so each callback claims a new nonce.
 --   stripe-connect run scripts/bench/fixtures.lua webhooks N OUT [TYPES [ACCOUNTS [ID_PREFIX]]]
 --     N events with unique ids evt_<ID_PREFIX, default bench><12 digits>
---     (stripe_connect.webhook.event, test mode) signed now with the first of
+--     (stripe_connect.webhook_events.event, test mode) signed now with the first of
 --     $STRIPE_WEBHOOK_SECRETS: lines "STRIPE-SIGNATURE<TAB>BODY".  TYPES and
 --     ACCOUNTS are comma lists taken in turn (default account.updated, for
 --     acct_1BenchAccount000).  A signature is accepted for 300 s, so make
 --     them just before the rows that send them.
 local state = require "stripe_connect.state"
 local webhook = require "stripe_connect.webhook"
+local webhook_events = require "stripe_connect.webhook_events"
 
 local function usage()
   io.stderr:write("usage: fixtures.lua states N OUT | webhooks N OUT [TYPES [ACCOUNTS [ID_PREFIX]]]\n")
@@ -54,7 +55,7 @@ elseif what == "webhooks" then
   if not prefix:match("^[%w]+$") then usage() end
   local now = os.time()
   for i = 1, n do
-    local body = webhook.event{ type = kinds[(i - 1) % #kinds + 1], account = accounts[(i - 1) % #accounts + 1],
+    local body = webhook_events.event{ type = kinds[(i - 1) % #kinds + 1], account = accounts[(i - 1) % #accounts + 1],
                                 created = now, id = string.format("evt_%s%012d", prefix, i), livemode = false }
     put(webhook.sign(body, secret, { timestamp = now }) .. "\t" .. body)
   end

@@ -3,7 +3,7 @@
 -- had that text written verbatim to the server's stderr.
 local lu = require "luaunit"
 local util = require "stripe_connect.util"
-local app = require "stripe_connect.app"
+local cli = require "stripe_connect.cli"
 
 local SK = "sk_test_51Hredactme0123456789"
 local STATE = ("s"):rep(40)
@@ -33,7 +33,7 @@ function TestRedact.test_rows()
   lu.assertEquals(util.redact("x a.b*c+d%e y", { "a.b*c+d%e" }), "x [redacted] y", "pattern characters are literal")
 end
 
--- The platform built by app.from_env logs a raising policy hook through the
+-- The platform built by cli.from_env logs a raising policy hook through the
 -- redactor, with every configured secret masked.
 function TestRedact.test_policy_hook_error_is_redacted_in_the_log()
   local dir = os.tmpname()
@@ -51,7 +51,7 @@ end }
     STATE_SECRETS = "k1:" .. STATE, DATABASE = "memory:", POLICY = policy_path,
     ADMIN_TOKEN = ADMIN, STRIPE_WEBHOOK_SECRETS = WHSEC,
   }
-  local built = app.from_env(function(k) return env[k] end)
+  local built = cli.from_env(function(k) return env[k] end)
   local lines = {}
   local real_stderr = io.stderr
   io.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end }

@@ -154,7 +154,7 @@ function TestTokens.test_production_refuses_to_start_without_token_keys()
     lu.assertStrContains(config.format_problems(problems), "TOKEN_KEYS is not set", false, key)
     lu.assertNotNil(config.load(env({ STRIPE_SECRET_KEY = key, TOKEN_KEYS = K1 })), key .. " with a key")
   end
-  -- test mode: allowed (plaintext, warned by app.from_env)
+  -- test mode: allowed (plaintext, warned by cli.from_env)
   lu.assertNil(assert(config.load(env({ STRIPE_SECRET_KEY = "sk_test_abc" }))).token_keys)
   -- a bad value is refused, never echoed
   local c, problems = config.load(env({ STRIPE_SECRET_KEY = "sk_test_abc", TOKEN_KEYS = "k1:" .. core.base64_encode("short") }))
