@@ -3,7 +3,6 @@
 -- root under the host (`stripe-connect run`), so they load this file with
 -- dofile("scripts/bench/common.lua").
 local core = require "stripe_connect.core"
-local socket = require "socket"
 
 local M = {}
 
@@ -47,12 +46,10 @@ end
 -- server with as many upstream connections need more than a soft 1024).
 M.ULIMIT = "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn) 2>/dev/null"
 
-function M.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+-- free_port() -> a loopback port nothing listens on now, from below the
+-- kernel's ephemeral range (the specs' spec/support/ports.lua).
+package.path = "spec/?.lua;" .. package.path
+M.free_port = require("support.ports").free_port
 
 -- random_token(bytes) -> letters and digits (base64url with - and _ as x).
 function M.random_token(bytes)

@@ -60,15 +60,8 @@ function M.poll(fn, timeout, step)
   end
 end
 
--- free_port() -> a loopback port nothing listens on now (bound on :0, then
--- closed): for servers that must know each other's port before starting, and
--- for "connection refused" rows.
-function M.free_port()
-  local s = assert(require("socket").bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+-- free_port() -> a loopback port nothing listens on now (support.ports).
+M.free_port = require("support.ports").free_port
 
 -- run_listener(script, ...) -> pid, port.  Starts `stripe-connect run SCRIPT
 -- PORTFILE ...` in the background (a raw-socket test peer that writes its
