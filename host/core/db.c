@@ -37,6 +37,7 @@ struct sc_db {
     pthread_cond_t cv;
     sc_job *head, *tail;        /* waiting jobs */
     int stop;
+    long long submitted;        /* jobs queued (of every kind) */
     long long jobs, commits;    /* ordinary jobs run, transactions they took */
     struct { char *sql; sqlite3_stmt *st; } cache[STMT_CACHE];
     int ncache;
@@ -376,6 +377,7 @@ void sc_db_submit(sc_db *db, sc_job *job)
 {
     job->next = NULL;
     pthread_mutex_lock(&db->mu);
+    db->submitted++;
     if (db->tail)
         db->tail->next = job;
     else
@@ -385,9 +387,10 @@ void sc_db_submit(sc_db *db, sc_job *job)
     pthread_mutex_unlock(&db->mu);
 }
 
-void sc_db_stats(sc_db *db, long long *jobs, long long *commits)
+void sc_db_stats(sc_db *db, long long *submitted, long long *jobs, long long *commits)
 {
     pthread_mutex_lock(&db->mu);
+    *submitted = db->submitted;
     *jobs = db->jobs;
     *commits = db->commits;
     pthread_mutex_unlock(&db->mu);

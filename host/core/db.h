@@ -77,8 +77,9 @@ void sc_db_release(sc_db *db);
 /* Queue a job; `done` will be called on the database thread. */
 void sc_db_submit(sc_db *db, sc_job *job);
 
-/* Ordinary jobs run so far, and the transactions (group commits) they took. */
-void sc_db_stats(sc_db *db, long long *jobs, long long *commits);
+/* Jobs queued so far (of every kind), the ordinary jobs run, and the
+ * transactions (group commits) they took. */
+void sc_db_stats(sc_db *db, long long *submitted, long long *jobs, long long *commits);
 
 /* Run a job and wait for it (the calling thread blocks). */
 void sc_db_run_sync(sc_db *db, sc_job *job);

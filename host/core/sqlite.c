@@ -7,7 +7,7 @@
  *   local r = assert(db:exec{ { "INSERT OR IGNORE INTO t VALUES (?, ?)", "a", 1 },
  *                             { "SELECT * FROM t WHERE k = ?", "a" } })
  *   --> r[1].changes == 1, r[2][1].k == "a"
- *   db:stats()   --> { jobs = 2, commits = 1 }
+ *   db:stats()   --> { submitted = 2, jobs = 2, commits = 1 }
  *   db:close()
  *
  * `exec` runs its statements as one job: all of them, or none (a savepoint),
@@ -263,13 +263,16 @@ static int db_migrate(lua_State *L)
     return 1;
 }
 
-/* db:stats() -> { jobs = n, commits = m }: jobs run by the database thread
- * (every opener's in the process) and the transactions they took. */
+/* db:stats() -> { submitted = q, jobs = n, commits = m }: jobs queued for
+ * the database thread, jobs it ran (every opener's in the process) and the
+ * transactions they took. */
 static int db_stats(lua_State *L)
 {
-    long long jobs, commits;
-    sc_db_stats(sc_sqlite_check(L, 1), &jobs, &commits);
-    lua_createtable(L, 0, 2);
+    long long submitted, jobs, commits;
+    sc_db_stats(sc_sqlite_check(L, 1), &submitted, &jobs, &commits);
+    lua_createtable(L, 0, 3);
+    sc_pushinteger(L, submitted);
+    lua_setfield(L, -2, "submitted");
     sc_pushinteger(L, jobs);
     lua_setfield(L, -2, "jobs");
     sc_pushinteger(L, commits);

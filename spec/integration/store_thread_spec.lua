@@ -83,6 +83,11 @@ function T.test_writes_waiting_together_commit_together()
   -- workers still answer what needs no store.
   lu.assertEquals((read_answer(send_get(s.port, "/ping"))), 200)
   for i = 1, 40 do lu.assertFalse(answered(conns[i]), "write " .. i .. " answered before its commit") end
+  -- Release the lock only once all 40 writes (and the read) are queued for
+  -- the database thread, so that they wait together however slow the
+  -- machine is.
+  lu.assertTrue(server.poll(function() return stats().submitted - before.submitted == 40 + 1 end, 10),
+    "the 40 writes did not all reach the database thread")
   release()
   for i = 1, 40 do
     local status, raw = read_answer(conns[i])
