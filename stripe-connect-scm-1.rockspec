@@ -27,7 +27,7 @@ build = {
          sources = { "host/core/core.c", "host/core/buf.c", "host/core/crypto.c", "host/core/codec.c",
                      "host/core/parse.c", "host/core/http.c", "host/core/webhook.c",
                      "host/core/db.c", "host/core/sqlite.c", "host/core/pg.c", "host/core/metrics.c",
-                     "host/core/ratelimit.c" },
+                     "host/core/ratelimit.c", "host/core/redact.c" },
          libraries = { "ssl", "crypto", "curl", "sqlite3", "pq", "pthread" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(SQLITE_INCDIR)", "$(PQ_INCDIR)" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(SQLITE_LIBDIR)", "$(PQ_LIBDIR)" },

@@ -10,9 +10,10 @@
  * event ("request", "error"), request_id, then the event's own fields.
  * The query string and headers are never logged: OAuth codes and state
  * travel in the query.  Control characters, quotes and backslashes in the
- * path are escaped.  Error lines (handler tracebacks) pass through a
- * redactor that masks Stripe secrets and codes a handler may have put in an
- * error message: sk_/rk_ keys, whsec_ secrets, and long ac_/rt_ tokens.
+ * path are escaped.  Error lines (handler tracebacks) pass through the
+ * core's redactor (core/redact.c), which masks Stripe secrets and codes a
+ * handler may have put in an error message: sk_/rk_ keys, whsec_ secrets,
+ * and long ac_/rt_ tokens ("sk_test_[redacted]").
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "worker.h"
 
 double log_now_ms(void)
@@ -109,46 +111,16 @@ void log_access(const worker *w, const char *request_id, size_t ridlen, const ch
     (void)ignored;
 }
 
-static int is_alnum(char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-}
-
-/* Mask what follows a secret's prefix in s[0..n), in place. */
-static void redact(char *s, size_t n)
-{
-    static const struct { const char *prefix; size_t min; } secrets[] = {
-        { "sk_live_", 1 }, { "sk_test_", 1 }, { "rk_live_", 1 }, { "rk_test_", 1 },
-        { "whsec_", 1 }, { "ac_", 16 }, { "rt_", 16 },
-    };
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && (is_alnum(s[i - 1]) || s[i - 1] == '_'))
-            continue;
-        for (size_t k = 0; k < sizeof secrets / sizeof secrets[0]; k++) {
-            size_t pl = strlen(secrets[k].prefix);
-            if (i + pl > n || memcmp(s + i, secrets[k].prefix, pl) != 0)
-                continue;
-            size_t j = i + pl;
-            while (j < n && (is_alnum(s[j]) || s[j] == '_'))
-                j++;
-            if (j - i - pl >= secrets[k].min)
-                memset(s + i + pl, '*', j - i - pl);
-            i = j;
-            break;
-        }
-    }
-}
-
 void log_error(const char *fmt, ...)
 {
-    char line[8192];
-    size_t len = (size_t)snprintf(line, sizeof line, "%s: ", host_progname);
+    char raw[8192], line[8192];
+    size_t len = (size_t)snprintf(raw, sizeof raw, "%s: ", host_progname);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line + len, sizeof line - len - 1, fmt, ap);
+    int n = vsnprintf(raw + len, sizeof raw - len - 1, fmt, ap);
     va_end(ap);
-    len += n < 0 ? 0 : ((size_t)n < sizeof line - len - 1 ? (size_t)n : sizeof line - len - 2);
-    redact(line, len);
+    len += n < 0 ? 0 : ((size_t)n < sizeof raw - len - 1 ? (size_t)n : sizeof raw - len - 2);
+    len = sc_redact(raw, len, line, sizeof line - 1);     /* room for the '\n' */
     if (log_format != LOG_TEXT) {
         /* One structured line: the message without the program name. */
         char out[16384];           /* escapes can grow the line: cut beyond this */

@@ -21,6 +21,7 @@ LUALIB_API int luaopen_stripe_connect_core(lua_State *L)
     sc_open_pg(L);
     sc_open_metrics(L);
     sc_open_ratelimit(L);
+    sc_open_redact(L);
     lua_pushliteral(L, SC_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushstring(L, LUA_VERSION);

@@ -26,6 +26,7 @@ void sc_open_sqlite(lua_State *L);
 void sc_open_pg(lua_State *L);
 void sc_open_metrics(lua_State *L);
 void sc_open_ratelimit(lua_State *L);
+void sc_open_redact(lua_State *L);
 
 /* Constant-time comparison of two byte strings (length leaks, content does not). */
 int sc_ct_equal(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen);
@@ -59,5 +60,13 @@ int sc_is_tchar(unsigned char c);
 
 /* Is s[0..n) a token (non-empty, tchar only)? */
 int sc_is_token(const char *s, size_t n);
+
+/* Finds the first secret (redact.c's prefixes) at or after s[from]: 1 and
+ * s[*start..*end) its part after the prefix, or 0. */
+int sc_next_secret(const char *s, size_t n, size_t from, size_t *start, size_t *end);
+
+/* s[0..n) with each secret's part after its prefix replaced by "[redacted]",
+ * into out (cut to cap - 1 bytes, NUL-terminated); answers the length. */
+size_t sc_redact(const char *s, size_t n, char *out, size_t cap);
 
 #endif /* SC_CORE_H */

@@ -3,6 +3,7 @@
 -- typed errors.  Facts: doc/PROTOCOL.md §1–4.
 local cjson = require "cjson.safe"
 local core = require "stripe_connect.core"
+local util = require "stripe_connect.util"
 
 local M = {}
 
@@ -389,18 +390,7 @@ local function form_body(fields)
   return table.concat(parts, "&")
 end
 
--- Replaces each secret (plain text, not a pattern) in s by "[redacted]".
-local function redact(s, secrets)
-  if type(s) ~= "string" then return s end
-  for _, secret in ipairs(secrets) do
-    local i, j = s:find(secret, 1, true)
-    while i do
-      s = s:sub(1, i - 1) .. "[redacted]" .. s:sub(j + 1)
-      i, j = s:find(secret, i + 10, true)
-    end
-  end
-  return s
-end
+local redact = util.redact
 
 local function new_error(fields)
   return setmetatable(fields, OAuthError)

@@ -1,6 +1,8 @@
 -- stripe_connect.util — small helpers shared by the platform modules (state,
 -- store, flow, app): option-table checks, HTML escaping, local-path checks.
 -- Internal: the public API is in the modules that use these.
+local core = require "stripe_connect.core"
+
 local M = {}
 
 -- check_opts(opts, allowed, where) -> opts (or {} when nil).
@@ -59,24 +61,14 @@ function M.sorted_keys(t)
   return keys
 end
 
-local SECRET_PREFIXES = { "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_" }
-
 -- redact(s, secrets) -> s with Stripe keys (sk_/rk_), webhook secrets
 -- (whsec_), each configured secret in `secrets` (plain text, 8 bytes or
--- more), and long ac_/rt_ codes and tokens replaced by "[redacted]".
+-- more), and long ac_/rt_ codes and tokens replaced by "[redacted]": the
+-- core's redactor (core.redact), the same one the host's error lines pass.
 -- Log lines carry error text from hooks, stores and Stripe, which could hold
--- any of them; the host's own redactor only sees the host's lines.
+-- any of them.
 function M.redact(s, secrets)
-  s = tostring(s)
-  for _, secret in ipairs(secrets or {}) do
-    if #secret >= 8 then s = s:gsub(secret:gsub("%p", "%%%0"), "[redacted]") end
-  end
-  for _, prefix in ipairs(SECRET_PREFIXES) do
-    s = s:gsub("%f[%w_]" .. prefix .. "[%w_]+", prefix .. "[redacted]")
-  end
-  return (s:gsub("%f[%w_]([ar][ct]_)(%w+)", function(prefix, rest)
-    if (prefix == "ac_" or prefix == "rt_") and #rest >= 16 then return prefix .. "[redacted]" end
-  end))
+  return core.redact(tostring(s), secrets)
 end
 
 -- split_list("a, b,,c") -> { "a", "b", "c" }: a comma-separated setting,

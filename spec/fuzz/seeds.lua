@@ -54,6 +54,11 @@ for name, s in pairs({ std = "aGVsbG8gd29ybGQ=", url = "aGVsbG8_d29ybGQ-", pad2 
                        noncanon = "QR==", bin = "\0\1\2\255" }) do
   write("fuzz_base64", name, s)
 end
+for name, s in pairs({ keys = "key sk_test_51Habc123 and rk_live_x9 whsec_abc_def\n",
+                       codes = "code=ac_0123456789abcdef0123&rt=rt_0123456789abcdef0123 acct_1Fg9jUA3kq9o1aTc",
+                       mixed = "12345678 sk_test_12345678 [redacted] xsk_live_1 (whsec_2)" }) do
+  write("fuzz_redact", name, s)
+end
 write("fuzz_form_encode", "flat", "a\0001\0b\0x y\0c[d]\0%&=")
 write("fuzz_form_encode", "nested", "k\0v\0email\0a@b\0x\0\0y\0z")
 

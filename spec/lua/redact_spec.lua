@@ -33,6 +33,25 @@ function TestRedact.test_rows()
   lu.assertEquals(util.redact("x a.b*c+d%e y", { "a.b*c+d%e" }), "x [redacted] y", "pattern characters are literal")
 end
 
+-- core.redact itself: a prefix counts at the start of a word only, and the
+-- rest of the word (underscores too) is masked; plain text, not a pattern.
+function TestRedact.test_core_redact_word_starts()
+  local core = require "stripe_connect.core"
+  local rows = {
+    { "xsk_test_abc", "xsk_test_abc" },
+    { "(sk_test_abc)", "(sk_test_[redacted])" },
+    { "rt_abc_0123456789abcdef", "rt_[redacted]" },
+    { "task_0123456789abcdefghij", "task_0123456789abcdefghij" },
+    { "sk_test_", "sk_test_" },
+    { "a sk_live_1 b whsec_2 c", "a sk_live_[redacted] b whsec_[redacted] c" },
+    { "", "" },
+  }
+  for _, r in ipairs(rows) do lu.assertEquals(core.redact(r[1]), r[2], r[1]) end
+  lu.assertEquals(core.redact("a%sb%sc", { "%s%s%s%s" }), "a%sb%sc")
+  lu.assertEquals(core.redact("x12345678x12345678", { "12345678" }), "x[redacted]x[redacted]")
+  lu.assertError(core.redact, {})
+end
+
 -- The platform built by cli.from_env logs a raising policy hook through the
 -- redactor, with every configured secret masked.
 function TestRedact.test_policy_hook_error_is_redacted_in_the_log()
