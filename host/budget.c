@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "worker.h"
+#include "serve.h"
 
 #define HOOK_STEP 1000                  /* instructions per hook call */
 #define WATCH_US 5000                   /* the watchdog's period */

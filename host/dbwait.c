@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "worker.h"
+#include "serve.h"
 #include "core/sqlite.h"
 
 struct dbwait {
@@ -42,7 +42,7 @@ static void on_committed(sc_job *job)
     event_active(d->ev, EV_READ, 0);
 }
 
-/* Protected (handler_push): the job's results. */
+/* Protected (coroutines_push): the job's results. */
 static int push_results(lua_State *L)
 {
     return sc_sqlite_push_result(L, lua_touserdata(L, 1));
@@ -68,9 +68,9 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         ctx->dbjob = NULL;
-        int n = handler_push(ctx, push_results, job);
+        int n = coroutines_push(ctx, push_results, job);
         sc_job_free(job);
-        handler_resume(ctx, n);
+        coroutines_resume(ctx, n);
     }
 }
 

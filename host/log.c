@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "serve.h"
 
 double log_now_ms(void)
 {

@@ -14,7 +14,7 @@
  */
 #include <stdlib.h>
 
-#include "worker.h"
+#include "serve.h"
 #include "core/pg.h"
 
 #define CONNECT_TIMEOUT 10      /* seconds for the whole connection sequence */
@@ -84,14 +84,14 @@ static void done(struct pgop *op)
         op->p->conn = NULL;
     }
     ctx->pgop = NULL;
-    int n = handler_push(ctx, push_op, op);
+    int n = coroutines_push(ctx, push_op, op);
     if (op->connecting && op->p->conn != NULL && PQstatus(op->p->conn) != CONNECTION_OK) {
         PQfinish(op->p->conn);
         op->p->conn = NULL;
     }
     luaL_unref(L, LUA_REGISTRYINDEX, op->ref);
     free(op);
-    handler_resume(ctx, n);
+    coroutines_resume(ctx, n);
 }
 
 /* One step of PQconnectPoll: wait for the socket again, or done. */

@@ -5,7 +5,7 @@
  * says); on the other workers every() answers false and does nothing, so an
  * app calls it the same way in every worker's state.  Each tick runs fn() as
  * a coroutine of the worker's lua_State with a request context of its own
- * (handler_start_task), so a store call inside it yields like a request's
+ * (coroutines_start_task), so a store call inside it yields like a request's
  * (dbwait.c) and the event loop never waits on SQLite; http_request and
  * sleep yield too.  A tick that comes while the previous run is still going
  * is skipped.  A task that raises is logged with its traceback and runs
@@ -13,7 +13,7 @@
  */
 #include <stdlib.h>
 
-#include "worker.h"
+#include "serve.h"
 
 struct task {
     worker *w;
@@ -30,7 +30,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     task *t = arg;
     if (t->ctx != NULL || t->w->stopping)
         return;
-    handler_start_task(t->w, t);
+    coroutines_start_task(t->w, t);
 }
 
 /* every(seconds, fn) -> true (armed on this worker) | false (another worker runs it). */
@@ -86,7 +86,7 @@ void tasks_stop(worker *w)
         event_del(t->ev);
 }
 
-/* After handler_abort_all (no run left), before the state and base go. */
+/* After coroutines_abort_all (no run left), before the state and base go. */
 void tasks_close(worker *w)
 {
     while (w->tasks != NULL) {

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "serve.h"
 #include "core/http.h"
 
 static void check_done(worker *w);
@@ -111,7 +111,7 @@ struct result {
     CURLcode rc;
 };
 
-/* Protected (handler_push): a finished transfer's res | nil, message, code. */
+/* Protected (coroutines_push): a finished transfer's res | nil, message, code. */
 static int push_result(lua_State *L)
 {
     struct result *r = lua_touserdata(L, 1);
@@ -127,13 +127,13 @@ static void finish(request_ctx *ctx, CURLcode rc)
     struct result r = { NULL, ctx->easy, rc };
     lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->xfer_ref);
     r.x = lua_touserdata(L, -1);
-    int n = handler_push(ctx, push_result, &r);
+    int n = coroutines_push(ctx, push_result, &r);
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, ctx->xfer_ref);
     ctx->xfer_ref = LUA_NOREF;
     ctx->easy = NULL;
     pool_put(w, r.easy);
-    handler_resume(ctx, n);
+    coroutines_resume(ctx, n);
 }
 
 static void check_done(worker *w)
@@ -197,7 +197,7 @@ static void on_sleep_done(evutil_socket_t fd, short kind, void *arg)
     request_ctx *ctx = arg;
     event_free(ctx->timer);
     ctx->timer = NULL;
-    handler_resume(ctx, 0);
+    coroutines_resume(ctx, 0);
 }
 
 /* sleep(seconds) under serve: an evtimer, then resume with no results. */

@@ -1,5 +1,5 @@
 /*
- * handler.c — each request as a coroutine of the worker's lua_State.
+ * coroutines.c — each request as a coroutine of the worker's lua_State.
  *
  * The coroutine runs the runner (runner.c) on the parsed request, which
  * builds the request table inside the coroutine.  It is anchored in the
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "serve.h"
 
 static const char error_head[] = "Content-Type: text/plain; charset=utf-8\r\n";
 static const char error_body[] = "500 Internal Server Error\n";
@@ -113,7 +113,7 @@ static void answer_500(request_ctx *ctx)
         ctx_free(ctx);
         return;
     }
-    server_respond(ctx->c, 500, error_head, sizeof error_head - 1, error_body,
+    conn_respond(ctx->c, 500, error_head, sizeof error_head - 1, error_body,
                    sizeof error_body - 1);
     ctx_free(ctx);
 }
@@ -126,7 +126,7 @@ static request_ctx *ctx_new(worker *w, conn *c, task *t)
     request_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
         if (c != NULL)
-            server_respond(c, 500, error_head, sizeof error_head - 1, error_body,
+            conn_respond(c, 500, error_head, sizeof error_head - 1, error_body,
                            sizeof error_body - 1);
         else
             log_error("worker %d: task: out of memory", w->id);
@@ -150,7 +150,7 @@ static request_ctx *ctx_new(worker *w, conn *c, task *t)
     return ctx;
 }
 
-void handler_start(worker *w, conn *c, const http_request *r)
+void coroutines_start(worker *w, conn *c, const http_request *r)
 {
     request_ctx *ctx = ctx_new(w, c, NULL);
     if (ctx == NULL)
@@ -158,20 +158,20 @@ void handler_start(worker *w, conn *c, const http_request *r)
     lua_State *co = ctx_thread(ctx);            /* room for 2: LUA_MINSTACK */
     lua_rawgeti(co, LUA_REGISTRYINDEX, w->runner_ref);
     lua_pushlightuserdata(co, (void *)r);
-    handler_resume(ctx, 1);
+    coroutines_resume(ctx, 1);
 }
 
-void handler_start_task(worker *w, task *t)
+void coroutines_start_task(worker *w, task *t)
 {
     request_ctx *ctx = ctx_new(w, NULL, t);
     if (ctx == NULL)
         return;
     lua_State *co = ctx_thread(ctx);
     lua_rawgeti(co, LUA_REGISTRYINDEX, task_fn_ref(t));
-    handler_resume(ctx, 0);
+    coroutines_resume(ctx, 0);
 }
 
-int handler_push(request_ctx *ctx, lua_CFunction push, void *arg)
+int coroutines_push(request_ctx *ctx, lua_CFunction push, void *arg)
 {
     lua_State *L = ctx->w->L, *co = ctx_thread(ctx);
     int top = lua_gettop(L);
@@ -207,7 +207,7 @@ static int report_p(lua_State *L)
         log_error("task error: %s", lua_tostring(L, -1));
         return 0;
     }
-    const http_request *r = server_request(a->ctx->c);
+    const http_request *r = conn_request(a->ctx->c);
     log_error("handler error: %.*s %.*s: %s", (int)r->mlen, r->method, (int)r->plen, r->path,
               lua_tostring(L, -1));
     return 0;
@@ -215,7 +215,7 @@ static int report_p(lua_State *L)
 
 /* Resume the coroutine with nargs values already on it (nargs < 0: they
  * could not be made; answer 500); when it finishes, answer and free ctx. */
-void handler_resume(request_ctx *ctx, int nargs)
+void coroutines_resume(request_ctx *ctx, int nargs)
 {
     worker *w = ctx->w;
     lua_State *co = ctx_thread(ctx);
@@ -238,7 +238,7 @@ void handler_resume(request_ctx *ctx, int nargs)
         size_t bl;
         int code = (int)lua_tointeger(co, -2);
         const char *body = lua_tolstring(co, -1, &bl);
-        server_respond(ctx->c, code, w->head, w->headlen, body, bl);
+        conn_respond(ctx->c, code, w->head, w->headlen, body, bl);
         ctx_free(ctx);
         return;
     }
@@ -251,7 +251,7 @@ void handler_resume(request_ctx *ctx, int nargs)
 }
 
 /* Abort every request still running (shutdown deadline passed). */
-void handler_abort_all(worker *w)
+void coroutines_abort_all(worker *w)
 {
     while (w->ctxs != NULL) {
         request_ctx *ctx = w->ctxs;

@@ -1,27 +1,27 @@
 /*
- * worker.h — what the files of `stripe-connect serve` share.
+ * serve.h — what the files of `stripe-connect serve` share.
  *
- *   options.c   the command line: defaults, usage, parsing
- *   serve.c     listening sockets, worker threads, signals
- *   server.c    HTTP/1.1 connections on bufferevents: deadlines, framing, keep-alive
- *   request.c   parsing one request: request line, headers, body, limits
- *   app.c       the worker's lua_State: APP.lua and the router
- *   runner.c    each request coroutine's body: request table, dispatch, response table
- *   handler.c   each request as a coroutine: start, resume, 500s
- *   budget.c    the instruction budget: a watchdog starts counting a request
- *               that holds its worker; coroutine.resume/wrap
- *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
- *   dbwait.c    the store's database jobs: yield the request until committed
- *   pgwait.c    PostgreSQL on libpq's async API: yield the request until answered
- *   tasks.c     core.every: periodic Lua tasks run as coroutines on worker 1
- *   log.c       access log and error lines on stderr
+ *   options.c     the command line: defaults, usage, parsing
+ *   serve.c       listening sockets, worker threads, signals
+ *   conn.c        HTTP/1.1 connections on bufferevents: deadlines, framing, keep-alive
+ *   request.c     parsing one request: request line, headers, body, limits
+ *   apploader.c   the worker's lua_State: APP.lua and the router
+ *   runner.c      each request coroutine's body: request table, dispatch, response table
+ *   coroutines.c  each request as a coroutine: start, resume, 500s
+ *   budget.c      the instruction budget: a watchdog starts counting a request
+ *                 that holds its worker; coroutine.resume/wrap
+ *   upstream.c    curl multi on the worker's event base; yielding http_request/sleep
+ *   dbwait.c      the store's database jobs: yield the request until committed
+ *   pgwait.c      PostgreSQL on libpq's async API: yield the request until answered
+ *   tasks.c       core.every: periodic Lua tasks run as coroutines on worker 1
+ *   log.c         access log and error lines on stderr
  *
  * Each worker thread owns one event_base, one lua_State and one curl multi
  * handle; nothing in a worker is touched by another thread except the stop
  * event (event_active is thread-safe with evthread_use_pthreads).
  */
-#ifndef SC_WORKER_H
-#define SC_WORKER_H
+#ifndef SC_SERVE_H
+#define SC_SERVE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -110,14 +110,14 @@ typedef struct request_parse {
     int keep_alive, chunked, expect_continue, is_head;
 } request_parse;
 
-/* What the connections of a worker hand their requests to (server_init):
- * server.c knows no handler by name, so it can run under another one. */
-typedef struct server_calls {
-    /* The body limit of r's route, capped by max (app_body_limit). */
+/* What the connections of a worker hand their requests to (conn_init):
+ * conn.c knows no handler by name, so it can run under another one. */
+typedef struct conn_calls {
+    /* The body limit of r's route, capped by max (apploader_body_limit). */
     size_t (*body_limit)(worker *w, const http_request *r, size_t max);
-    /* Run the request; the connection waits for server_respond (handler_start). */
+    /* Run the request; the connection waits for conn_respond (coroutines_start). */
     void (*request)(worker *w, conn *c, const http_request *r);
-} server_calls;
+} conn_calls;
 
 struct worker {
     int id;
@@ -129,8 +129,8 @@ struct worker {
     char reqid_prefix[16];      /* random per worker; request ids are prefix + counter */
     unsigned long reqid_seq;
     struct event *stop_ev, *deadline_ev;
-    const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
-    server_calls calls;         /* where server.c hands each request (server_init) */
+    const struct timeval *read_tv, *linger_tv;  /* common timeouts (conn_init) */
+    conn_calls calls;           /* where conn.c hands each request (conn_init) */
     time_t date_sec;            /* the second date[] was formatted for */
     char date[64];              /* "Date: ...\r\n" */
     size_t datelen;
@@ -195,30 +195,30 @@ int request_check_length(const request_parse *rq);
 /* A chunk-size line without its CRLF, extensions checked (RFC 9112 §7.1.1); 0 or -1. */
 int request_parse_chunk_size(const char *line, size_t n, unsigned long long *size);
 
-/* server.c */
+/* conn.c */
 /* The worker's common timeouts, once its base exists, and the calls its
  * connections hand their requests to.  0 or -1. */
-int server_init(worker *w, server_calls calls);
-int server_listen_socket(const char *host, int port, int *bound_port);
+int conn_init(worker *w, conn_calls calls);
+int conn_listen_socket(const char *host, int port, int *bound_port);
 /* Refuse a port another process listens on (before the first bind); 0 or -1 with errno. */
-int server_claim_port(const char *host, int port);
-void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+int conn_claim_port(const char *host, int port);
+void conn_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                            int socklen, void *arg);
-void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                    int socklen, void *arg);
-void server_respond(conn *c, int status, const char *head, size_t headlen,
+void conn_respond(conn *c, int status, const char *head, size_t headlen,
                     const char *body, size_t bodylen);
-void server_close_idle(worker *w);
-const http_request *server_request(const conn *c);
-void server_free_all(worker *w);
+void conn_close_idle(worker *w);
+const http_request *conn_request(const conn *c);
+void conn_free_all(worker *w);
 
-/* app.c */
-int app_load(worker *w, char **errmsg);
+/* apploader.c */
+int apploader_load(worker *w, char **errmsg);
 /* The body limit of the route r goes to (the routes' max_body: 0 for GET
  * and HEAD routes and for no route, --max-body-size for the rest unless
  * declared), capped by max. */
-size_t app_body_limit(worker *w, const http_request *r, size_t max);
-void app_close(worker *w);
+size_t apploader_body_limit(worker *w, const http_request *r, size_t max);
+void apploader_close(worker *w);
 
 /* runner.c: make the runner from dispatch, parse_query, parse_cookies on
  * top (replaced by it).  Run on a coroutine with the http_request as a light
@@ -226,16 +226,16 @@ void app_close(worker *w);
  * Stack: [-3, +1]. */
 void runner_push(lua_State *L, worker *w);
 
-/* handler.c */
-/* Run the app for a parsed request; the connection waits for server_respond. */
-void handler_start(worker *w, conn *c, const http_request *r);
+/* coroutines.c */
+/* Run the app for a parsed request; the connection waits for conn_respond. */
+void coroutines_start(worker *w, conn *c, const http_request *r);
 /* Call push(arg) protected on the main thread and move what it returns onto
  * the request's coroutine: the count, or -1 (logged) on a memory error. */
-int handler_push(request_ctx *ctx, lua_CFunction push, void *arg);
-void handler_resume(request_ctx *ctx, int nargs);
+int coroutines_push(request_ctx *ctx, lua_CFunction push, void *arg);
+void coroutines_resume(request_ctx *ctx, int nargs);
 /* Run a task's function as a coroutine with a context of its own (no connection). */
-void handler_start_task(worker *w, task *t);
-void handler_abort_all(worker *w);
+void coroutines_start_task(worker *w, task *t);
+void coroutines_abort_all(worker *w);
 
 /* upstream.c */
 int upstream_init(worker *w);
@@ -284,4 +284,4 @@ void log_access(const worker *w, const char *request_id, size_t ridlen, const ch
                 int status, double ms, size_t bytes);
 double log_now_ms(void);
 
-#endif /* SC_WORKER_H */
+#endif /* SC_SERVE_H */
