@@ -71,7 +71,7 @@ int apploader_load(worker *w, char **errmsg)
     w->L = L;
     /* New threads copy the main thread's extra space: NULL means "not a
      * request coroutine" (its initial contents are unspecified). */
-    *(request_ctx **)lua_getextraspace(L) = NULL;
+    *(request_run **)lua_getextraspace(L) = NULL;
     lua_pushcfunction(L, apploader_pload);
     lua_pushlightuserdata(L, w);
     if (host_docall(L, 1, 1) != LUA_OK) {

@@ -45,17 +45,17 @@ static long long now_us(void)
 static void budget_hook(lua_State *co, lua_Debug *ar)
 {
     (void)ar;
-    request_ctx *ctx = *(request_ctx **)lua_getextraspace(co);
-    if (ctx == NULL) {                   /* a handler's own coroutine */
+    request_run *run = *(request_run **)lua_getextraspace(co);
+    if (run == NULL) {                   /* a handler's own coroutine */
         lua_rawgetp(co, LUA_REGISTRYINDEX, &worker_key);
         worker *w = lua_touserdata(co, -1);
         lua_pop(co, 1);
-        ctx = w != NULL ? w->running : NULL;
-        if (ctx == NULL)
+        run = w != NULL ? w->running : NULL;
+        if (run == NULL)
             return;
     }
-    ctx->budget -= HOOK_STEP;
-    if (ctx->budget <= 0) {
+    run->budget -= HOOK_STEP;
+    if (run->budget <= 0) {
         lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
         lua_pushstring(co, budget_message);
         lua_error(co);
@@ -77,31 +77,31 @@ static void on_kick(int sig)
 {
     (void)sig;
     worker *w = kick_worker;
-    if (w == NULL || w->live == NULL || w->live_ctx == NULL)
+    if (w == NULL || w->live == NULL || w->live_run == NULL)
         return;
-    w->live_ctx->counting = 1;
+    w->live_run->counting = 1;
     arm(w->live);
 }
 
-int budget_resume(worker *w, request_ctx *ctx, lua_State *co, int nargs, int *nres)
+int budget_resume(worker *w, request_run *run, lua_State *co, int nargs, int *nres)
 {
-    request_ctx *outer_ctx = w->running;
+    request_run *outer_run = w->running;
     lua_State *outer_live = w->live;
-    w->running = ctx;
-    w->live_ctx = ctx;
+    w->running = run;
+    w->live_run = run;
     w->live = co;
-    if (ctx->counting)
+    if (run->counting)
         arm(co);
-    if (outer_ctx == NULL) {
+    if (outer_run == NULL) {
         atomic_store(&w->kicked, 0);
         atomic_store(&w->live_since, now_us());
     }
     int status = lua_resume(co, w->L, nargs, nres);
-    if (outer_ctx == NULL)
+    if (outer_run == NULL)
         atomic_store(&w->live_since, 0);
     w->live = outer_live;
-    w->live_ctx = outer_ctx;
-    w->running = outer_ctx;
+    w->live_run = outer_run;
+    w->running = outer_run;
     return status;
 }
 

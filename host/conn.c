@@ -355,7 +355,7 @@ static int flush(conn *c)
 }
 
 void conn_respond(conn *c, int status, const char *head, size_t headlen,
-                    const char *body, size_t bodylen)
+                  const char *body, size_t bodylen)
 {
     worker *w = c->w;
     int no_body = status == 204 || status == 304 || status < 200;
@@ -646,7 +646,7 @@ static void accept_conn(worker *w, evutil_socket_t fd, struct sockaddr *sa, int 
 }
 
 void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                   int socklen, void *arg)
+                 int socklen, void *arg)
 {
     (void)l;
     (void)socklen;
@@ -654,7 +654,7 @@ void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *
 }
 
 void conn_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                           int socklen, void *arg)
+                         int socklen, void *arg)
 {
     (void)l;
     (void)socklen;

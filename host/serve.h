@@ -67,7 +67,7 @@ static inline struct timeval seconds_tv(double s)
 
 typedef struct conn conn;
 typedef struct worker worker;
-typedef struct request_ctx request_ctx;
+typedef struct request_run request_run;
 typedef struct task task;
 struct dbwait;
 struct sc_job;
@@ -146,13 +146,13 @@ struct worker {
     struct event *curl_timer;
     CURL *pool[64];             /* idle easy handles */
     int npool;
-    request_ctx *ctxs;          /* all running requests */
-    request_ctx *running;       /* the one being resumed, or NULL */
+    request_run *runs;          /* all running requests */
+    request_run *running;       /* the one being resumed, or NULL */
     /* budget.c: what runs Lua now, for the signal handler, and since when
      * (monotonic µs, 0 when not in Lua) and whether it was kicked, for the
      * watchdog thread. */
     lua_State *volatile live;
-    request_ctx *volatile live_ctx;
+    request_run *volatile live_run;
     _Atomic long long live_since;
     atomic_int kicked;
     struct dbwait *db;          /* database jobs coming back (dbwait.c) */
@@ -163,8 +163,10 @@ struct worker {
     int joined;                 /* main thread: thread has been joined */
 };
 
-/* A request being handled: its coroutine and what it waits on. */
-struct request_ctx {
+/* One request's run (or a task's): its coroutine and what it waits on.  In C
+ * a `run` is always this; the Lua library's `ctx` is the platform, never a
+ * request. */
+struct request_run {
     worker *w;
     conn *c;                    /* NULL for a task's run (tasks.c) */
     task *task;                 /* the task this run is, or NULL */
@@ -177,7 +179,7 @@ struct request_ctx {
     struct sc_job *dbjob;       /* pending database job, or NULL */
     struct pgop *pgop;          /* pending PostgreSQL connect or query, or NULL */
     long budget;                /* instructions left */
-    request_ctx *prev, *next;
+    request_run *prev, *next;
 };
 
 /* options.c: defaults, then argv[2..]; 0, or -1 with the exit code in *code
@@ -203,11 +205,11 @@ int conn_listen_socket(const char *host, int port, int *bound_port);
 /* Refuse a port another process listens on (before the first bind); 0 or -1 with errno. */
 int conn_claim_port(const char *host, int port);
 void conn_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                           int socklen, void *arg);
+                         int socklen, void *arg);
 void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                   int socklen, void *arg);
+                 int socklen, void *arg);
 void conn_respond(conn *c, int status, const char *head, size_t headlen,
-                    const char *body, size_t bodylen);
+                  const char *body, size_t bodylen);
 void conn_close_idle(worker *w);
 const http_request *conn_request(const conn *c);
 void conn_free_all(worker *w);
@@ -231,16 +233,16 @@ void runner_push(lua_State *L, worker *w);
 void coroutines_start(worker *w, conn *c, const http_request *r);
 /* Call push(arg) protected on the main thread and move what it returns onto
  * the request's coroutine: the count, or -1 (logged) on a memory error. */
-int coroutines_push(request_ctx *ctx, lua_CFunction push, void *arg);
-void coroutines_resume(request_ctx *ctx, int nargs);
-/* Run a task's function as a coroutine with a context of its own (no connection). */
+int coroutines_push(request_run *run, lua_CFunction push, void *arg);
+void coroutines_resume(request_run *run, int nargs);
+/* Run a task's function as a coroutine with a run of its own (no connection). */
 void coroutines_start_task(worker *w, task *t);
 void coroutines_abort_all(worker *w);
 
 /* upstream.c */
 int upstream_init(worker *w);
 void upstream_install(lua_State *L, worker *w);
-void upstream_cancel(request_ctx *ctx);
+void upstream_cancel(request_run *run);
 void upstream_close(worker *w);
 
 /* budget.c */
@@ -248,7 +250,7 @@ extern const char budget_message[];
 /* Register the worker and its coroutine.resume/wrap in a new state.  Stack: [-0, +0]. */
 void budget_install(lua_State *L, worker *w);
 /* lua_resume of a request's coroutine, for the watchdog to see. */
-int budget_resume(worker *w, request_ctx *ctx, lua_State *co, int nargs, int *nres);
+int budget_resume(worker *w, request_run *run, lua_State *co, int nargs, int *nres);
 /* No hook on a coroutine going back to the pool. */
 void budget_reset(lua_State *co);
 void budget_thread_init(worker *w);
@@ -261,19 +263,19 @@ void budget_watchdog_stop(void);
 int dbwait_init(worker *w);
 /* Replace db:exec with the yielding version in L (core required).  Stack: [-0, +0]. */
 void dbwait_install(lua_State *L, worker *w);
-void dbwait_cancel(request_ctx *ctx);
+void dbwait_cancel(request_run *run);
 void dbwait_close(worker *w);
 
 /* pgwait.c */
 /* Replace pg_connect and query with the yielding versions in L (core table
  * on top).  Stack: [-0, +0]. */
 void pgwait_install(lua_State *L, worker *w);
-void pgwait_cancel(request_ctx *ctx);
+void pgwait_cancel(request_run *run);
 /* tasks.c */
 /* core.every in the core table on top of L.  Stack: [-0, +0]. */
 void tasks_install(lua_State *L, worker *w);
 int task_fn_ref(const task *t);
-void task_set_run(task *t, request_ctx *ctx);
+void task_set_run(task *t, request_run *run);
 void tasks_stop(worker *w);
 void tasks_close(worker *w);
 

@@ -4,7 +4,7 @@
  * Only worker 1 arms the timer (one run per process, whatever --workers
  * says); on the other workers every() answers false and does nothing, so an
  * app calls it the same way in every worker's state.  Each tick runs fn() as
- * a coroutine of the worker's lua_State with a request context of its own
+ * a coroutine of the worker's lua_State with a request_run of its own
  * (coroutines_start_task), so a store call inside it yields like a request's
  * (dbwait.c) and the event loop never waits on SQLite; http_request and
  * sleep yield too.  A tick that comes while the previous run is still going
@@ -19,7 +19,7 @@ struct task {
     worker *w;
     struct event *ev;
     int fn_ref;                 /* registry ref of fn in the worker's state */
-    request_ctx *ctx;           /* the run in progress, or NULL */
+    request_run *run;           /* the run in progress, or NULL */
     struct task *next;
 };
 
@@ -28,7 +28,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     task *t = arg;
-    if (t->ctx != NULL || t->w->stopping)
+    if (t->run != NULL || t->w->stopping)
         return;
     coroutines_start_task(t->w, t);
 }
@@ -75,9 +75,9 @@ int task_fn_ref(const task *t)
     return t->fn_ref;
 }
 
-void task_set_run(task *t, request_ctx *ctx)
+void task_set_run(task *t, request_run *run)
 {
-    t->ctx = ctx;
+    t->run = run;
 }
 
 void tasks_stop(worker *w)
