@@ -47,7 +47,7 @@ static int wait_for(struct pgop *op, short kind)
     op->ev = event_new(w->base, PQsocket(op->p->conn), kind, on_event, op);
     if (op->ev == NULL)
         return -1;
-    struct timeval tv = { op->connecting ? CONNECT_TIMEOUT : QUERY_TIMEOUT, 0 };
+    struct timeval tv = seconds_tv(op->connecting ? CONNECT_TIMEOUT : QUERY_TIMEOUT);
     return event_add(op->ev, &tv);
 }
 

@@ -82,7 +82,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     log_error("worker %d: accept: %s", w->id, evutil_socket_error_to_string(err));
     evconnlistener_disable(l);
-    struct timeval tv = { 0, 100000 };
+    struct timeval tv = seconds_tv(0.1);
     event_base_once(w->base, -1, EV_TIMEOUT, on_resume_accept, w, &tv);
 }
 

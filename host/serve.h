@@ -58,10 +58,18 @@ typedef struct serve_opts {
 
 enum { LOG_TEXT, LOG_LOGFMT, LOG_JSON };
 
-/* s seconds (non-negative) as a struct timeval, for libevent's timers. */
+/* s seconds (non-negative) as a struct timeval, for libevent's timers: the
+ * one way serve's files make a timeval (milliseconds: seconds_tv(ms / 1e3)).
+ * Rounded to the microsecond, so 0.001 s is 1000 µs, not 999. */
 static inline struct timeval seconds_tv(double s)
 {
-    struct timeval tv = { (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6) };
+    time_t sec = (time_t)s;
+    long usec = (long)((s - (double)sec) * 1e6 + 0.5);
+    if (usec >= 1000000) {
+        sec++;
+        usec -= 1000000;
+    }
+    struct timeval tv = { sec, (suseconds_t)usec };
     return tv;
 }
 

@@ -77,7 +77,7 @@ static int curl_timer(CURLM *multi, long timeout_ms, void *userp)
     if (timeout_ms < 0) {
         evtimer_del(w->curl_timer);
     } else {
-        struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+        struct timeval tv = seconds_tv((double)timeout_ms / 1e3);
         evtimer_add(w->curl_timer, &tv);
     }
     return 0;
