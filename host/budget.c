@@ -200,12 +200,8 @@ void budget_install(lua_State *L, worker *w)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
     lua_getglobal(L, "coroutine");
     if (lua_istable(L, -1)) {
-        lua_pushlightuserdata(L, w);
-        lua_pushcclosure(L, co_resume, 1);
-        lua_setfield(L, -2, "resume");
-        lua_pushlightuserdata(L, w);
-        lua_pushcclosure(L, co_wrap, 1);
-        lua_setfield(L, -2, "wrap");
+        install_fn(L, w, "resume", co_resume);
+        install_fn(L, w, "wrap", co_wrap);
     }
     lua_pop(L, 1);
 }

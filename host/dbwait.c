@@ -100,9 +100,7 @@ void dbwait_install(lua_State *L, worker *w)
 {
     luaL_getmetatable(L, "stripe_connect.sqlite");
     lua_getfield(L, -1, "__index");
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, dbwait_exec, 1);
-    lua_setfield(L, -2, "exec");
+    install_fn(L, w, "exec", dbwait_exec);
     lua_pop(L, 2);
 }
 

@@ -77,6 +77,16 @@ typedef struct conn conn;
 typedef struct worker worker;
 typedef struct request_run request_run;
 typedef struct task task;
+
+/* t[name] = f as a C closure over w (its upvalue 1), t the table on top of
+ * L: how serve's files put their versions of functions in a worker's
+ * state.  Stack: [-0, +0]. */
+static inline void install_fn(lua_State *L, worker *w, const char *name, lua_CFunction f)
+{
+    lua_pushlightuserdata(L, w);
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, -2, name);
+}
 struct dbwait;
 struct sc_job;
 struct pgop;

@@ -65,9 +65,7 @@ static int tasks_every(lua_State *L)
 
 void tasks_install(lua_State *L, worker *w)
 {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, tasks_every, 1);
-    lua_setfield(L, -2, "every");
+    install_fn(L, w, "every", tasks_every);
 }
 
 int task_fn_ref(const task *t)

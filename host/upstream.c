@@ -218,12 +218,8 @@ static int upstream_sleep(lua_State *L)
 /* Replace http_request and sleep in the core table on top of L.  Stack: [-0, +0]. */
 void upstream_install(lua_State *L, worker *w)
 {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, upstream_http_request, 1);
-    lua_setfield(L, -2, "http_request");
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, upstream_sleep, 1);
-    lua_setfield(L, -2, "sleep");
+    install_fn(L, w, "http_request", upstream_http_request);
+    install_fn(L, w, "sleep", upstream_sleep);
 }
 
 int upstream_init(worker *w)
