@@ -24,6 +24,14 @@
 
 #include "serve.h"
 
+/* Close a worker's listener (the main one or --metrics-listen's), if open. */
+static void close_listener(struct evconnlistener **l)
+{
+    if (*l != NULL)
+        evconnlistener_free(*l);
+    *l = NULL;
+}
+
 /* Cross-thread stop request: stop accepting, drop idle connections, and
  * end the loop when the rest have finished or the deadline passes. */
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -37,14 +45,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     }
     w->stopping = 1;
     tasks_stop(w);
-    if (w->listener) {
-        evconnlistener_free(w->listener);
-        w->listener = NULL;
-    }
-    if (w->metrics_listener) {
-        evconnlistener_free(w->metrics_listener);
-        w->metrics_listener = NULL;
-    }
+    close_listener(&w->listener);
+    close_listener(&w->metrics_listener);
     conn_close_idle(w);
     if (w->nconns == 0) {
         event_base_loopexit(w->base, NULL);
@@ -101,10 +103,8 @@ static void worker_free(worker *w)
         coroutines_abort_all(w);
     tasks_close(w);
     conn_free_all(w);
-    if (w->listener)
-        evconnlistener_free(w->listener);
-    if (w->metrics_listener)
-        evconnlistener_free(w->metrics_listener);
+    close_listener(&w->listener);
+    close_listener(&w->metrics_listener);
     upstream_close(w);
     apploader_close(w);
     dbwait_close(w);
