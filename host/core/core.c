@@ -8,6 +8,19 @@
 
 LUALIB_API int luaopen_stripe_connect_core(lua_State *L);
 
+void sc_subtable(lua_State *L, int t)
+{
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, t);
+    }
+}
+
 /* Stack: [-0, +1]; returns the module table. */
 LUALIB_API int luaopen_stripe_connect_core(lua_State *L)
 {

@@ -60,4 +60,8 @@ int sc_is_tchar(unsigned char c);
 /* Is s[0..n) a token (non-empty, tchar only)? */
 int sc_is_token(const char *s, size_t n);
 
+/* The table t[key] for the key on top of L, made (and stored) when missing;
+ * t is an absolute index.  Stack: [-0, +1] (core.c). */
+void sc_subtable(lua_State *L, int t);
+
 #endif /* SC_CORE_H */

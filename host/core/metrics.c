@@ -247,15 +247,7 @@ static void push_histogram(lua_State *L, histogram *h)
 static void add_histogram(lua_State *L, int t, entry *e)
 {
     lua_pushlstring(L, e->key, e->name_len);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, t);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -2);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, t);
-    }
+    sc_subtable(L, t);                            /* name, its table */
     lua_pushlstring(L, e->key + e->name_len + 1, e->len - e->name_len - 1);
     push_histogram(L, e->hist);
     lua_rawset(L, -3);
