@@ -107,14 +107,15 @@ static void run_free(request_run *run)
     free(run);
 }
 
+static void respond_500(conn *c)
+{
+    conn_respond(c, 500, error_head, sizeof error_head - 1, error_body, sizeof error_body - 1);
+}
+
 static void answer_500(request_run *run)
 {
-    if (run->c == NULL) {                        /* a task: nobody to answer */
-        run_free(run);
-        return;
-    }
-    conn_respond(run->c, 500, error_head, sizeof error_head - 1, error_body,
-                 sizeof error_body - 1);
+    if (run->c != NULL)                          /* NULL: a task, nobody to answer */
+        respond_500(run->c);
     run_free(run);
 }
 
@@ -126,8 +127,7 @@ static request_run *run_new(worker *w, conn *c, task *t)
     request_run *run = calloc(1, sizeof *run);
     if (run == NULL) {
         if (c != NULL)
-            conn_respond(c, 500, error_head, sizeof error_head - 1, error_body,
-                         sizeof error_body - 1);
+            respond_500(c);
         else
             log_error("worker %d: task: out of memory", w->id);
         return NULL;
