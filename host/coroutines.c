@@ -213,6 +213,20 @@ static int report_p(lua_State *L)
     return 0;
 }
 
+/* The run is waiting on a transfer, a sleep, a database job or PostgreSQL. */
+static int waiting(const request_run *run)
+{
+    return run->easy != NULL || run->timer != NULL || run->dbjob != NULL || run->pgop != NULL;
+}
+
+request_run *coroutines_current(lua_State *L, worker *w)
+{
+    request_run *run = *(request_run **)lua_getextraspace(L);
+    if (run == NULL || run->w != w || !lua_isyieldable(L) || waiting(run))
+        return NULL;
+    return run;
+}
+
 /* Resume the coroutine with nargs values already on it (nargs < 0: they
  * could not be made; answer 500); when it finishes, answer and free run. */
 void coroutines_resume(request_run *run, int nargs)
@@ -225,8 +239,7 @@ void coroutines_resume(request_run *run, int nargs)
     }
     int nres = 0;
     int status = budget_resume(w, run, co, nargs, &nres);
-    if (status == LUA_YIELD && (run->easy != NULL || run->timer != NULL || run->dbjob != NULL
-                                  || run->pgop != NULL))
+    if (status == LUA_YIELD && waiting(run))
         return;                               /* resumed by upstream.c, dbwait.c or pgwait.c */
     struct report_args a = { run, co, NULL };
     run->reusable = status == LUA_OK;

@@ -79,9 +79,8 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 static int dbwait_exec(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_run *run = *(request_run **)lua_getextraspace(L);
-    if (run == NULL || run->w != w || !lua_isyieldable(L) || run->easy || run->timer
-        || run->dbjob || run->pgop)
+    request_run *run = coroutines_current(L, w);
+    if (run == NULL)
         return sc_sqlite_exec_sync(L);
     sc_db *db = sc_sqlite_check(L, 1);
     sc_job *job = sc_sqlite_job(L, 2);            /* may raise; nothing submitted yet */

@@ -157,15 +157,6 @@ static void step(struct pgop *op, short what)
     }
 }
 
-static request_run *current(lua_State *L, worker *w)
-{
-    request_run *run = *(request_run **)lua_getextraspace(L);
-    if (run == NULL || run->w != w || !lua_isyieldable(L) || run->easy || run->timer
-        || run->dbjob || run->pgop)
-        return NULL;
-    return run;
-}
-
 /* Outside a request: the blocking version (upvalue 2) with the same arguments. */
 static int blocking(lua_State *L)
 {
@@ -211,7 +202,7 @@ static int start(lua_State *L, request_run *run, sc_pg *p, int connecting)
 static int pgwait_connect(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_run *run = current(L, w);
+    request_run *run = coroutines_current(L, w);
     if (run == NULL)
         return blocking(L);
     const char *info = luaL_checkstring(L, 1);
@@ -229,7 +220,7 @@ static int pgwait_connect(lua_State *L)
 static int pgwait_query(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_run *run = current(L, w);
+    request_run *run = coroutines_current(L, w);
     if (run == NULL)
         return blocking(L);
     sc_pg *p = sc_pg_check(L, 1);

@@ -253,6 +253,10 @@ void coroutines_start(worker *w, conn *c, const http_request *r);
  * the request's coroutine: the count, or -1 (logged) on a memory error. */
 int coroutines_push(request_run *run, lua_CFunction push, void *arg);
 void coroutines_resume(request_run *run, int nargs);
+/* The run of the request whose coroutine L is, when it may yield for I/O
+ * now (w's state, yieldable, waiting on nothing yet); NULL: outside a
+ * request, where the blocking version runs. */
+request_run *coroutines_current(lua_State *L, worker *w);
 /* Run a task's function as a coroutine with a run of its own (no connection). */
 void coroutines_start_task(worker *w, task *t);
 void coroutines_abort_all(worker *w);

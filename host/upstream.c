@@ -153,21 +153,12 @@ static void check_done(worker *w)
     }
 }
 
-static request_run *current(lua_State *L, worker *w)
-{
-    request_run *run = *(request_run **)lua_getextraspace(L);
-    if (run == NULL || run->w != w || !lua_isyieldable(L) || run->easy || run->timer || run->dbjob
-        || run->pgop)
-        return NULL;
-    return run;
-}
-
 /* http_request(opts) under serve: start the transfer on the multi handle and
  * yield; finish() resumes with res | nil, message, code. */
 static int upstream_http_request(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_run *run = current(L, w);
+    request_run *run = coroutines_current(L, w);
     if (run == NULL)
         return sc_http_request_sync(L);
     CURL *easy = pool_top(w);
@@ -204,7 +195,7 @@ static void on_sleep_done(evutil_socket_t fd, short kind, void *arg)
 static int upstream_sleep(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_run *run = current(L, w);
+    request_run *run = coroutines_current(L, w);
     if (run == NULL)
         return sc_sleep_sync(L);
     struct timeval tv = seconds_tv(sc_check_seconds(L, 1));
