@@ -35,9 +35,7 @@ static _Thread_local worker *kick_worker;
 
 static long long now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (long long)(sc_monotonic() * 1e6);
 }
 
 /* Count hook: charge the request being resumed; over budget, raise on

@@ -4,9 +4,27 @@
  * Primitives only, no policy: the Lua library `stripe_connect` requires this
  * module and adds the friendly API.  Built for Lua 5.4 and for LuaJIT 2.1.
  */
+#include <time.h>
+
 #include "core.h"
 
 LUALIB_API int luaopen_stripe_connect_core(lua_State *L);
+
+uint32_t sc_fnv1a(uint32_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+double sc_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 void sc_subtable(lua_State *L, int t)
 {
