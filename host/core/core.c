@@ -1,5 +1,6 @@
 /*
- * core.c — entry point of the C module `stripe_connect.core`.
+ * core.c — entry point of the C module `stripe_connect.core`, and the few
+ * helpers its areas share (core.h: sc_subtable, sc_fnv1a, sc_monotonic).
  *
  * Primitives only, no policy: the Lua library `stripe_connect` requires this
  * module and adds the friendly API.  Built for Lua 5.4 and for LuaJIT 2.1.
