@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "worker.h"
+#include "serve.h"
 
 #define HOOK_STEP 1000                  /* instructions per hook call */
 #define WATCH_US 5000                   /* the watchdog's period */
@@ -35,9 +35,7 @@ static _Thread_local worker *kick_worker;
 
 static long long now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (long long)(sc_monotonic() * 1e6);
 }
 
 /* Count hook: charge the request being resumed; over budget, raise on
@@ -45,17 +43,17 @@ static long long now_us(void)
 static void budget_hook(lua_State *co, lua_Debug *ar)
 {
     (void)ar;
-    request_ctx *ctx = *(request_ctx **)lua_getextraspace(co);
-    if (ctx == NULL) {                   /* a handler's own coroutine */
+    request_run *run = *(request_run **)lua_getextraspace(co);
+    if (run == NULL) {                   /* a handler's own coroutine */
         lua_rawgetp(co, LUA_REGISTRYINDEX, &worker_key);
         worker *w = lua_touserdata(co, -1);
         lua_pop(co, 1);
-        ctx = w != NULL ? w->running : NULL;
-        if (ctx == NULL)
+        run = w != NULL ? w->running : NULL;
+        if (run == NULL)
             return;
     }
-    ctx->budget -= HOOK_STEP;
-    if (ctx->budget <= 0) {
+    run->budget -= HOOK_STEP;
+    if (run->budget <= 0) {
         lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
         lua_pushstring(co, budget_message);
         lua_error(co);
@@ -77,31 +75,31 @@ static void on_kick(int sig)
 {
     (void)sig;
     worker *w = kick_worker;
-    if (w == NULL || w->live == NULL || w->live_ctx == NULL)
+    if (w == NULL || w->live == NULL || w->live_run == NULL)
         return;
-    w->live_ctx->counting = 1;
+    w->live_run->counting = 1;
     arm(w->live);
 }
 
-int budget_resume(worker *w, request_ctx *ctx, lua_State *co, int nargs, int *nres)
+int budget_resume(worker *w, request_run *run, lua_State *co, int nargs, int *nres)
 {
-    request_ctx *outer_ctx = w->running;
+    request_run *outer_run = w->running;
     lua_State *outer_live = w->live;
-    w->running = ctx;
-    w->live_ctx = ctx;
+    w->running = run;
+    w->live_run = run;
     w->live = co;
-    if (ctx->counting)
+    if (run->counting)
         arm(co);
-    if (outer_ctx == NULL) {
+    if (outer_run == NULL) {
         atomic_store(&w->kicked, 0);
         atomic_store(&w->live_since, now_us());
     }
     int status = lua_resume(co, w->L, nargs, nres);
-    if (outer_ctx == NULL)
+    if (outer_run == NULL)
         atomic_store(&w->live_since, 0);
     w->live = outer_live;
-    w->live_ctx = outer_ctx;
-    w->running = outer_ctx;
+    w->live_run = outer_run;
+    w->running = outer_run;
     return status;
 }
 
@@ -200,12 +198,8 @@ void budget_install(lua_State *L, worker *w)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
     lua_getglobal(L, "coroutine");
     if (lua_istable(L, -1)) {
-        lua_pushlightuserdata(L, w);
-        lua_pushcclosure(L, co_resume, 1);
-        lua_setfield(L, -2, "resume");
-        lua_pushlightuserdata(L, w);
-        lua_pushcclosure(L, co_wrap, 1);
-        lua_setfield(L, -2, "wrap");
+        install_fn(L, w, "resume", co_resume);
+        install_fn(L, w, "wrap", co_wrap);
     }
     lua_pop(L, 1);
 }

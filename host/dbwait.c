@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "worker.h"
+#include "serve.h"
 #include "core/sqlite.h"
 
 struct dbwait {
@@ -42,7 +42,7 @@ static void on_committed(sc_job *job)
     event_active(d->ev, EV_READ, 0);
 }
 
-/* Protected (handler_push): the job's results. */
+/* Protected (coroutines_push): the job's results. */
 static int push_results(lua_State *L)
 {
     return sc_sqlite_push_result(L, lua_touserdata(L, 1));
@@ -61,16 +61,16 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&d->mu);
     while (list != NULL) {
         sc_job *job = list;
-        request_ctx *ctx = job->ctx;
+        request_run *run = job->owner_data;
         list = job->next;
-        if (ctx == NULL) {                        /* its request was aborted */
+        if (run == NULL) {                        /* its request was aborted */
             sc_job_free(job);
             continue;
         }
-        ctx->dbjob = NULL;
-        int n = handler_push(ctx, push_results, job);
+        run->dbjob = NULL;
+        int n = coroutines_push(run, push_results, job);
         sc_job_free(job);
-        handler_resume(ctx, n);
+        coroutines_resume(run, n);
     }
 }
 
@@ -79,19 +79,18 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 static int dbwait_exec(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_ctx *ctx = *(request_ctx **)lua_getextraspace(L);
-    if (ctx == NULL || ctx->w != w || !lua_isyieldable(L) || ctx->easy || ctx->timer
-        || ctx->dbjob || ctx->pgop)
+    request_run *run = coroutines_current(L, w);
+    if (run == NULL)
         return sc_sqlite_exec_sync(L);
     sc_db *db = sc_sqlite_check(L, 1);
     sc_job *job = sc_sqlite_job(L, 2);            /* may raise; nothing submitted yet */
     job->done = on_committed;
     job->owner = w;
-    job->ctx = ctx;
+    job->owner_data = run;
     pthread_mutex_lock(&w->db->mu);
     w->db->pending++;
     pthread_mutex_unlock(&w->db->mu);
-    ctx->dbjob = job;
+    run->dbjob = job;
     sc_db_submit(db, job);
     return lua_yield(L, 0);
 }
@@ -100,17 +99,15 @@ void dbwait_install(lua_State *L, worker *w)
 {
     luaL_getmetatable(L, "stripe_connect.sqlite");
     lua_getfield(L, -1, "__index");
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, dbwait_exec, 1);
-    lua_setfield(L, -2, "exec");
+    install_fn(L, w, "exec", dbwait_exec);
     lua_pop(L, 2);
 }
 
-void dbwait_cancel(request_ctx *ctx)
+void dbwait_cancel(request_run *run)
 {
-    if (ctx->dbjob != NULL)
-        ctx->dbjob->ctx = NULL;                   /* freed when it comes back */
-    ctx->dbjob = NULL;
+    if (run->dbjob != NULL)
+        run->dbjob->owner_data = NULL;            /* freed when it comes back */
+    run->dbjob = NULL;
 }
 
 int dbwait_init(worker *w)

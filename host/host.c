@@ -2,7 +2,7 @@
  * host.c — the lua_State helpers every entry of the host binary uses
  * (host.h): opening a state the host's way (standard libraries, the core
  * preloaded, the project's Lua path), the protected call with a traceback,
- * and the error report.  `run` (main.c) and each serve worker (app.c) open
+ * and the error report.  `run` (main.c) and each serve worker (apploader.c) open
  * their states with them; they live apart from main.c so that serve's
  * files do not depend on the command line's.
  */

@@ -21,14 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/core.h"
-#include "worker.h"
+#include "serve.h"
 
 double log_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return sc_monotonic() * 1e3;
 }
 
 /* Append s[0..n) to buf at *len as the inside of a quoted logfmt value

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "serve.h"
 
 static const char serve_usage[] =
     "usage: stripe-connect serve APP.lua [OPTIONS]\n"

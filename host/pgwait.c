@@ -14,14 +14,14 @@
  */
 #include <stdlib.h>
 
-#include "worker.h"
+#include "serve.h"
 #include "core/pg.h"
 
 #define CONNECT_TIMEOUT 10      /* seconds for the whole connection sequence */
 #define QUERY_TIMEOUT 60        /* seconds of silence from the server mid-query */
 
 struct pgop {
-    request_ctx *ctx;
+    request_run *run;
     sc_pg *p;
     int ref;                    /* registry ref anchoring the handle */
     int connecting;             /* PQconnectPoll, not a query */
@@ -41,13 +41,13 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
  * new one after each PQconnectPoll. */
 static int wait_for(struct pgop *op, short kind)
 {
-    worker *w = op->ctx->w;
+    worker *w = op->run->w;
     if (op->ev != NULL)
         event_free(op->ev);
     op->ev = event_new(w->base, PQsocket(op->p->conn), kind, on_event, op);
     if (op->ev == NULL)
         return -1;
-    struct timeval tv = { op->connecting ? CONNECT_TIMEOUT : QUERY_TIMEOUT, 0 };
+    struct timeval tv = seconds_tv(op->connecting ? CONNECT_TIMEOUT : QUERY_TIMEOUT);
     return event_add(op->ev, &tv);
 }
 
@@ -73,8 +73,8 @@ static int push_op(lua_State *L)
 /* The operation is over: resume its request. */
 static void done(struct pgop *op)
 {
-    request_ctx *ctx = op->ctx;
-    lua_State *L = ctx->w->L;
+    request_run *run = op->run;
+    lua_State *L = run->w->L;
     if (op->ev != NULL)
         event_free(op->ev);
     op->ev = NULL;
@@ -83,15 +83,15 @@ static void done(struct pgop *op)
         PQfinish(op->p->conn);                    /* mid-query: not reusable */
         op->p->conn = NULL;
     }
-    ctx->pgop = NULL;
-    int n = handler_push(ctx, push_op, op);
+    run->pgop = NULL;
+    int n = coroutines_push(run, push_op, op);
     if (op->connecting && op->p->conn != NULL && PQstatus(op->p->conn) != CONNECTION_OK) {
         PQfinish(op->p->conn);
         op->p->conn = NULL;
     }
     luaL_unref(L, LUA_REGISTRYINDEX, op->ref);
     free(op);
-    handler_resume(ctx, n);
+    coroutines_resume(run, n);
 }
 
 /* One step of PQconnectPoll: wait for the socket again, or done. */
@@ -157,15 +157,6 @@ static void step(struct pgop *op, short what)
     }
 }
 
-static request_ctx *current(lua_State *L, worker *w)
-{
-    request_ctx *ctx = *(request_ctx **)lua_getextraspace(L);
-    if (ctx == NULL || ctx->w != w || !lua_isyieldable(L) || ctx->easy || ctx->timer
-        || ctx->dbjob || ctx->pgop)
-        return NULL;
-    return ctx;
-}
-
 /* Outside a request: the blocking version (upvalue 2) with the same arguments. */
 static int blocking(lua_State *L)
 {
@@ -176,12 +167,12 @@ static int blocking(lua_State *L)
 }
 
 /* Start op on the handle at the top of L (anchored) and yield. */
-static int start(lua_State *L, request_ctx *ctx, sc_pg *p, int connecting)
+static int start(lua_State *L, request_run *run, sc_pg *p, int connecting)
 {
     struct pgop *op = calloc(1, sizeof *op);
     if (op == NULL)
         return luaL_error(L, "pg: out of memory");
-    op->ctx = ctx;
+    op->run = run;
     op->p = p;
     op->connecting = connecting;
     op->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -203,7 +194,7 @@ static int start(lua_State *L, request_ctx *ctx, sc_pg *p, int connecting)
         return luaL_error(L, "pg: cannot watch the connection's socket");
     }
     p->busy = 1;
-    ctx->pgop = op;
+    run->pgop = op;
     return lua_yield(L, 0);
 }
 
@@ -211,8 +202,8 @@ static int start(lua_State *L, request_ctx *ctx, sc_pg *p, int connecting)
 static int pgwait_connect(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_ctx *ctx = current(L, w);
-    if (ctx == NULL)
+    request_run *run = coroutines_current(L, w);
+    if (run == NULL)
         return blocking(L);
     const char *info = luaL_checkstring(L, 1);
     PGconn *pc = PQconnectStart(info);
@@ -222,15 +213,15 @@ static int pgwait_connect(lua_State *L)
         return n;
     }
     sc_pg *p = sc_pg_push_conn(L, pc);
-    return start(L, ctx, p, 1);
+    return start(L, run, p, 1);
 }
 
 /* c:query(sql, value…) under serve. */
 static int pgwait_query(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_ctx *ctx = current(L, w);
-    if (ctx == NULL)
+    request_run *run = coroutines_current(L, w);
+    if (run == NULL)
         return blocking(L);
     sc_pg *p = sc_pg_check(L, 1);
     if (!PQisnonblocking(p->conn))
@@ -238,7 +229,7 @@ static int pgwait_query(lua_State *L)
     if (sc_pg_send(L, p, 2) != 0)
         return 3;
     lua_pushvalue(L, 1);
-    return start(L, ctx, p, 0);
+    return start(L, run, p, 0);
 }
 
 /* Replace pg_connect in the core table on top of L, and query in the
@@ -259,9 +250,9 @@ void pgwait_install(lua_State *L, worker *w)
 }
 
 /* The request is being dropped: its connection goes with it. */
-void pgwait_cancel(request_ctx *ctx)
+void pgwait_cancel(request_run *run)
 {
-    struct pgop *op = ctx->pgop;
+    struct pgop *op = run->pgop;
     if (op == NULL)
         return;
     if (op->ev != NULL)
@@ -271,7 +262,7 @@ void pgwait_cancel(request_ctx *ctx)
     PQfinish(op->p->conn);
     op->p->conn = NULL;
     op->p->busy = 0;
-    luaL_unref(ctx->w->L, LUA_REGISTRYINDEX, op->ref);
+    luaL_unref(run->w->L, LUA_REGISTRYINDEX, op->ref);
     free(op);
-    ctx->pgop = NULL;
+    run->pgop = NULL;
 }

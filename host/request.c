@@ -3,7 +3,7 @@
  * buffer: the request line and header block (size and count limits), the
  * framing headers (Content-Length, chunked, Connection, Host, Expect), and
  * the body (Content-Length or chunked, size limit).  No I/O, no Lua: the
- * connection (server.c) feeds the input buffer and answers the status codes
+ * connection (conn.c) feeds the input buffer and answers the status codes
  * these functions return.
  *
  * Strict where leniency invites request smuggling: Content-Length with
@@ -17,7 +17,7 @@
 
 #include <event2/buffer.h>
 
-#include "worker.h"
+#include "serve.h"
 
 enum { CHUNK_SIZE = -1, CHUNK_CRLF = -2, CHUNK_TRAILER = -3 };
 enum { KEEP_HEAD = 4096, KEEP_HEADERS = 32 };  /* kept across requests up to these */

@@ -1,16 +1,16 @@
 /*
  * runner.c — the body of each request coroutine, in C: the request table,
- * req.args and req.cookies, the call into the app's dispatch (app.c), and
+ * req.args and req.cookies, the call into the app's dispatch (apploader.c), and
  * the response table's conversion into a status, header lines and a body.
  *
- * The runner is a C closure made once per worker (runner_push); handler.c
+ * The runner is a C closure made once per worker (runner_push); coroutines.c
  * starts each request's coroutine on it with the parsed request as a light
  * userdata.  It calls dispatch with lua_callk, so a handler that yields
  * (http_request, sleep) resumes into run_done.  Every check of the response
  * contract raises as the Lua router did (same messages, no position), so a
  * bad response is a handler error: the traceback to stderr, a generic 500
  * to the client.  The header lines go to the worker's head buffer; the
- * runner returns (status, body) and handler.c answers with the buffer, so
+ * runner returns (status, body) and coroutines.c answers with the buffer, so
  * nothing may run on the worker between the conversion and that answer
  * (nothing does: the conversion is the coroutine's last act).
  */
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "worker.h"
+#include "serve.h"
 
 static const char text_head[] = "Content-Type: text/plain; charset=utf-8\r\n";
 static const char bad_query_body[] = "400 Bad Request\n";

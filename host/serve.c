@@ -22,7 +22,15 @@
 
 #include <event2/thread.h>
 
-#include "worker.h"
+#include "serve.h"
+
+/* Close a worker's listener (the main one or --metrics-listen's), if open. */
+static void close_listener(struct evconnlistener **l)
+{
+    if (*l != NULL)
+        evconnlistener_free(*l);
+    *l = NULL;
+}
 
 /* Cross-thread stop request: stop accepting, drop idle connections, and
  * end the loop when the rest have finished or the deadline passes. */
@@ -37,15 +45,9 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     }
     w->stopping = 1;
     tasks_stop(w);
-    if (w->listener) {
-        evconnlistener_free(w->listener);
-        w->listener = NULL;
-    }
-    if (w->metrics_listener) {
-        evconnlistener_free(w->metrics_listener);
-        w->metrics_listener = NULL;
-    }
-    server_close_idle(w);
+    close_listener(&w->listener);
+    close_listener(&w->metrics_listener);
+    conn_close_idle(w);
     if (w->nconns == 0) {
         event_base_loopexit(w->base, NULL);
         return;
@@ -82,7 +84,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     log_error("worker %d: accept: %s", w->id, evutil_socket_error_to_string(err));
     evconnlistener_disable(l);
-    struct timeval tv = { 0, 100000 };
+    struct timeval tv = seconds_tv(0.1);
     event_base_once(w->base, -1, EV_TIMEOUT, on_resume_accept, w, &tv);
 }
 
@@ -98,15 +100,13 @@ static void *worker_main(void *arg)
 static void worker_free(worker *w)
 {
     if (w->L != NULL)
-        handler_abort_all(w);
+        coroutines_abort_all(w);
     tasks_close(w);
-    server_free_all(w);
-    if (w->listener)
-        evconnlistener_free(w->listener);
-    if (w->metrics_listener)
-        evconnlistener_free(w->metrics_listener);
+    conn_free_all(w);
+    close_listener(&w->listener);
+    close_listener(&w->metrics_listener);
     upstream_close(w);
-    app_close(w);
+    apploader_close(w);
     dbwait_close(w);
     if (w->stop_ev)
         event_free(w->stop_ev);
@@ -136,14 +136,14 @@ static struct event_base *new_base(void)
 static int metrics_setup(worker *w, serve_opts *o)
 {
     int mport = o->metrics_port;
-    int mfd = server_listen_socket(o->metrics_host, o->metrics_port, &mport);
+    int mfd = conn_listen_socket(o->metrics_host, o->metrics_port, &mport);
     if (mfd < 0) {
         log_error("cannot listen on %s:%d (--metrics-listen): %s", o->metrics_host, o->metrics_port,
                   strerror(errno));
         return -1;
     }
     o->metrics_port = mport;
-    w->metrics_listener = evconnlistener_new(w->base, server_accept_metrics, w,
+    w->metrics_listener = evconnlistener_new(w->base, conn_accept_metrics, w,
                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mfd);
     if (w->metrics_listener == NULL) {
         close(mfd);
@@ -158,24 +158,24 @@ static int metrics_setup(worker *w, serve_opts *o)
 static int worker_setup(worker *w, serve_opts *o)
 {
     int port = o->port;
-    if (w->id == 1 && port != 0 && server_claim_port(o->host, port) != 0) {
+    if (w->id == 1 && port != 0 && conn_claim_port(o->host, port) != 0) {
         log_error("cannot listen on %s:%d: %s", o->host, o->port,
                   errno == EADDRINUSE ? "in use (by another process)" : strerror(errno));
         return -1;
     }
-    int fd = server_listen_socket(o->host, o->port, &port);
+    int fd = conn_listen_socket(o->host, o->port, &port);
     if (fd < 0) {
         log_error("cannot listen on %s:%d: %s", o->host, o->port, strerror(errno));
         return -1;
     }
     o->port = port;                       /* port 0: the rest bind to this one */
     w->base = new_base();
-    if (w->base == NULL || server_init(w, (server_calls){ app_body_limit, handler_start }) != 0) {
+    if (w->base == NULL || conn_init(w, (conn_calls){ apploader_body_limit, coroutines_start }) != 0) {
         close(fd);
         log_error("cannot create an event base");
         return -1;
     }
-    w->listener = evconnlistener_new(w->base, server_accept, w,
+    w->listener = evconnlistener_new(w->base, conn_accept, w,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     if (w->listener != NULL)
         evconnlistener_set_error_cb(w->listener, on_accept_error);
@@ -191,7 +191,7 @@ static int worker_setup(worker *w, serve_opts *o)
     if (o->metrics_port >= 0 && metrics_setup(w, o) != 0)
         return -1;
     char *err = NULL;
-    if (app_load(w, &err) != 0) {
+    if (apploader_load(w, &err) != 0) {
         log_error("%s", err ? err : "cannot load the app");
         free(err);
         return -1;

@@ -4,8 +4,8 @@
  * Only worker 1 arms the timer (one run per process, whatever --workers
  * says); on the other workers every() answers false and does nothing, so an
  * app calls it the same way in every worker's state.  Each tick runs fn() as
- * a coroutine of the worker's lua_State with a request context of its own
- * (handler_start_task), so a store call inside it yields like a request's
+ * a coroutine of the worker's lua_State with a request_run of its own
+ * (coroutines_start_task), so a store call inside it yields like a request's
  * (dbwait.c) and the event loop never waits on SQLite; http_request and
  * sleep yield too.  A tick that comes while the previous run is still going
  * is skipped.  A task that raises is logged with its traceback and runs
@@ -13,13 +13,13 @@
  */
 #include <stdlib.h>
 
-#include "worker.h"
+#include "serve.h"
 
 struct task {
     worker *w;
     struct event *ev;
     int fn_ref;                 /* registry ref of fn in the worker's state */
-    request_ctx *ctx;           /* the run in progress, or NULL */
+    request_run *run;           /* the run in progress, or NULL */
     struct task *next;
 };
 
@@ -28,9 +28,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     task *t = arg;
-    if (t->ctx != NULL || t->w->stopping)
+    if (t->run != NULL || t->w->stopping)
         return;
-    handler_start_task(t->w, t);
+    coroutines_start_task(t->w, t);
 }
 
 /* every(seconds, fn) -> true (armed on this worker) | false (another worker runs it). */
@@ -65,9 +65,7 @@ static int tasks_every(lua_State *L)
 
 void tasks_install(lua_State *L, worker *w)
 {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, tasks_every, 1);
-    lua_setfield(L, -2, "every");
+    install_fn(L, w, "every", tasks_every);
 }
 
 int task_fn_ref(const task *t)
@@ -75,9 +73,9 @@ int task_fn_ref(const task *t)
     return t->fn_ref;
 }
 
-void task_set_run(task *t, request_ctx *ctx)
+void task_set_run(task *t, request_run *run)
 {
-    t->ctx = ctx;
+    t->run = run;
 }
 
 void tasks_stop(worker *w)
@@ -86,7 +84,7 @@ void tasks_stop(worker *w)
         event_del(t->ev);
 }
 
-/* After handler_abort_all (no run left), before the state and base go. */
+/* After coroutines_abort_all (no run left), before the state and base go. */
 void tasks_close(worker *w)
 {
     while (w->tasks != NULL) {

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "serve.h"
 #include "core/http.h"
 
 static void check_done(worker *w);
@@ -77,7 +77,7 @@ static int curl_timer(CURLM *multi, long timeout_ms, void *userp)
     if (timeout_ms < 0) {
         evtimer_del(w->curl_timer);
     } else {
-        struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+        struct timeval tv = seconds_tv((double)timeout_ms / 1e3);
         evtimer_add(w->curl_timer, &tv);
     }
     return 0;
@@ -111,7 +111,7 @@ struct result {
     CURLcode rc;
 };
 
-/* Protected (handler_push): a finished transfer's res | nil, message, code. */
+/* Protected (coroutines_push): a finished transfer's res | nil, message, code. */
 static int push_result(lua_State *L)
 {
     struct result *r = lua_touserdata(L, 1);
@@ -120,20 +120,20 @@ static int push_result(lua_State *L)
 
 /* Hand a finished transfer's result to its coroutine and resume it.  The
  * transfer stays anchored (on L) until its result is made. */
-static void finish(request_ctx *ctx, CURLcode rc)
+static void finish(request_run *run, CURLcode rc)
 {
-    worker *w = ctx->w;
+    worker *w = run->w;
     lua_State *L = w->L;
-    struct result r = { NULL, ctx->easy, rc };
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->xfer_ref);
+    struct result r = { NULL, run->easy, rc };
+    lua_rawgeti(L, LUA_REGISTRYINDEX, run->xfer_ref);
     r.x = lua_touserdata(L, -1);
-    int n = handler_push(ctx, push_result, &r);
+    int n = coroutines_push(run, push_result, &r);
     lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, ctx->xfer_ref);
-    ctx->xfer_ref = LUA_NOREF;
-    ctx->easy = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, run->xfer_ref);
+    run->xfer_ref = LUA_NOREF;
+    run->easy = NULL;
     pool_put(w, r.easy);
-    handler_resume(ctx, n);
+    coroutines_resume(run, n);
 }
 
 static void check_done(worker *w)
@@ -145,21 +145,12 @@ static void check_done(worker *w)
             continue;
         CURL *easy = msg->easy_handle;
         CURLcode rc = msg->data.result;
-        request_ctx *ctx = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&ctx);
+        request_run *run = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&run);
         curl_multi_remove_handle(w->multi, easy);
-        if (ctx != NULL)
-            finish(ctx, rc);
+        if (run != NULL)
+            finish(run, rc);
     }
-}
-
-static request_ctx *current(lua_State *L, worker *w)
-{
-    request_ctx *ctx = *(request_ctx **)lua_getextraspace(L);
-    if (ctx == NULL || ctx->w != w || !lua_isyieldable(L) || ctx->easy || ctx->timer || ctx->dbjob
-        || ctx->pgop)
-        return NULL;
-    return ctx;
 }
 
 /* http_request(opts) under serve: start the transfer on the multi handle and
@@ -167,8 +158,8 @@ static request_ctx *current(lua_State *L, worker *w)
 static int upstream_http_request(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_ctx *ctx = current(L, w);
-    if (ctx == NULL)
+    request_run *run = coroutines_current(L, w);
+    if (run == NULL)
         return sc_http_request_sync(L);
     CURL *easy = pool_top(w);
     if (easy == NULL)
@@ -177,16 +168,16 @@ static int upstream_http_request(lua_State *L)
     sc_http_xfer *x = lua_touserdata(L, -1);
     CURLcode rc = ok ? CURLE_OK : sc_http_setup_code(x);
     if (rc == CURLE_OK) {
-        curl_easy_setopt(easy, CURLOPT_PRIVATE, (void *)ctx);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, (void *)run);
         curl_easy_setopt(easy, CURLOPT_SHARE, w->share);
         if (curl_multi_add_handle(w->multi, easy) != CURLM_OK)
             rc = CURLE_FAILED_INIT;
     }
     if (rc != CURLE_OK)
         return sc_http_push_result(L, x, easy, rc);
-    w->npool--;                                       /* easy now belongs to ctx */
-    ctx->easy = easy;
-    ctx->xfer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->npool--;                                       /* easy now belongs to run */
+    run->easy = easy;
+    run->xfer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return lua_yield(L, 0);
 }
 
@@ -194,36 +185,32 @@ static void on_sleep_done(evutil_socket_t fd, short kind, void *arg)
 {
     (void)fd;
     (void)kind;
-    request_ctx *ctx = arg;
-    event_free(ctx->timer);
-    ctx->timer = NULL;
-    handler_resume(ctx, 0);
+    request_run *run = arg;
+    event_free(run->timer);
+    run->timer = NULL;
+    coroutines_resume(run, 0);
 }
 
 /* sleep(seconds) under serve: an evtimer, then resume with no results. */
 static int upstream_sleep(lua_State *L)
 {
     worker *w = lua_touserdata(L, lua_upvalueindex(1));
-    request_ctx *ctx = current(L, w);
-    if (ctx == NULL)
+    request_run *run = coroutines_current(L, w);
+    if (run == NULL)
         return sc_sleep_sync(L);
     struct timeval tv = seconds_tv(sc_check_seconds(L, 1));
-    ctx->timer = evtimer_new(w->base, on_sleep_done, ctx);
-    if (ctx->timer == NULL)
+    run->timer = evtimer_new(w->base, on_sleep_done, run);
+    if (run->timer == NULL)
         return luaL_error(L, "sleep: out of memory");
-    evtimer_add(ctx->timer, &tv);
+    evtimer_add(run->timer, &tv);
     return lua_yield(L, 0);
 }
 
 /* Replace http_request and sleep in the core table on top of L.  Stack: [-0, +0]. */
 void upstream_install(lua_State *L, worker *w)
 {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, upstream_http_request, 1);
-    lua_setfield(L, -2, "http_request");
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, upstream_sleep, 1);
-    lua_setfield(L, -2, "sleep");
+    install_fn(L, w, "http_request", upstream_http_request);
+    install_fn(L, w, "sleep", upstream_sleep);
 }
 
 int upstream_init(worker *w)
@@ -249,19 +236,19 @@ int upstream_init(worker *w)
 }
 
 /* Stop whatever the request waits on (its coroutine is being dropped). */
-void upstream_cancel(request_ctx *ctx)
+void upstream_cancel(request_run *run)
 {
-    worker *w = ctx->w;
-    if (ctx->easy != NULL) {
-        curl_multi_remove_handle(w->multi, ctx->easy);
-        curl_easy_cleanup(ctx->easy);
-        ctx->easy = NULL;
-        luaL_unref(w->L, LUA_REGISTRYINDEX, ctx->xfer_ref);
-        ctx->xfer_ref = LUA_NOREF;
+    worker *w = run->w;
+    if (run->easy != NULL) {
+        curl_multi_remove_handle(w->multi, run->easy);
+        curl_easy_cleanup(run->easy);
+        run->easy = NULL;
+        luaL_unref(w->L, LUA_REGISTRYINDEX, run->xfer_ref);
+        run->xfer_ref = LUA_NOREF;
     }
-    if (ctx->timer != NULL) {
-        event_free(ctx->timer);
-        ctx->timer = NULL;
+    if (run->timer != NULL) {
+        event_free(run->timer);
+        run->timer = NULL;
     }
 }
 

@@ -12,6 +12,7 @@
 #define SC_CORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "../compat.h"
 
 #define SC_VERSION "0.1.0"
@@ -68,5 +69,17 @@ int sc_next_secret(const char *s, size_t n, size_t from, size_t *start, size_t *
 /* s[0..n) with each secret's part after its prefix replaced by "[redacted]",
  * into out (cut to cap - 1 bytes, NUL-terminated); answers the length. */
 size_t sc_redact(const char *s, size_t n, char *out, size_t cap);
+
+/* The table t[key] for the key on top of L, made (and stored) when missing;
+ * t is an absolute index.  Stack: [-0, +1] (core.c). */
+void sc_subtable(lua_State *L, int t);
+
+/* FNV-1a's offset basis, and the hash of s[0..n) going on from h (start
+ * from SC_FNV_BASIS, or a value mixed into it) (core.c). */
+#define SC_FNV_BASIS 2166136261u
+uint32_t sc_fnv1a(uint32_t h, const char *s, size_t n);
+
+/* Seconds (a float) on CLOCK_MONOTONIC: never goes back (core.c). */
+double sc_monotonic(void);
 
 #endif /* SC_CORE_H */

@@ -378,6 +378,46 @@ static int crypto_base64url_decode(lua_State *L)
 #define GCM_TAG 16
 #define GCM_MAX (64 * 1024 * 1024)
 
+/* The arguments of aead_seal and aead_open (fn: which, for the messages):
+ * key (32 bytes), input, aad. */
+typedef struct aead_args {
+    const unsigned char *key, *in, *aad;
+    size_t n, alen;
+} aead_args;
+
+static aead_args check_aead_args(lua_State *L, const char *fn)
+{
+    aead_args a;
+    size_t klen;
+    a.key = (const unsigned char *)luaL_checklstring(L, 1, &klen);
+    a.in = (const unsigned char *)luaL_checklstring(L, 2, &a.n);
+    a.aad = (const unsigned char *)luaL_checklstring(L, 3, &a.alen);
+    if (klen != 32)
+        luaL_argerror(L, 1, lua_pushfstring(L, "%s: the key must be 32 bytes", fn));
+    return a;
+}
+
+/* AES-256-GCM of in[0..n) into out under key and iv, with aad: sealing
+ * (enc 1) writes the tag, opening (enc 0) checks it.  1, or 0 on failure
+ * (a tag that does not match included). */
+static int gcm(int enc, const aead_args *a, const unsigned char *iv, const unsigned char *in,
+               size_t n, unsigned char *out, unsigned char *tag)
+{
+    int len = 0;
+    EVP_CIPHER_CTX *evp = EVP_CIPHER_CTX_new();
+    int ok = evp != NULL
+        && EVP_CipherInit_ex(evp, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) == 1
+        && EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_GCM_SET_IVLEN, GCM_IV, NULL) == 1
+        && EVP_CipherInit_ex(evp, NULL, NULL, a->key, iv, enc) == 1
+        && (a->alen == 0 || EVP_CipherUpdate(evp, NULL, &len, a->aad, (int)a->alen) == 1)
+        && EVP_CipherUpdate(evp, out, &len, in, (int)n) == 1
+        && (enc || EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_GCM_SET_TAG, GCM_TAG, tag) == 1)
+        && EVP_CipherFinal_ex(evp, out + len, &len) == 1
+        && (!enc || EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_GCM_GET_TAG, GCM_TAG, tag) == 1);
+    EVP_CIPHER_CTX_free(evp);
+    return ok;
+}
+
 /*
  * aead_seal(key, plaintext, aad) -> iv .. ciphertext .. tag: AES-256-GCM
  * (OpenSSL EVP) under a 32-byte key, a fresh random 96-bit IV each call and
@@ -385,26 +425,12 @@ static int crypto_base64url_decode(lua_State *L)
  */
 static int crypto_aead_seal(lua_State *L)
 {
-    size_t klen, n, alen;
-    const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 1, &klen);
-    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 2, &n);
-    const unsigned char *aad = (const unsigned char *)luaL_checklstring(L, 3, &alen);
-    luaL_argcheck(L, klen == 32, 1, "aead_seal: the key must be 32 bytes");
-    luaL_argcheck(L, n <= GCM_MAX && alen <= GCM_MAX, 2, "aead_seal: at most 64 MiB");
+    aead_args a = check_aead_args(L, "aead_seal");
+    size_t n = a.n;
+    luaL_argcheck(L, n <= GCM_MAX && a.alen <= GCM_MAX, 2, "aead_seal: at most 64 MiB");
     luaL_Buffer b;
     unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, GCM_IV + n + GCM_TAG);
-    int len = 0, ok = RAND_bytes(out, GCM_IV) == 1;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    ok = ok && ctx != NULL
-        && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1
-        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_IV, NULL) == 1
-        && EVP_EncryptInit_ex(ctx, NULL, NULL, key, out) == 1
-        && (alen == 0 || EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)alen) == 1)
-        && EVP_EncryptUpdate(ctx, out + GCM_IV, &len, in, (int)n) == 1
-        && EVP_EncryptFinal_ex(ctx, out + GCM_IV + len, &len) == 1
-        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG, out + GCM_IV + n) == 1;
-    EVP_CIPHER_CTX_free(ctx);
-    if (!ok)
+    if (RAND_bytes(out, GCM_IV) != 1 || !gcm(1, &a, out, a.in, n, out + GCM_IV, out + GCM_IV + n))
         return luaL_error(L, "aead_seal: OpenSSL failed");
     luaL_pushresultsize(&b, GCM_IV + n + GCM_TAG);
     return 1;
@@ -416,32 +442,17 @@ static int crypto_aead_seal(lua_State *L)
  */
 static int crypto_aead_open(lua_State *L)
 {
-    size_t klen, n, alen;
-    const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 1, &klen);
-    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 2, &n);
-    const unsigned char *aad = (const unsigned char *)luaL_checklstring(L, 3, &alen);
-    luaL_argcheck(L, klen == 32, 1, "aead_open: the key must be 32 bytes");
-    luaL_argcheck(L, alen <= GCM_MAX, 3, "aead_open: at most 64 MiB");
-    if (n < GCM_IV + GCM_TAG || n > GCM_MAX) {
+    aead_args a = check_aead_args(L, "aead_open");
+    luaL_argcheck(L, a.alen <= GCM_MAX, 3, "aead_open: at most 64 MiB");
+    if (a.n < GCM_IV + GCM_TAG || a.n > GCM_MAX) {
         lua_pushnil(L);
         lua_pushliteral(L, "aead_open: not a sealed value");
         return 2;
     }
-    size_t m = n - GCM_IV - GCM_TAG;
+    size_t m = a.n - GCM_IV - GCM_TAG;
     luaL_Buffer b;
     unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, m + 1);
-    int len = 0;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int ok = ctx != NULL
-        && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1
-        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_IV, NULL) == 1
-        && EVP_DecryptInit_ex(ctx, NULL, NULL, key, in) == 1
-        && (alen == 0 || EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)alen) == 1)
-        && EVP_DecryptUpdate(ctx, out, &len, in + GCM_IV, (int)m) == 1
-        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG, (void *)(in + GCM_IV + m)) == 1
-        && EVP_DecryptFinal_ex(ctx, out + len, &len) == 1;
-    EVP_CIPHER_CTX_free(ctx);
-    if (!ok) {
+    if (!gcm(0, &a, a.in, a.in + GCM_IV, m, out, (unsigned char *)(a.in + GCM_IV + m))) {
         OPENSSL_cleanse(out, m);
         luaL_pushresultsize(&b, 0);
         lua_pop(L, 1);

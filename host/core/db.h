@@ -52,7 +52,7 @@ struct sc_job {
      * it to, and is freed with sc_job_free. */
     void (*done)(sc_job *job);
     void *owner;                /* for `done` */
-    void *ctx;                  /* for the owner */
+    void *owner_data;           /* for the owner (serve: the request_run waiting) */
     /* Instead of the statements: run(conn, job) outside any batch (the
      * migration uses this).  NULL for ordinary jobs. */
     void (*run)(sqlite3 *conn, sc_job *job);

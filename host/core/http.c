@@ -370,22 +370,15 @@ static void add_response_header(lua_State *L, int t, const char *name, size_t nl
     for (size_t i = 0; i < nlen; i++)
         luaL_addchar(&b, (char)tolower((unsigned char)name[i]));
     luaL_pushresult(&b);
-    int is_cookie = strcmp(lua_tostring(L, -1), "set-cookie") == 0;
-    lua_pushvalue(L, -1);
-    lua_rawget(L, t);                                  /* name, old */
-    if (is_cookie) {
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_newtable(L);
-            lua_pushvalue(L, -2);
-            lua_pushvalue(L, -2);
-            lua_rawset(L, t);
-        }
+    if (strcmp(lua_tostring(L, -1), "set-cookie") == 0) {
+        sc_subtable(L, t);                             /* name, the cookies */
         lua_pushlstring(L, v, vlen);
         lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
         lua_pop(L, 2);
         return;
     }
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);                                  /* name, old */
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_pushlstring(L, v, vlen);

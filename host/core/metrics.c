@@ -37,7 +37,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "core.h"
 
@@ -80,12 +79,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* FNV-1a over the key and its kind. */
 static uint32_t hash_key(int kind, const char *key, size_t len)
 {
-    uint32_t h = 2166136261u ^ (uint32_t)kind;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 16777619u;
-    }
-    return h;
+    return sc_fnv1a(SC_FNV_BASIS ^ (uint32_t)kind, key, len);
 }
 
 /* The entry for (kind, key), or NULL; safe without the lock. */
@@ -247,15 +241,7 @@ static void push_histogram(lua_State *L, histogram *h)
 static void add_histogram(lua_State *L, int t, entry *e)
 {
     lua_pushlstring(L, e->key, e->name_len);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, t);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -2);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, t);
-    }
+    sc_subtable(L, t);                            /* name, its table */
     lua_pushlstring(L, e->key + e->name_len + 1, e->len - e->name_len - 1);
     push_histogram(L, e->hist);
     lua_rawset(L, -3);
@@ -296,9 +282,7 @@ static int metrics_snapshot(lua_State *L)
  * back.  Stack: [-0, +1]. */
 static int metrics_monotonic(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    lua_pushnumber(L, (lua_Number)sc_monotonic());
     return 1;
 }
 

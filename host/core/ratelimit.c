@@ -22,7 +22,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "core.h"
 
@@ -40,27 +39,10 @@ typedef struct bucket {
 static bucket table[TABLE_SIZE];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-static double monotonic_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The key's bucket (found, free, or the oldest probed one, reset full). */
 static bucket *find(const char *key, size_t len, double burst, double now)
 {
-    uint32_t h = fnv1a(key, len);
+    uint32_t h = sc_fnv1a(SC_FNV_BASIS, key, len);
     bucket *oldest = NULL;
     for (int i = 0; i < PROBES; i++) {
         bucket *b = &table[(h + (uint32_t)i) & (TABLE_SIZE - 1)];
@@ -84,7 +66,7 @@ static int rate_take(lua_State *L)
     const char *key = luaL_checklstring(L, 1, &len);
     lua_Number burst = luaL_checknumber(L, 2);
     lua_Number per_minute = luaL_checknumber(L, 3);
-    double now = lua_isnoneornil(L, 4) ? monotonic_now() : (double)luaL_checknumber(L, 4);
+    double now = lua_isnoneornil(L, 4) ? sc_monotonic() : (double)luaL_checknumber(L, 4);
     luaL_argcheck(L, len >= 1 && len <= MAX_KEY, 1, "key must be 1 to 127 bytes");
     luaL_argcheck(L, burst >= 1 && burst <= 1e9, 2, "burst must be from 1 to 1e9");
     luaL_argcheck(L, per_minute > 0 && per_minute <= 1e9, 3, "per_minute must be over 0, at most 1e9");

@@ -1,5 +1,5 @@
 -- stripe_connect.router — the one router: a routes table to a dispatch
--- function.  The host's `serve` (host/app.c requires it before APP.lua
+-- function.  The host's `serve` (host/apploader.c requires it before APP.lua
 -- runs), the OpenResty entry points (stripe_connect.ngx) and the fake
 -- (stripe_connect.fake) route with it; plain Lua, so it runs under lua5.4,
 -- LuaJIT and nginx alike.

@@ -1,6 +1,6 @@
 /*
  * fuzz_http.h — the shared part of the request parser targets: a parser
- * and an input buffer as server.c sets them up for a connection.
+ * and an input buffer as conn.c sets them up for a connection.
  */
 #ifndef FUZZ_HTTP_H
 #define FUZZ_HTTP_H
@@ -11,7 +11,7 @@
 
 #include <event2/buffer.h>
 
-#include "worker.h"
+#include "serve.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -3,7 +3,7 @@
  * request line, header block, framing, Content-Length and chunked bodies,
  * pipelined requests.  The first input byte sets the size of the pieces the
  * stream arrives in (1-64 bytes), so every split of a line is tried; the
- * second picks the route's body limit (0 or --max-body-size), as server.c
+ * second picks the route's body limit (0 or --max-body-size), as conn.c
  * asks the app.  Promises checked: a parsed request has a token method, a
  * target starting with '/' (or "*"), header names that are lower-case
  * tokens and values without CR, LF or NUL; a body within its limit; an

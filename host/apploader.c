@@ -1,5 +1,5 @@
 /*
- * app.c — a worker's lua_State: loading APP.lua and the router.
+ * apploader.c — a worker's lua_State: loading APP.lua and the router.
  *
  * APP.lua returns a handler function or a routes table (an array of
  * { METHOD, PATH, handler }, and optionally not_found = function(req) for
@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "serve.h"
 
-/* Protected part of app_load.  Stack: [-0, +1] (the runner). */
-static int app_pload(lua_State *L)
+/* Protected part of apploader_load.  Stack: [-0, +1] (the runner). */
+static int apploader_pload(lua_State *L)
 {
     worker *w = lua_touserdata(L, 1);
     host_openlibs(L);
@@ -60,7 +60,7 @@ static int app_pload(lua_State *L)
 
 /* Create the worker's state and load APP.lua into it; 0 or -1 with *errmsg
  * (malloc'd) set.  Runs on the main thread before the worker starts. */
-int app_load(worker *w, char **errmsg)
+int apploader_load(worker *w, char **errmsg)
 {
     w->limit_ref = LUA_NOREF;
     lua_State *L = luaL_newstate();
@@ -71,8 +71,8 @@ int app_load(worker *w, char **errmsg)
     w->L = L;
     /* New threads copy the main thread's extra space: NULL means "not a
      * request coroutine" (its initial contents are unspecified). */
-    *(request_ctx **)lua_getextraspace(L) = NULL;
-    lua_pushcfunction(L, app_pload);
+    *(request_run **)lua_getextraspace(L) = NULL;
+    lua_pushcfunction(L, apploader_pload);
     lua_pushlightuserdata(L, w);
     if (host_docall(L, 1, 1) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -83,8 +83,8 @@ int app_load(worker *w, char **errmsg)
     return 0;
 }
 
-/* Protected part of app_body_limit.  Stack: [-2 (function, request), +1]. */
-static int app_plimit(lua_State *L)
+/* Protected part of apploader_body_limit.  Stack: [-2 (function, request), +1]. */
+static int apploader_plimit(lua_State *L)
 {
     const http_request *r = lua_touserdata(L, 2);
     lua_settop(L, 1);
@@ -94,12 +94,12 @@ static int app_plimit(lua_State *L)
     return 1;
 }
 
-size_t app_body_limit(worker *w, const http_request *r, size_t max)
+size_t apploader_body_limit(worker *w, const http_request *r, size_t max)
 {
     if (w->limit_ref == LUA_NOREF)
         return max;
     lua_State *L = w->L;
-    lua_pushcfunction(L, app_plimit);
+    lua_pushcfunction(L, apploader_plimit);
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->limit_ref);
     lua_pushlightuserdata(L, (void *)r);
     size_t limit = 0;
@@ -113,7 +113,7 @@ size_t app_body_limit(worker *w, const http_request *r, size_t max)
     return limit;
 }
 
-void app_close(worker *w)
+void apploader_close(worker *w)
 {
     if (w->L != NULL)
         lua_close(w->L);

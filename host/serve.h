@@ -1,27 +1,27 @@
 /*
- * worker.h — what the files of `stripe-connect serve` share.
+ * serve.h — what the files of `stripe-connect serve` share.
  *
- *   options.c   the command line: defaults, usage, parsing
- *   serve.c     listening sockets, worker threads, signals
- *   server.c    HTTP/1.1 connections on bufferevents: deadlines, framing, keep-alive
- *   request.c   parsing one request: request line, headers, body, limits
- *   app.c       the worker's lua_State: APP.lua and the router
- *   runner.c    each request coroutine's body: request table, dispatch, response table
- *   handler.c   each request as a coroutine: start, resume, 500s
- *   budget.c    the instruction budget: a watchdog starts counting a request
- *               that holds its worker; coroutine.resume/wrap
- *   upstream.c  curl multi on the worker's event base; yielding http_request/sleep
- *   dbwait.c    the store's database jobs: yield the request until committed
- *   pgwait.c    PostgreSQL on libpq's async API: yield the request until answered
- *   tasks.c     core.every: periodic Lua tasks run as coroutines on worker 1
- *   log.c       access log and error lines on stderr
+ *   options.c     the command line: defaults, usage, parsing
+ *   serve.c       listening sockets, worker threads, signals
+ *   conn.c        HTTP/1.1 connections on bufferevents: deadlines, framing, keep-alive
+ *   request.c     parsing one request: request line, headers, body, limits
+ *   apploader.c   the worker's lua_State: APP.lua and the router
+ *   runner.c      each request coroutine's body: request table, dispatch, response table
+ *   coroutines.c  each request as a coroutine: start, resume, 500s
+ *   budget.c      the instruction budget: a watchdog starts counting a request
+ *                 that holds its worker; coroutine.resume/wrap
+ *   upstream.c    curl multi on the worker's event base; yielding http_request/sleep
+ *   dbwait.c      the store's database jobs: yield the request until committed
+ *   pgwait.c      PostgreSQL on libpq's async API: yield the request until answered
+ *   tasks.c       core.every: periodic Lua tasks run as coroutines on worker 1
+ *   log.c         access log and error lines on stderr
  *
  * Each worker thread owns one event_base, one lua_State and one curl multi
  * handle; nothing in a worker is touched by another thread except the stop
  * event (event_active is thread-safe with evthread_use_pthreads).
  */
-#ifndef SC_WORKER_H
-#define SC_WORKER_H
+#ifndef SC_SERVE_H
+#define SC_SERVE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -58,17 +58,35 @@ typedef struct serve_opts {
 
 enum { LOG_TEXT, LOG_LOGFMT, LOG_JSON };
 
-/* s seconds (non-negative) as a struct timeval, for libevent's timers. */
+/* s seconds (non-negative) as a struct timeval, for libevent's timers: the
+ * one way serve's files make a timeval (milliseconds: seconds_tv(ms / 1e3)).
+ * Rounded to the microsecond, so 0.001 s is 1000 µs, not 999. */
 static inline struct timeval seconds_tv(double s)
 {
-    struct timeval tv = { (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6) };
+    time_t sec = (time_t)s;
+    long usec = (long)((s - (double)sec) * 1e6 + 0.5);
+    if (usec >= 1000000) {
+        sec++;
+        usec -= 1000000;
+    }
+    struct timeval tv = { sec, (suseconds_t)usec };
     return tv;
 }
 
 typedef struct conn conn;
 typedef struct worker worker;
-typedef struct request_ctx request_ctx;
+typedef struct request_run request_run;
 typedef struct task task;
+
+/* t[name] = f as a C closure over w (its upvalue 1), t the table on top of
+ * L: how serve's files put their versions of functions in a worker's
+ * state.  Stack: [-0, +0]. */
+static inline void install_fn(lua_State *L, worker *w, const char *name, lua_CFunction f)
+{
+    lua_pushlightuserdata(L, w);
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, -2, name);
+}
 struct dbwait;
 struct sc_job;
 struct pgop;
@@ -110,14 +128,14 @@ typedef struct request_parse {
     int keep_alive, chunked, expect_continue, is_head;
 } request_parse;
 
-/* What the connections of a worker hand their requests to (server_init):
- * server.c knows no handler by name, so it can run under another one. */
-typedef struct server_calls {
-    /* The body limit of r's route, capped by max (app_body_limit). */
+/* What the connections of a worker hand their requests to (conn_init):
+ * conn.c knows no handler by name, so it can run under another one. */
+typedef struct conn_calls {
+    /* The body limit of r's route, capped by max (apploader_body_limit). */
     size_t (*body_limit)(worker *w, const http_request *r, size_t max);
-    /* Run the request; the connection waits for server_respond (handler_start). */
+    /* Run the request; the connection waits for conn_respond (coroutines_start). */
     void (*request)(worker *w, conn *c, const http_request *r);
-} server_calls;
+} conn_calls;
 
 struct worker {
     int id;
@@ -129,8 +147,8 @@ struct worker {
     char reqid_prefix[16];      /* random per worker; request ids are prefix + counter */
     unsigned long reqid_seq;
     struct event *stop_ev, *deadline_ev;
-    const struct timeval *read_tv, *linger_tv;  /* common timeouts (server_init) */
-    server_calls calls;         /* where server.c hands each request (server_init) */
+    const struct timeval *read_tv, *linger_tv;  /* common timeouts (conn_init) */
+    conn_calls calls;           /* where conn.c hands each request (conn_init) */
     time_t date_sec;            /* the second date[] was formatted for */
     char date[64];              /* "Date: ...\r\n" */
     size_t datelen;
@@ -146,13 +164,13 @@ struct worker {
     struct event *curl_timer;
     CURL *pool[64];             /* idle easy handles */
     int npool;
-    request_ctx *ctxs;          /* all running requests */
-    request_ctx *running;       /* the one being resumed, or NULL */
+    request_run *runs;          /* all running requests */
+    request_run *running;       /* the one being resumed, or NULL */
     /* budget.c: what runs Lua now, for the signal handler, and since when
      * (monotonic µs, 0 when not in Lua) and whether it was kicked, for the
      * watchdog thread. */
     lua_State *volatile live;
-    request_ctx *volatile live_ctx;
+    request_run *volatile live_run;
     _Atomic long long live_since;
     atomic_int kicked;
     struct dbwait *db;          /* database jobs coming back (dbwait.c) */
@@ -163,8 +181,10 @@ struct worker {
     int joined;                 /* main thread: thread has been joined */
 };
 
-/* A request being handled: its coroutine and what it waits on. */
-struct request_ctx {
+/* One request's run (or a task's): its coroutine and what it waits on.  In C
+ * a `run` is always this; the Lua library's `ctx` is the platform, never a
+ * request. */
+struct request_run {
     worker *w;
     conn *c;                    /* NULL for a task's run (tasks.c) */
     task *task;                 /* the task this run is, or NULL */
@@ -177,7 +197,7 @@ struct request_ctx {
     struct sc_job *dbjob;       /* pending database job, or NULL */
     struct pgop *pgop;          /* pending PostgreSQL connect or query, or NULL */
     long budget;                /* instructions left */
-    request_ctx *prev, *next;
+    request_run *prev, *next;
 };
 
 /* options.c: defaults, then argv[2..]; 0, or -1 with the exit code in *code
@@ -195,30 +215,30 @@ int request_check_length(const request_parse *rq);
 /* A chunk-size line without its CRLF, extensions checked (RFC 9112 §7.1.1); 0 or -1. */
 int request_parse_chunk_size(const char *line, size_t n, unsigned long long *size);
 
-/* server.c */
+/* conn.c */
 /* The worker's common timeouts, once its base exists, and the calls its
  * connections hand their requests to.  0 or -1. */
-int server_init(worker *w, server_calls calls);
-int server_listen_socket(const char *host, int port, int *bound_port);
+int conn_init(worker *w, conn_calls calls);
+int conn_listen_socket(const char *host, int port, int *bound_port);
 /* Refuse a port another process listens on (before the first bind); 0 or -1 with errno. */
-int server_claim_port(const char *host, int port);
-void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                           int socklen, void *arg);
-void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                   int socklen, void *arg);
-void server_respond(conn *c, int status, const char *head, size_t headlen,
-                    const char *body, size_t bodylen);
-void server_close_idle(worker *w);
-const http_request *server_request(const conn *c);
-void server_free_all(worker *w);
+int conn_claim_port(const char *host, int port);
+void conn_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                         int socklen, void *arg);
+void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                 int socklen, void *arg);
+void conn_respond(conn *c, int status, const char *head, size_t headlen,
+                  const char *body, size_t bodylen);
+void conn_close_idle(worker *w);
+const http_request *conn_request(const conn *c);
+void conn_free_all(worker *w);
 
-/* app.c */
-int app_load(worker *w, char **errmsg);
+/* apploader.c */
+int apploader_load(worker *w, char **errmsg);
 /* The body limit of the route r goes to (the routes' max_body: 0 for GET
  * and HEAD routes and for no route, --max-body-size for the rest unless
  * declared), capped by max. */
-size_t app_body_limit(worker *w, const http_request *r, size_t max);
-void app_close(worker *w);
+size_t apploader_body_limit(worker *w, const http_request *r, size_t max);
+void apploader_close(worker *w);
 
 /* runner.c: make the runner from dispatch, parse_query, parse_cookies on
  * top (replaced by it).  Run on a coroutine with the http_request as a light
@@ -226,21 +246,25 @@ void app_close(worker *w);
  * Stack: [-3, +1]. */
 void runner_push(lua_State *L, worker *w);
 
-/* handler.c */
-/* Run the app for a parsed request; the connection waits for server_respond. */
-void handler_start(worker *w, conn *c, const http_request *r);
+/* coroutines.c */
+/* Run the app for a parsed request; the connection waits for conn_respond. */
+void coroutines_start(worker *w, conn *c, const http_request *r);
 /* Call push(arg) protected on the main thread and move what it returns onto
  * the request's coroutine: the count, or -1 (logged) on a memory error. */
-int handler_push(request_ctx *ctx, lua_CFunction push, void *arg);
-void handler_resume(request_ctx *ctx, int nargs);
-/* Run a task's function as a coroutine with a context of its own (no connection). */
-void handler_start_task(worker *w, task *t);
-void handler_abort_all(worker *w);
+int coroutines_push(request_run *run, lua_CFunction push, void *arg);
+void coroutines_resume(request_run *run, int nargs);
+/* The run of the request whose coroutine L is, when it may yield for I/O
+ * now (w's state, yieldable, waiting on nothing yet); NULL: outside a
+ * request, where the blocking version runs. */
+request_run *coroutines_current(lua_State *L, worker *w);
+/* Run a task's function as a coroutine with a run of its own (no connection). */
+void coroutines_start_task(worker *w, task *t);
+void coroutines_abort_all(worker *w);
 
 /* upstream.c */
 int upstream_init(worker *w);
 void upstream_install(lua_State *L, worker *w);
-void upstream_cancel(request_ctx *ctx);
+void upstream_cancel(request_run *run);
 void upstream_close(worker *w);
 
 /* budget.c */
@@ -248,7 +272,7 @@ extern const char budget_message[];
 /* Register the worker and its coroutine.resume/wrap in a new state.  Stack: [-0, +0]. */
 void budget_install(lua_State *L, worker *w);
 /* lua_resume of a request's coroutine, for the watchdog to see. */
-int budget_resume(worker *w, request_ctx *ctx, lua_State *co, int nargs, int *nres);
+int budget_resume(worker *w, request_run *run, lua_State *co, int nargs, int *nres);
 /* No hook on a coroutine going back to the pool. */
 void budget_reset(lua_State *co);
 void budget_thread_init(worker *w);
@@ -261,19 +285,19 @@ void budget_watchdog_stop(void);
 int dbwait_init(worker *w);
 /* Replace db:exec with the yielding version in L (core required).  Stack: [-0, +0]. */
 void dbwait_install(lua_State *L, worker *w);
-void dbwait_cancel(request_ctx *ctx);
+void dbwait_cancel(request_run *run);
 void dbwait_close(worker *w);
 
 /* pgwait.c */
 /* Replace pg_connect and query with the yielding versions in L (core table
  * on top).  Stack: [-0, +0]. */
 void pgwait_install(lua_State *L, worker *w);
-void pgwait_cancel(request_ctx *ctx);
+void pgwait_cancel(request_run *run);
 /* tasks.c */
 /* core.every in the core table on top of L.  Stack: [-0, +0]. */
 void tasks_install(lua_State *L, worker *w);
 int task_fn_ref(const task *t);
-void task_set_run(task *t, request_ctx *ctx);
+void task_set_run(task *t, request_run *run);
 void tasks_stop(worker *w);
 void tasks_close(worker *w);
 
@@ -284,4 +308,4 @@ void log_access(const worker *w, const char *request_id, size_t ridlen, const ch
                 int status, double ms, size_t bytes);
 double log_now_ms(void);
 
-#endif /* SC_WORKER_H */
+#endif /* SC_SERVE_H */

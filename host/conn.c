@@ -1,5 +1,5 @@
 /*
- * server.c — HTTP/1.1 server connections on libevent bufferevents.
+ * conn.c — HTTP/1.1 server connections on libevent bufferevents.
  *
  * One request at a time per connection (pipelined requests wait in the
  * input buffer), keep-alive by default on 1.1 and on request on 1.0.
@@ -26,7 +26,7 @@
 
 #include <sys/random.h>
 
-#include "worker.h"
+#include "serve.h"
 
 enum { C_READ, C_HANDLE, C_WRITE, C_LINGER };
 #define LINGER_SECONDS 2.0
@@ -49,7 +49,7 @@ struct conn {
 static void process(conn *c);
 static void response_sent(conn *c, int deferred);
 
-const http_request *server_request(const conn *c)
+const http_request *conn_request(const conn *c)
 {
     return &c->rq.req;
 }
@@ -73,7 +73,7 @@ static struct addrinfo *resolve(const char *host, int port)
     return ai;
 }
 
-int server_listen_socket(const char *host, int port, int *bound_port)
+int conn_listen_socket(const char *host, int port, int *bound_port)
 {
     struct addrinfo *ai = resolve(host, port);
     if (ai == NULL)
@@ -106,7 +106,7 @@ int server_listen_socket(const char *host, int port, int *bound_port)
  * listens there.  An abstract unix socket named after the address, held
  * until the process exits, keeps two serves starting at the same moment
  * from both passing.  0, or -1 with errno (EADDRINUSE: in use). */
-int server_claim_port(const char *host, int port)
+int conn_claim_port(const char *host, int port)
 {
     static int lock_fd = -1;
     struct sockaddr_un un;
@@ -205,7 +205,7 @@ static void conn_free(conn *c)
 }
 
 /* The request deadline / idle timeout (shorter while lingering).  Both are
- * libevent common timeouts (server_init), so re-arming is a queue append,
+ * libevent common timeouts (conn_init), so re-arming is a queue append,
  * not a heap insertion. */
 static void arm_deadline(conn *c)
 {
@@ -219,7 +219,7 @@ static const struct timeval *common_timeout(worker *w, double t)
     return event_base_init_common_timeout(w->base, &tv);
 }
 
-int server_init(worker *w, server_calls calls)
+int conn_init(worker *w, conn_calls calls)
 {
     w->calls = calls;
     unsigned char rnd[6];
@@ -354,8 +354,8 @@ static int flush(conn *c)
     return 0;
 }
 
-void server_respond(conn *c, int status, const char *head, size_t headlen,
-                    const char *body, size_t bodylen)
+void conn_respond(conn *c, int status, const char *head, size_t headlen,
+                  const char *body, size_t bodylen)
 {
     worker *w = c->w;
     int no_body = status == 204 || status == 304 || status < 200;
@@ -394,7 +394,7 @@ static void respond_plain(conn *c, int status)
     c->state = C_HANDLE;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->deadline);
-    server_respond(c, status, head, sizeof head - 1, body, (size_t)n);
+    conn_respond(c, status, head, sizeof head - 1, body, (size_t)n);
 }
 
 /* The request's id: the client's X-Request-Id when it is 1-64 characters
@@ -519,7 +519,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 }
 
 /* The response is out: close, or wait for the next request.  Called from
- * server_respond (deferred: a pipelined request already buffered is read
+ * conn_respond (deferred: a pipelined request already buffered is read
  * from the loop, never by recursion) or from on_write. */
 static void response_sent(conn *c, int deferred)
 {
@@ -645,16 +645,16 @@ static void accept_conn(worker *w, evutil_socket_t fd, struct sockaddr *sa, int 
     arm_deadline(c);
 }
 
-void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                   int socklen, void *arg)
+void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                 int socklen, void *arg)
 {
     (void)l;
     (void)socklen;
     accept_conn(arg, fd, sa, 0);
 }
 
-void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                           int socklen, void *arg)
+void conn_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                         int socklen, void *arg)
 {
     (void)l;
     (void)socklen;
@@ -662,7 +662,7 @@ void server_accept_metrics(struct evconnlistener *l, evutil_socket_t fd, struct 
 }
 
 /* On shutdown: close connections that wait for a request with nothing read. */
-void server_close_idle(worker *w)
+void conn_close_idle(worker *w)
 {
     conn *c = w->conns;
     while (c != NULL) {
@@ -675,7 +675,7 @@ void server_close_idle(worker *w)
 }
 
 /* After the loop ended: abort handlers and free every connection. */
-void server_free_all(worker *w)
+void conn_free_all(worker *w)
 {
     w->stopping = 0;            /* no loopexit from conn_free now */
     while (w->conns != NULL) {
