@@ -217,30 +217,34 @@ local function secret_key(self)
   return key
 end
 
--- request{ method, path, params, account, idempotency_key, api_version,
--- timeout, max_network_retries, headers } -> body | nil, err
-function Client:request(r)
-  check(r, REQUEST_OPTIONS, "api.request")
-  local o = self.opts
-  local method = (r.method or "GET"):upper()
+-- Raises (at request's caller) unless the path and the account look right.
+local function check_target(r)
   local path = r.path
   if type(path) ~= "string" or not path:match("^/v%d+/[%w_%-/%.]*$") then
-    error("api.request: path must look like /v1/… (letters, digits, _ - . /)", 2)
+    error("api.request: path must look like /v1/… (letters, digits, _ - . /)", 3)
   end
   if r.account ~= nil and not r.account:match("^acct_[%w_]+$") then
-    error("api.request: account must be an acct_… id", 2)
+    error("api.request: account must be an acct_… id", 3)
   end
-  local key = secret_key(self)
-  local secrets = { key }
-  for _, s in ipairs(o.secrets or {}) do secrets[#secrets + 1] = s end
+end
+
+-- url_and_body(o, method, r) -> url, body: the params form-encoded into a
+-- POST's body, into the query otherwise.
+local function url_and_body(o, method, r)
   local base = (o.api_base or os.getenv("STRIPE_API_BASE") or M.DEFAULT_API_BASE):gsub("/+$", "")
   local encoded = r.params and core.form_encode(r.params) or ""
-  local url, body = base .. path, nil
+  local url, body = base .. r.path, nil
   if method == "POST" then
     body = encoded
   elseif encoded ~= "" then
     url = url .. (url:find("?", 1, true) and "&" or "?") .. encoded
   end
+  return url, body
+end
+
+-- The request's headers: the key, the Idempotency-Key (always on a POST),
+-- the account and the API version, then the caller's own.
+local function request_headers(o, method, r, key)
   local headers = {
     ["Authorization"] = "Bearer " .. key,
     ["Accept"] = "application/json",
@@ -256,7 +260,12 @@ function Client:request(r)
   local version = r.api_version or o.api_version
   if version then headers["Stripe-Version"] = version end
   for k, v in pairs(r.headers or {}) do headers[k] = v end
+  return headers
+end
 
+-- send(o, r, call, secrets) -> body | nil, err: call (method, url, headers,
+-- body) sent on the transport, tried again as should_retry says.
+local function send(o, r, call, secrets)
   local transport = o.transport or o.http or core.http_request
   local sleep = o.sleep or core.sleep
   local retries = r.max_network_retries or o.max_network_retries or M.DEFAULT_MAX_NETWORK_RETRIES
@@ -264,7 +273,7 @@ function Client:request(r)
   while true do
     attempt = attempt + 1
     local res, message, code = transport{
-      method = method, url = url, headers = headers, body = body,
+      method = call.method, url = call.url, headers = call.headers, body = call.body,
       timeout = r.timeout or o.timeout or 30, connect_timeout = o.connect_timeout or 10,
     }
     local err
@@ -278,13 +287,27 @@ function Client:request(r)
       err = connection_error(message, code, secrets)
     end
     err.attempts = attempt
-    err.idempotency_key = headers["Idempotency-Key"]
+    err.idempotency_key = call.headers["Idempotency-Key"]
     if not should_retry(res, code, retries - (attempt - 1)) then
       if err.not_connected and o.on_not_connected then o.on_not_connected(r.account, err) end
       return nil, err
     end
     sleep(M.retry_delay(attempt, o.initial_retry_delay, o.max_retry_delay, o.random))
   end
+end
+
+-- request{ method, path, params, account, idempotency_key, api_version,
+-- timeout, max_network_retries, headers } -> body | nil, err
+function Client:request(r)
+  check(r, REQUEST_OPTIONS, "api.request")
+  check_target(r)
+  local o = self.opts
+  local method = (r.method or "GET"):upper()
+  local key = secret_key(self)
+  local secrets = { key }
+  for _, s in ipairs(o.secrets or {}) do secrets[#secrets + 1] = s end
+  local url, body = url_and_body(o, method, r)
+  return send(o, r, { method = method, url = url, body = body, headers = request_headers(o, method, r, key) }, secrets)
 end
 
 local function sugar(method)

@@ -197,43 +197,53 @@ local function sweeper(ctx)
   return sweep
 end
 
+-- GET /: the home page with the Connect button.
+local function home(cfg)
+  local offer = cfg.onboarding or { oauth = true }
+  return { status = 200, body = pages.home(offer), headers = pages.home_headers({ ["Cache-Control"] = "no-store" },
+    offer.account_links and M.link_origins(cfg) or nil) }
+end
+
+-- GET /ready: readiness, the store answers (store:ping), else 503 naming it.
+local function ready(ctx)
+  local store = ctx.store
+  local ok, err = true, nil
+  if store.ping then ok, err = store:ping() end
+  if ok then return text(200, "ready\n") end
+  ctx.log("ready: store failed: " .. tostring(err))
+  ctx.event("store_error", nil, { message = "ping: " .. tostring(err) }, "error")
+  return text(503, "store unavailable\n")
+end
+
+-- GET /metrics: the registry's text and the accounts gauge (by status, from
+-- the store; left out when the store does not answer).
+local function metrics_page(ctx)
+  local store, by_status = ctx.store, nil
+  if store.account_counts then
+    by_status = store:account_counts()
+  else
+    local accounts = store:list_accounts()
+    if accounts then
+      by_status = {}
+      for _, a in ipairs(accounts) do by_status[a.status] = (by_status[a.status] or 0) + 1 end
+    end
+  end
+  return text(200, ctx.metrics.text(metrics_mod.FAMILIES) .. (by_status and accounts_text(by_status) or ""),
+    "text/plain; version=0.0.4; charset=utf-8")
+end
+
 -- The routes every platform has.
 local function base_routes(ctx, sweep)
-  local cfg, store, policy, metrics, log, events = ctx.config, ctx.store, ctx.policy, ctx.metrics, ctx.log, ctx.event
+  local policy = ctx.policy
   return {
-    { "GET", "/", function()
-        local offer = cfg.onboarding or { oauth = true }
-        return { status = 200, body = pages.home(offer), headers = pages.home_headers({ ["Cache-Control"] = "no-store" },
-          offer.account_links and M.link_origins(cfg) or nil) }
-      end },
+    { "GET", "/", function() return home(ctx.config) end },
     { "GET", "/connect", function(req) return pages.respond(policy, flow.begin(ctx, req), req) end },
     { "GET", "/oauth/callback", function(req) sweep(); return pages.respond(policy, flow.complete(ctx, req), req) end },
     { "GET", "/connected", function(req) return pages.respond(policy, flow.connected(ctx, req), req) end },
     -- Liveness: the process answers; no I/O (a restart would not fix a store).
     { "GET", "/healthz", function() return text(200, "ok\n") end },
-    -- Readiness: the store answers (store:ping), else 503 naming it.
-    { "GET", "/ready", function()
-        local ok, err = true, nil
-        if store.ping then ok, err = store:ping() end
-        if ok then return text(200, "ready\n") end
-        log("ready: store failed: " .. tostring(err))
-        events("store_error", nil, { message = "ping: " .. tostring(err) }, "error")
-        return text(503, "store unavailable\n")
-      end },
-    { "GET", "/metrics", function()
-        local by_status
-        if store.account_counts then
-          by_status = store:account_counts()
-        else
-          local accounts = store:list_accounts()
-          if accounts then
-            by_status = {}
-            for _, a in ipairs(accounts) do by_status[a.status] = (by_status[a.status] or 0) + 1 end
-          end
-        end
-        return text(200, metrics.text(metrics_mod.FAMILIES) .. (by_status and accounts_text(by_status) or ""),
-          "text/plain; version=0.0.4; charset=utf-8")
-      end },
+    { "GET", "/ready", function() return ready(ctx) end },
+    { "GET", "/metrics", function() return metrics_page(ctx) end },
   }
 end
 

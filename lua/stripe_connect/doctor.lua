@@ -66,135 +66,174 @@ local function exists(path)
   return false
 end
 
-function M.check(opts)
-  opts = util.check_opts(opts, { getenv = true, offline = true, ca_file = true, http = true, now = true }, "doctor.check")
-  local getenv = opts.getenv or os.getenv
-  local findings, checked, reported = {}, {}, {}
-  local function env(name)
-    local v = getenv(name)
-    if v and v:match("^%s*$") then v = nil end
-    return v and v:match("^%s*(.-)%s*$") or nil
-  end
-  local function find(id, setting, problem, fix)
-    findings[#findings + 1] = { id = id, setting = setting, problem = problem, fix = fix }
-    reported[setting] = true
-  end
-  local function check(id) checked[#checked + 1] = id end
+-- A Run: one check's settings and findings.  run:env(name) is the setting
+-- trimmed (nil when unset or blank); run:find(…) records a finding.
+local Run = {}
+Run.__index = Run
 
-  local cfg, problems = config.load(getenv)
-  local key = env("STRIPE_SECRET_KEY") or (cfg and cfg.secret_key) or ""
-  local live = key:match("^[sr]k_live_") ~= nil
+function Run:env(name)
+  local v = self.getenv(name)
+  if v and v:match("^%s*$") then v = nil end
+  return v and v:match("^%s*(.-)%s*$") or nil
+end
 
-  check("state_secrets")
-  local secrets = env("STATE_SECRETS")
-  if not secrets and not env("STATE_SECRETS_FILE") then
-    find("state_secrets_missing", "STATE_SECRETS", "no state secret is set; a secret made per process differs " ..
+function Run:find(id, setting, problem, fix)
+  self.findings[#self.findings + 1] = { id = id, setting = setting, problem = problem, fix = fix }
+  self.reported[setting] = true
+end
+
+local function state_secrets(run)
+  local secrets = run:env("STATE_SECRETS")
+  if not secrets and not run:env("STATE_SECRETS_FILE") then
+    run:find("state_secrets_missing", "STATE_SECRETS", "no state secret is set; a secret made per process differs " ..
       "between workers and hosts, so a callback landing on another one fails",
       "generate one once and give every worker and host the same: " ..
       "STATE_SECRETS=k1:$(head -c 32 /dev/urandom | base64 | tr -d =)")
   elseif secrets and not require("stripe_connect.state").keyring(secrets) then
-    find("state_secrets_short", "STATE_SECRETS", "the state secrets are not kid:secret entries of at least 32 bytes",
+    run:find("state_secrets_short", "STATE_SECRETS", "the state secrets are not kid:secret entries of at least 32 bytes",
       "STATE_SECRETS=k1:$(head -c 32 /dev/urandom | base64 | tr -d =)")
   end
+end
 
-  check("public_url")
-  local public = env("PUBLIC_URL")
+local function public_url(run)
+  local public = run:env("PUBLIC_URL")
   if public and not is_absolute(public) then
-    find("public_url_not_absolute", "PUBLIC_URL", "PUBLIC_URL is not an absolute http(s) URL: " .. public,
+    run:find("public_url_not_absolute", "PUBLIC_URL", "PUBLIC_URL is not an absolute http(s) URL: " .. public,
       "set the origin browsers use, e.g. PUBLIC_URL=https://platform.example")
-  elseif public and live and not public:match("^https://") then
-    find("public_url_not_https", "PUBLIC_URL", "a live key with an http PUBLIC_URL: Stripe redirects live " ..
+  elseif public and run.live and not public:match("^https://") then
+    run:find("public_url_not_https", "PUBLIC_URL", "a live key with an http PUBLIC_URL: Stripe redirects live " ..
       "connections to https only, and the cookies would travel in clear", "serve behind TLS and set PUBLIC_URL=https://…")
   end
-  for uri in (env("REDIRECT_URIS") or ""):gmatch("[^,%s]+") do
+  for uri in (run:env("REDIRECT_URIS") or ""):gmatch("[^,%s]+") do
     if not is_absolute(uri) then
-      find("redirect_uri_not_absolute", "REDIRECT_URIS", "not an absolute URL: " .. uri,
+      run:find("redirect_uri_not_absolute", "REDIRECT_URIS", "not an absolute URL: " .. uri,
         "list absolute URLs registered in the Dashboard (Connect → Settings → Redirects)")
-    elseif live and not uri:match("^https://") then
-      find("redirect_uri_not_https", "REDIRECT_URIS", "a live key with an http redirect URI: " .. uri,
+    elseif run.live and not uri:match("^https://") then
+      run:find("redirect_uri_not_https", "REDIRECT_URIS", "a live key with an http redirect URI: " .. uri,
         "use https redirect URIs in live mode")
     end
   end
+end
 
-  check("webhook_secrets")
-  if not env("STRIPE_WEBHOOK_SECRETS") and not env("STRIPE_WEBHOOK_SECRETS_FILE") then
-    find("webhook_secrets_missing", "STRIPE_WEBHOOK_SECRETS", "no webhook signing secret: /webhooks is off, so " ..
+local function webhook_secrets(run)
+  if not run:env("STRIPE_WEBHOOK_SECRETS") and not run:env("STRIPE_WEBHOOK_SECRETS_FILE") then
+    run:find("webhook_secrets_missing", "STRIPE_WEBHOOK_SECRETS", "no webhook signing secret: /webhooks is off, so " ..
       "an account disconnected in Stripe's Dashboard stays connected here",
       "add an endpoint for account.application.deauthorized at PUBLIC_URL/webhooks and set " ..
       "STRIPE_WEBHOOK_SECRETS=whsec_… (its signing secret)")
   end
+end
 
-  check("stripe_bases")
+local function stripe_bases(run)
   for _, name in ipairs({ "STRIPE_CONNECT_BASE", "STRIPE_API_BASE" }) do
-    local v = env(name)
-    if live and v and not v:match("^https://") then
-      find("stripe_base_not_https", name, name .. " is not https with a live key: " .. v,
+    local v = run:env(name)
+    if run.live and v and not v:match("^https://") then
+      run:find("stripe_base_not_https", name, name .. " is not https with a live key: " .. v,
         "unset " .. name .. " (Stripe's https default) or give an https URL")
     end
   end
+end
 
-  check("ca_bundle")
-  local ca = opts.ca_file or M.CA_FILE
+local function ca_bundle(run)
+  local ca = run.opts.ca_file or M.CA_FILE
   if not exists(ca) then
-    find("ca_bundle_missing", "CA bundle", "no CA bundle at " .. ca .. ": every call to Stripe fails TLS verification",
+    run:find("ca_bundle_missing", "CA bundle", "no CA bundle at " .. ca .. ": every call to Stripe fails TLS verification",
       "install it: apt-get install ca-certificates")
   end
+end
 
-  check("store")
-  local path = (env("DATABASE") or config.DEFAULTS.DATABASE):match("^sqlite:(.+)$")
-  if path then
-    path = path:gsub("^//", "")
-    local dir = path:match("^(.*)/[^/]*$") or "."
-    if dir == "" then dir = "/" end
-    local probe = dir .. "/.stripe-connect-doctor-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e6))
-    local f = io.open(probe, "w")
-    if f then f:close(); os.remove(probe) end
-    local file_ok = true
-    if exists(path) then
-      local rw = io.open(path, "r+b")
-      if rw then rw:close() else file_ok = false end
-    end
-    if not f or not file_ok then
-      find("store_not_writable", "DATABASE", "the store " .. path .. " (or its folder " .. dir .. ") is not writable " ..
-        "by this user", "create the folder and give it to the service's user, mode 0700 (systemd: StateDirectory=)")
-    end
-    for _, p in ipairs({ path, path .. "-wal", path .. "-shm" }) do
-      local mode = exists(p) and mode_of(p)
-      if mode and (math.floor(mode / 32) % 2 == 1 or math.floor(mode / 4) % 2 == 1) then -- 0040 or 0004: group or others read
-        find("store_readable_by_others", "DATABASE", string.format("%s is mode %o: other users can read the " ..
-          "tokens in it", p, mode), "chmod 600 " .. p)
-      end
+-- The SQLite file's folder and the file itself writable (a probe file in
+-- the folder; the file opened for update).
+local function store_writable(run, path)
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  if dir == "" then dir = "/" end
+  local probe = dir .. "/.stripe-connect-doctor-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e6))
+  local f = io.open(probe, "w")
+  if f then f:close(); os.remove(probe) end
+  local file_ok = true
+  if exists(path) then
+    local rw = io.open(path, "r+b")
+    if rw then rw:close() else file_ok = false end
+  end
+  if not f or not file_ok then
+    run:find("store_not_writable", "DATABASE", "the store " .. path .. " (or its folder " .. dir .. ") is not writable " ..
+      "by this user", "create the folder and give it to the service's user, mode 0700 (systemd: StateDirectory=)")
+  end
+end
+
+local function store_file(run)
+  local path = (run:env("DATABASE") or config.DEFAULTS.DATABASE):match("^sqlite:(.+)$")
+  if not path then return end
+  path = path:gsub("^//", "")
+  store_writable(run, path)
+  for _, p in ipairs({ path, path .. "-wal", path .. "-shm" }) do
+    local mode = exists(p) and mode_of(p)
+    if mode and (math.floor(mode / 32) % 2 == 1 or math.floor(mode / 4) % 2 == 1) then -- 0040 or 0004: group or others read
+      run:find("store_readable_by_others", "DATABASE", string.format("%s is mode %o: other users can read the " ..
+        "tokens in it", p, mode), "chmod 600 " .. p)
     end
   end
+end
 
-  -- Whatever else config.load refuses, once per setting not reported above.
-  for _, problem in ipairs(problems or {}) do
+-- Whatever else config.load refuses, once per setting not reported above.
+local function other_settings(run)
+  for _, problem in ipairs(run.problems or {}) do
     local setting = problem:match("^([%u_]+)")
-    if not (setting and (reported[setting] or reported[setting:gsub("_FILE$", "")])) then
-      find("config", setting or "settings", problem, "set it as the problem says (README.md: the settings table)")
+    if not (setting and (run.reported[setting] or run.reported[setting:gsub("_FILE$", "")])) then
+      run:find("config", setting or "settings", problem, "set it as the problem says (README.md: the settings table)")
     end
   end
+end
 
-  if not opts.offline then
-    check("clock")
-    local base = (env("STRIPE_CONNECT_BASE") or config.DEFAULTS.STRIPE_CONNECT_BASE):gsub("/+$", "")
-    local http = opts.http or require("stripe_connect.core").http_request
-    local res, err = http{ url = base .. "/", method = "HEAD", timeout = 10, connect_timeout = 5 }
-    local date = res and res.headers and (res.headers["date"] or res.headers["Date"])
-    local t = date and M.http_date(type(date) == "table" and date[1] or date)
-    if not t then
-      find("connect_base_unreachable", "STRIPE_CONNECT_BASE", "no Date from " .. base .. " (" ..
-        tostring(err or (res and ("HTTP " .. tostring(res.status))) or "no answer") .. ")",
-        "check the network and STRIPE_CONNECT_BASE, or run with --offline")
-    else
-      local skew = (opts.now or os.time)() - t
-      if math.abs(skew) > M.MAX_SKEW then
-        find("clock_skewed", "clock", string.format("this clock is %d s %s %s's", math.abs(skew),
-          skew > 0 and "ahead of" or "behind", base), "run an NTP client (systemd-timesyncd, chrony)")
-      end
+-- The clock against the Date header of the connect base (the one network call).
+local function clock(run)
+  local base = (run:env("STRIPE_CONNECT_BASE") or config.DEFAULTS.STRIPE_CONNECT_BASE):gsub("/+$", "")
+  local http = run.opts.http or require("stripe_connect.core").http_request
+  local res, err = http{ url = base .. "/", method = "HEAD", timeout = 10, connect_timeout = 5 }
+  local date = res and res.headers and (res.headers["date"] or res.headers["Date"])
+  local t = date and M.http_date(type(date) == "table" and date[1] or date)
+  if not t then
+    run:find("connect_base_unreachable", "STRIPE_CONNECT_BASE", "no Date from " .. base .. " (" ..
+      tostring(err or (res and ("HTTP " .. tostring(res.status))) or "no answer") .. ")",
+      "check the network and STRIPE_CONNECT_BASE, or run with --offline")
+    return
+  end
+  local skew = (run.opts.now or os.time)() - t
+  if math.abs(skew) > M.MAX_SKEW then
+    run:find("clock_skewed", "clock", string.format("this clock is %d s %s %s's", math.abs(skew),
+      skew > 0 and "ahead of" or "behind", base), "run an NTP client (systemd-timesyncd, chrony)")
+  end
+end
+
+-- The checks, run in this order: id (listed in `checked`; none for
+-- other_settings, which reports what the others did not), the function, and
+-- online for the one that calls the network (skipped with offline).
+local CHECKS = {
+  { id = "state_secrets", run = state_secrets },
+  { id = "public_url", run = public_url },
+  { id = "webhook_secrets", run = webhook_secrets },
+  { id = "stripe_bases", run = stripe_bases },
+  { id = "ca_bundle", run = ca_bundle },
+  { id = "store", run = store_file },
+  { run = other_settings },
+  { id = "clock", run = clock, online = true },
+}
+
+function M.check(opts)
+  opts = util.check_opts(opts, { getenv = true, offline = true, ca_file = true, http = true, now = true }, "doctor.check")
+  local run = setmetatable({ opts = opts, getenv = opts.getenv or os.getenv, findings = {}, reported = {} }, Run)
+  local cfg
+  cfg, run.problems = config.load(run.getenv)
+  local key = run:env("STRIPE_SECRET_KEY") or (cfg and cfg.secret_key) or ""
+  run.live = key:match("^[sr]k_live_") ~= nil
+  local checked = {}
+  for _, c in ipairs(CHECKS) do
+    if not (c.online and opts.offline) then
+      if c.id then checked[#checked + 1] = c.id end
+      c.run(run)
     end
   end
-  return { findings = findings, checked = checked }
+  return { findings = run.findings, checked = checked }
 end
 
 return M

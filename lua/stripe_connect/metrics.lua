@@ -40,6 +40,71 @@ local function check_type(v, want, i, fname)
   end
 end
 
+-- Raises (at metrics_add's caller) unless series is name or name{labels}.
+local function check_series(series)
+  local nl = #(series:match(NAME) or "")
+  if nl == 0 or #series > 255 or series:find("%c")
+     or (nl < #series and not series:find("^{.*}$", nl + 1)) then
+    error("metrics_add: series must be name or name{labels} (at most 255 bytes, no control characters)", 3)
+  end
+end
+
+-- Raises (at metrics_add's caller) unless n is a whole number from 0 to 2^53.
+local function check_count(n)
+  if n ~= math.floor(n) or n < 0 or n > 2 ^ 53 then
+    error("metrics_add: n must be a whole number from 0 to 2^53", 3)
+  end
+end
+
+-- Raises (at metrics_observe's caller) unless name, labels and seconds are
+-- a metric name, printable labels and a number from 0 to 1e6.
+local function check_observation(name, labels, seconds)
+  if name:match(NAME) ~= name or name == "" then
+    error("metrics_observe: name must be a metric name", 3)
+  end
+  if labels:find("%c") or #name + 1 + #labels > 255 then
+    error("metrics_observe: labels must be printable and name plus labels at most 254 bytes", 3)
+  end
+  if not (seconds >= 0 and seconds <= 1e6) then
+    error("metrics_observe: seconds must be a number from 0 to 1e6", 3)
+  end
+end
+
+-- One histogram: its sum and a count per bucket (the last one past the bounds).
+local function new_histogram()
+  local h = { sum = 0, counts = {} }
+  for i = 1, #M.BOUNDS + 1 do h.counts[i] = 0 end
+  return h
+end
+
+local function add_observation(h, seconds)
+  local i = 1
+  while i <= #M.BOUNDS and seconds > M.BOUNDS[i] do i = i + 1 end
+  h.counts[i] = h.counts[i] + 1
+  h.sum = h.sum + seconds
+end
+
+-- snapshot(counters, histograms) -> metrics_snapshot's table: copies, each
+-- histogram with cumulative buckets, its sum and its count.
+local function snapshot(counters, histograms)
+  local out = { counters = {}, histograms = {}, bounds = {} }
+  for k, v in pairs(counters) do out.counters[k] = v end
+  for name, by_labels in pairs(histograms) do
+    local t = {}
+    for labels, h in pairs(by_labels) do
+      local buckets, total = {}, 0
+      for i = 1, #M.BOUNDS + 1 do
+        total = total + h.counts[i]
+        if i <= #M.BOUNDS then buckets[i] = total end
+      end
+      t[labels] = { buckets = buckets, sum = h.sum, count = total }
+    end
+    out.histograms[name] = t
+  end
+  for i, v in ipairs(M.BOUNDS) do out.bounds[i] = v end
+  return out
+end
+
 -- The core's three functions over Lua tables (same checks, same shape).
 local function lua_backend()
   local counters, histograms, nseries, nhist = {}, {}, 0, 0
@@ -56,16 +121,10 @@ local function lua_backend()
 
   function b.metrics_add(series, n)
     check_type(series, "string", 1, "metrics_add")
-    local nl = #(series:match(NAME) or "")
-    if nl == 0 or #series > 255 or series:find("%c")
-       or (nl < #series and not series:find("^{.*}$", nl + 1)) then
-      error("metrics_add: series must be name or name{labels} (at most 255 bytes, no control characters)", 2)
-    end
+    check_series(series)
     n = n == nil and 1 or n
     check_type(n, "number", 2, "metrics_add")
-    if n ~= math.floor(n) or n < 0 or n > 2 ^ 53 then
-      error("metrics_add: n must be a whole number from 0 to 2^53", 2)
-    end
+    check_count(n)
     if not counters[series] then new_series("counter"); counters[series] = 0 end
     counters[series] = counters[series] + n
   end
@@ -74,47 +133,18 @@ local function lua_backend()
     check_type(name, "string", 1, "metrics_observe")
     check_type(labels, "string", 2, "metrics_observe")
     check_type(seconds, "number", 3, "metrics_observe")
-    if name:match(NAME) ~= name or name == "" then
-      error("metrics_observe: name must be a metric name", 2)
-    end
-    if labels:find("%c") or #name + 1 + #labels > 255 then
-      error("metrics_observe: labels must be printable and name plus labels at most 254 bytes", 2)
-    end
-    if not (seconds >= 0 and seconds <= 1e6) then
-      error("metrics_observe: seconds must be a number from 0 to 1e6", 2)
-    end
+    check_observation(name, labels, seconds)
     local by_labels = histograms[name] or {}
     local h = by_labels[labels]
     if not h then
       new_series("histogram")
-      h = { sum = 0, counts = {} }
-      for i = 1, #M.BOUNDS + 1 do h.counts[i] = 0 end
+      h = new_histogram()
       histograms[name], by_labels[labels] = by_labels, h
     end
-    local i = 1
-    while i <= #M.BOUNDS and seconds > M.BOUNDS[i] do i = i + 1 end
-    h.counts[i] = h.counts[i] + 1
-    h.sum = h.sum + seconds
+    add_observation(h, seconds)
   end
 
-  function b.metrics_snapshot()
-    local out = { counters = {}, histograms = {}, bounds = {} }
-    for k, v in pairs(counters) do out.counters[k] = v end
-    for name, by_labels in pairs(histograms) do
-      local t = {}
-      for labels, h in pairs(by_labels) do
-        local buckets, total = {}, 0
-        for i = 1, #M.BOUNDS + 1 do
-          total = total + h.counts[i]
-          if i <= #M.BOUNDS then buckets[i] = total end
-        end
-        t[labels] = { buckets = buckets, sum = h.sum, count = total }
-      end
-      out.histograms[name] = t
-    end
-    for i, v in ipairs(M.BOUNDS) do out.bounds[i] = v end
-    return out
-  end
+  function b.metrics_snapshot() return snapshot(counters, histograms) end
   return b
 end
 

@@ -142,18 +142,11 @@ local function read_body(sock, method, status, h, max)
   return table.concat(parts), true
 end
 
--- One try; -> response | nil, message, code, stale (stale: it failed on a
--- reused connection before any byte of the answer: safe to send again).
-local function attempt(r, new_connection)
-  assert(type(r) == "table", "http request: options table expected")
-  local method = (r.method or "GET"):upper()
-  local scheme, host, port, path = parse_url(r.url or "")
-  if not scheme then return nil, "unsupported or malformed URL", "failed" end
-  local timeout_ms = math.floor((r.timeout or 30) * 1000)
-  local connect_ms = math.min(math.floor((r.connect_timeout or 10) * 1000), timeout_ms)
-  local max = r.max_size or M.MAX_SIZE
-  local deadline = ngx.now() * 1000 + timeout_ms
-
+-- open(r, scheme, host, port, new_connection, connect_ms, timeout_ms,
+-- deadline) -> a connected socket (TLS done for https, the send and read
+-- timeouts what is left before the deadline) | nil, message, code.  A
+-- fresh connection has a pool of its own: never a reused one.
+local function open(r, scheme, host, port, new_connection, connect_ms, timeout_ms, deadline)
   local sock = ngx.socket.tcp()
   sock:settimeouts(connect_ms, timeout_ms, timeout_ms)
   local pool = scheme .. "://" .. host .. ":" .. port
@@ -170,28 +163,16 @@ local function attempt(r, new_connection)
   local left = deadline - ngx.now() * 1000
   if left <= 0 then return fail(sock, "timed out", "timeout") end
   sock:settimeouts(connect_ms, left, left)
+  return sock
+end
 
-  local head = header_block(method, host, port, scheme, path, r.headers, r.body)
-  local reused = sock:getreusedtimes() > 0
-  local sent, serr = sock:send(r.body and { head, r.body } or head)
-  if not sent then
-    local m, c = select(2, fail(sock, "sending the request: " .. tostring(serr), code_of(serr)))
-    return nil, m, c, reused and c == "reset"
-  end
-
-  local line, lerr = sock:receive("*l")
-  if not line then
-    local stale = sock:getreusedtimes() > 0 and lerr == "closed"
-    local m, c = select(2, fail(sock, "reading the status line: " .. tostring(lerr), code_of(lerr)))
-    return nil, m, c, stale
-  end
-  local status = tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
-  if not status then return fail(sock, "malformed status line", "failed") end
-  local headers, hbytes = {}, #line
+-- read_headers(sock, headers, hbytes) -> headers (lower-cased names; a
+-- repeated one joined with ", ", set-cookie a list) | nil, message, code
+local function read_headers(sock, headers, hbytes)
   while true do
     local hl, herr = sock:receive("*l")
     if not hl then return fail(sock, "reading the headers: " .. tostring(herr), code_of(herr)) end
-    if hl == "" then break end
+    if hl == "" then return headers end
     hbytes = hbytes + #hl
     if hbytes > 65536 then return fail(sock, "response headers over 64 KiB", "too_large") end
     local name, value = hl:match("^([^:%s]+):%s*(.-)%s*$")
@@ -207,15 +188,60 @@ local function attempt(r, new_connection)
       headers[name] = value
     end
   end
-  local body, close_after, code = read_body(sock, method, status, headers, max)
+end
+
+-- read_head(sock) -> { status, headers, line (the status line) } | nil,
+-- message, code, stale (stale: the connection was reused and closed before
+-- the status line).
+local function read_head(sock)
+  local line, lerr = sock:receive("*l")
+  if not line then
+    local stale = sock:getreusedtimes() > 0 and lerr == "closed"
+    local m, c = select(2, fail(sock, "reading the status line: " .. tostring(lerr), code_of(lerr)))
+    return nil, m, c, stale
+  end
+  local status = tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
+  if not status then return fail(sock, "malformed status line", "failed") end
+  local headers, message, code = read_headers(sock, {}, #line)
+  if not headers then return nil, message, code end
+  return { status = status, headers = headers, line = line }
+end
+
+-- One try; -> response | nil, message, code, stale (stale: it failed on a
+-- reused connection before any byte of the answer: safe to send again).
+local function attempt(r, new_connection)
+  assert(type(r) == "table", "http request: options table expected")
+  local method = (r.method or "GET"):upper()
+  local scheme, host, port, path = parse_url(r.url or "")
+  if not scheme then return nil, "unsupported or malformed URL", "failed" end
+  local timeout_ms = math.floor((r.timeout or 30) * 1000)
+  local connect_ms = math.min(math.floor((r.connect_timeout or 10) * 1000), timeout_ms)
+  local max = r.max_size or M.MAX_SIZE
+  local deadline = ngx.now() * 1000 + timeout_ms
+
+  local sock, message, code = open(r, scheme, host, port, new_connection, connect_ms, timeout_ms, deadline)
+  if not sock then return nil, message, code end
+  local head = header_block(method, host, port, scheme, path, r.headers, r.body)
+  local reused = sock:getreusedtimes() > 0
+  local sent, serr = sock:send(r.body and { head, r.body } or head)
+  if not sent then
+    local m, c = select(2, fail(sock, "sending the request: " .. tostring(serr), code_of(serr)))
+    return nil, m, c, reused and c == "reset"
+  end
+
+  local answer, stale
+  answer, message, code, stale = read_head(sock)
+  if not answer then return nil, message, code, stale end
+  local body, close_after
+  body, close_after, code = read_body(sock, method, answer.status, answer.headers, max)
   if not body then return fail(sock, close_after, code) end
-  local conn = (headers["connection"] or ""):lower()
-  if close_after or r.fresh_connect or new_connection or conn:find("close", 1, true) or line:match("^HTTP/1%.0") then
+  local conn = (answer.headers["connection"] or ""):lower()
+  if close_after or r.fresh_connect or new_connection or conn:find("close", 1, true) or answer.line:match("^HTTP/1%.0") then
     sock:close()
   else
     sock:setkeepalive(M.POOL_IDLE_MS, M.POOL_SIZE)
   end
-  return { status = status, headers = headers, body = body }
+  return { status = answer.status, headers = answer.headers, body = body }
 end
 
 -- request(r) -> response | nil, message, code (see the top of the file).

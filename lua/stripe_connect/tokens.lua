@@ -20,6 +20,7 @@
 -- byte) reads as no token, with `token_error` on the account and a log line
 -- naming the account and the key id, never a value.
 local core = require "stripe_connect.core"
+local util = require "stripe_connect.util"
 
 local M = {}
 
@@ -79,7 +80,7 @@ function M.aad(id, field) return id .. "\0" .. field end
 local aad = M.aad
 
 function M.wrap(store, kr, log)
-  log = log or function(msg) io.stderr:write(msg, "\n") end
+  log = log or util.stderr_log
   local w = setmetatable({ inner = store, token_keys = kr }, { __index = store })
 
   local function opened(a)

@@ -214,18 +214,9 @@ handler{ secrets=, store=, tolerance=, livemode=, on_deauthorized=fn(account_id,
   result="processed", "duplicate", "ignored_livemode", "failed", or
   result="rejected" and reason=<the 400/413 error code>.
 ]]
-function M.handler(opts)
-  local o = check_opts(opts, { secrets = true, store = true, tolerance = true, livemode = true, on_deauthorized = true,
-                               on_event = true, max_body = true, event_ttl = true, log = true,
-                               metrics = true, event = true }, "webhook.handler")
-  o = {
-    secrets = check_secrets(o.secrets, "webhook.handler"),
-    store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE, livemode = o.livemode,
-    on_deauthorized = o.on_deauthorized, on_event = o.on_event,
-    max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
-    log = o.log or util.stderr_log, metrics = o.metrics or require("stripe_connect.metrics"),
-    event = o.event or function() end,
-  }
+-- Raises unless the handler's options (o: the defaults filled in) are of
+-- the kinds the list above says.
+local function check_handler_options(o)
   assert(type(o.store) == "table" and o.store.event_once and o.store.mark_disconnected,
     "webhook.handler: store must implement event_once and mark_disconnected")
   assert(type(o.tolerance) == "number" and o.tolerance >= 1 and o.tolerance <= M.MAX_TOLERANCE
@@ -239,43 +230,61 @@ function M.handler(opts)
   for _, k in ipairs({ "on_deauthorized", "on_event", "log", "event" }) do
     assert(o[k] == nil or type(o[k]) == "function", "webhook.handler: " .. k .. " must be a function")
   end
-  local verify_opts = { tolerance = o.tolerance }
+end
+
+local function reject(o, req, status, code)
+  count(o, "rejected", code)
+  o.event("webhook_rejected", req, { reason = code, status = status }, "warn")
+  return json_response(status, { error = code })
+end
+
+-- receive(o, req) -> res: one delivery, verified, parsed, checked against
+-- the platform's mode, then dispatched.
+local function receive(o, req)
+  if req.method ~= "POST" then
+    local res = json_response(405, { error = "method_not_allowed" })
+    res.headers["Allow"] = "POST"
+    return res
+  end
+  local body = req.body or ""
+  if #body > o.max_body then return reject(o, req, 413, "too_large") end
+  local header = req.headers and req.headers["stripe-signature"]
+  -- A repeated header arrives as a list under OpenResty: ambiguous, so refused.
+  if type(header) == "table" then return reject(o, req, 400, "malformed_header") end
+  local ok, _, code = core.webhook_verify(body, header, o.secrets, o.verify_opts)
+  if not ok then return reject(o, req, 400, code) end
+  local ev = parse_event(body)
+  if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == ""))
+     or (o.livemode ~= nil and type(ev.livemode) ~= "boolean") then
+    return reject(o, req, 400, "invalid_event")
+  end
+  o.event("webhook_verified", req, { event_id = ev.id, event_type = ev.type, account = ev.account })
+  if o.livemode ~= nil and ev.livemode ~= o.livemode then
+    o.log(string.format("event %s (%s) is a %s-mode event and this platform runs in %s mode: " ..
+      "acknowledged, not applied", ev.id, ev.type, mode_name(ev.livemode), mode_name(o.livemode)))
+    count(o, "ignored_livemode")
+    return json_response(200, { received = true, ignored = "livemode" })
+  end
+  return dispatch(o, ev, req)
+end
+
+function M.handler(opts)
+  local o = check_opts(opts, { secrets = true, store = true, tolerance = true, livemode = true, on_deauthorized = true,
+                               on_event = true, max_body = true, event_ttl = true, log = true,
+                               metrics = true, event = true }, "webhook.handler")
+  o = {
+    secrets = check_secrets(o.secrets, "webhook.handler"),
+    store = o.store, tolerance = o.tolerance or M.DEFAULT_TOLERANCE, livemode = o.livemode,
+    on_deauthorized = o.on_deauthorized, on_event = o.on_event,
+    max_body = o.max_body or M.DEFAULT_MAX_BODY, event_ttl = o.event_ttl or M.DEFAULT_EVENT_TTL,
+    log = o.log or util.stderr_log, metrics = o.metrics or require("stripe_connect.metrics"),
+    event = o.event or function() end,
+  }
+  check_handler_options(o)
+  o.verify_opts = { tolerance = o.tolerance }
   local log = o.log
   o.log = function(msg) log("webhook: " .. util.redact(msg, o.secrets)) end
-
-  local function reject(req, status, code)
-    count(o, "rejected", code)
-    o.event("webhook_rejected", req, { reason = code, status = status }, "warn")
-    return json_response(status, { error = code })
-  end
-
-  return function(req)
-    if req.method ~= "POST" then
-      local res = json_response(405, { error = "method_not_allowed" })
-      res.headers["Allow"] = "POST"
-      return res
-    end
-    local body = req.body or ""
-    if #body > o.max_body then return reject(req, 413, "too_large") end
-    local header = req.headers and req.headers["stripe-signature"]
-    -- A repeated header arrives as a list under OpenResty: ambiguous, so refused.
-    if type(header) == "table" then return reject(req, 400, "malformed_header") end
-    local ok, _, code = core.webhook_verify(body, header, o.secrets, verify_opts)
-    if not ok then return reject(req, 400, code) end
-    local ev = parse_event(body)
-    if not ev or (ev.type == M.DEAUTHORIZED and (type(ev.account) ~= "string" or ev.account == ""))
-       or (o.livemode ~= nil and type(ev.livemode) ~= "boolean") then
-      return reject(req, 400, "invalid_event")
-    end
-    o.event("webhook_verified", req, { event_id = ev.id, event_type = ev.type, account = ev.account })
-    if o.livemode ~= nil and ev.livemode ~= o.livemode then
-      o.log(string.format("event %s (%s) is a %s-mode event and this platform runs in %s mode: " ..
-        "acknowledged, not applied", ev.id, ev.type, mode_name(ev.livemode), mode_name(o.livemode)))
-      count(o, "ignored_livemode")
-      return json_response(200, { received = true, ignored = "livemode" })
-    end
-    return dispatch(o, ev, req)
-  end
+  return function(req) return receive(o, req) end
 end
 
 return M

@@ -560,10 +560,10 @@ local function package_version(name)
   return text:match('"version"%s*:%s*"([^"]+)"') or "?"
 end
 
-local function table_text(started)
+-- The report's heading: the machine, the load and the servers measured.
+local function heading_lines(started, ncpu)
   local cpu = (read("/proc/cpuinfo") or ""):match("model name%s*:%s*([^\n]+)") or "unknown CPU"
-  local ncpu = first_line("nproc")
-  local lines = {
+  return {
     "## `make bench`",
     "",
     string.format("Machine: %s CPUs (`nproc`), %s; %s; %s.", ncpu, cpu, first_line("uname -sr"), started),
@@ -583,37 +583,46 @@ local function table_text(started)
     "| route | server | req/s | p50 ms | p99 ms | errors | peak RSS MiB | ours ÷ peer | ours ÷ ceiling | RSS ÷ peer |",
     "|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
   }
-  local notes = {}
-  for _, row in ipairs(ROWS) do
-    if wanted(row) then
-      local route = GROUP_LABEL[row.group]
-      if row.group == "slow" then route = string.format(route, SLOW_CONNECTIONS) end
-      local cells
-      if row.result then
-        local r = row.result
-        local to_peer, to_ceiling, rss_peer = "", "", ""
-        if row.server == "ours" or row.server == "openresty" then
-          local peer = PEER_OF[row.group]
-          to_peer = fmt_ratio(r.rps, rps(peer))
-          if row.slow then
-            to_ceiling = fmt_ratio(r.rps, SLOW_CONNECTIONS / SLOW_SECONDS) .. " of the bound"
-          else
-            to_ceiling = fmt_ratio(r.rps, rps("ceiling"))
-          end
-          rss_peer = fmt_ratio(r.rss_kib, rss(peer))
-        end
-        cells = { fmt_int(r.rps), fmt_ms(r.p50_us), fmt_ms(r.p99_us), errors_cell(r),
-                  string.format("%.1f", r.rss_kib / 1024), to_peer, to_ceiling, rss_peer }
-        if r.reused > 0 then
-          notes[#notes + 1] = string.format("- %s: %s requests reused a state or event (more than BENCH_PAIRS=%d were " ..
-            "sent): those answered as replays or duplicates.", row.id, fmt_int(r.reused), PAIRS)
-        end
-      else
-        cells = { "failed: " .. (row.failed or "not run"):match("^[^\n]*"):gsub("|", "/"), "", "", "", "", "", "", "" }
-      end
-      lines[#lines + 1] = "| " .. route .. " | " .. server_label(row) .. " | " .. table.concat(cells, " | ") .. " |"
+end
+
+-- The cells after the route and the server of a row that ran; a note about
+-- the states or events it reused goes to notes.
+local function result_cells(row, notes)
+  local r = row.result
+  local to_peer, to_ceiling, rss_peer = "", "", ""
+  if row.server == "ours" or row.server == "openresty" then
+    local peer = PEER_OF[row.group]
+    to_peer = fmt_ratio(r.rps, rps(peer))
+    if row.slow then
+      to_ceiling = fmt_ratio(r.rps, SLOW_CONNECTIONS / SLOW_SECONDS) .. " of the bound"
+    else
+      to_ceiling = fmt_ratio(r.rps, rps("ceiling"))
     end
+    rss_peer = fmt_ratio(r.rss_kib, rss(peer))
   end
+  if r.reused > 0 then
+    notes[#notes + 1] = string.format("- %s: %s requests reused a state or event (more than BENCH_PAIRS=%d were " ..
+      "sent): those answered as replays or duplicates.", row.id, fmt_int(r.reused), PAIRS)
+  end
+  return { fmt_int(r.rps), fmt_ms(r.p50_us), fmt_ms(r.p99_us), errors_cell(r),
+           string.format("%.1f", r.rss_kib / 1024), to_peer, to_ceiling, rss_peer }
+end
+
+-- A row's line of the table.
+local function row_line(row, notes)
+  local route = GROUP_LABEL[row.group]
+  if row.group == "slow" then route = string.format(route, SLOW_CONNECTIONS) end
+  local cells
+  if row.result then
+    cells = result_cells(row, notes)
+  else
+    cells = { "failed: " .. (row.failed or "not run"):match("^[^\n]*"):gsub("|", "/"), "", "", "", "", "", "", "" }
+  end
+  return "| " .. route .. " | " .. server_label(row) .. " | " .. table.concat(cells, " | ") .. " |"
+end
+
+-- The lines under the table: what the columns count, then the notes.
+local function footer_lines(lines, ncpu, notes)
   lines[#lines + 1] = ""
   lines[#lines + 1] = string.format("Errors: socket errors (connect, read, write, timeout over 10 s) and non-2xx/3xx " ..
     "answers%s. Slow rows: the bound is %d connections ÷ %.1f s = %s req/s. Peak RSS: VmHWM summed over the " ..
@@ -632,6 +641,15 @@ local function table_text(started)
       "/postgres --version | sed -n 's/^postgres (PostgreSQL) \\([0-9.]*\\).*/\\1/p'"), fmt_ratio(multi, rps("ours-callback-sqlite")), ncpu)
   end
   for _, n in ipairs(notes) do lines[#lines + 1] = n end
+end
+
+local function table_text(started)
+  local ncpu = first_line("nproc")
+  local lines, notes = heading_lines(started, ncpu), {}
+  for _, row in ipairs(ROWS) do
+    if wanted(row) then lines[#lines + 1] = row_line(row, notes) end
+  end
+  footer_lines(lines, ncpu, notes)
   return table.concat(lines, "\n") .. "\n"
 end
 

@@ -168,7 +168,9 @@ end
 
 -- ------------------------------------------------------------ main
 
-local function main()
+-- start_platform() -> the server's pid, its port: the stand-in and the
+-- platform started, ACCOUNTS[1] connected.
+local function start_platform()
   for _, cmd in ipairs({ "nginx", "wrk" }) do
     if select(2, sh("command -v " .. cmd)) ~= 0 then error(cmd .. " is not installed (make deps)", 0) end
   end
@@ -180,42 +182,43 @@ local function main()
   connect_first(port)
   log("platform pid %s on port %d, %d workers; %d segments of %.0f s, wrk -t %d -c %d, mix %s",
     server, port, WORKERS, SEGMENTS, SEGMENT, THREADS, CONNECTIONS, MIX)
-  -- Lines per fixture file: 2000/s (more than this machine serves of either
-  -- kind), doubled after a segment that ran out, up to 8000/s; making them
-  -- takes about 5 s per 100,000 of each.
-  local need = math.ceil(2000 * SEGMENT)
-  local total, rows = {}, {}
-  for seg = 1, SEGMENTS do
-    local states, events = fixtures(seg, need)
-    local vars = { "SOAK_THREADS=" .. THREADS, "SOAK_MIX=" .. MIX, "SOAK_STATES=" .. states,
-      "SOAK_EVENTS=" .. events, "SOAK_ADMIN_TOKEN=" .. SECRETS.admin, "SOAK_ACCOUNT=" .. ACCOUNTS[1] }
-    for i, v in ipairs(vars) do vars[i] = q(v) end
-    local cmd = common.ULIMIT .. "; exec env " .. table.concat(vars, " ") .. " wrk -t " .. THREADS ..
-      " -c " .. CONNECTIONS .. " -d " .. math.max(1, math.floor(SEGMENT + 0.5)) .. "s --timeout 10s -s " ..
-      q("scripts/bench/soak_wrk.lua") .. " http://127.0.0.1:" .. port
-    local p = assert(io.popen("sh -c " .. q(cmd) .. " 2>&1", "r"))
-    local out = p:read("a")
-    p:close()
-    local line = out:match("soak: [^\n]*")
-    if not line then error("wrk failed:\n" .. out:sub(-2000), 0) end
-    if not alive(server) then error("the platform exited:\n" .. (read(tmp .. "/platform.log") or ""):sub(-2000), 0) end
-    local r = parse(line)
-    r.rss = rss_kib(server)
-    rows[seg] = r
-    for k, v in pairs(r) do if type(v) == "number" then total[k] = (total[k] or 0) + v end end
-    log("segment %d: %d requests (%d/s), connect %d, callback %d, webhook %d, admin %d, unexpected %d, " ..
-      "socket errors %d, exhausted %d, VmRSS %d KiB%s", seg, r.requests, r.requests // SEGMENT, r.connect, r.callback,
-      r.webhook, r.admin, r.unexpected, r.errors_connect + r.errors_read + r.errors_write + r.errors_timeout,
-      r.exhausted, r.rss, r.statuses ~= "-" and (" (unexpected statuses " .. r.statuses .. ")") or "")
-    if r.exhausted > 0 then need = math.min(2 * need, math.ceil(8000 * SEGMENT)) end
-  end
+  return server, port
+end
+
+-- segment(seg, need, server, port) -> wrk's counts for one segment (need
+-- lines per fixture file), with the server's VmRSS after it as rss.
+local function segment(seg, need, server, port)
+  local states, events = fixtures(seg, need)
+  local vars = { "SOAK_THREADS=" .. THREADS, "SOAK_MIX=" .. MIX, "SOAK_STATES=" .. states,
+    "SOAK_EVENTS=" .. events, "SOAK_ADMIN_TOKEN=" .. SECRETS.admin, "SOAK_ACCOUNT=" .. ACCOUNTS[1] }
+  for i, v in ipairs(vars) do vars[i] = q(v) end
+  local cmd = common.ULIMIT .. "; exec env " .. table.concat(vars, " ") .. " wrk -t " .. THREADS ..
+    " -c " .. CONNECTIONS .. " -d " .. math.max(1, math.floor(SEGMENT + 0.5)) .. "s --timeout 10s -s " ..
+    q("scripts/bench/soak_wrk.lua") .. " http://127.0.0.1:" .. port
+  local p = assert(io.popen("sh -c " .. q(cmd) .. " 2>&1", "r"))
+  local out = p:read("a")
+  p:close()
+  local line = out:match("soak: [^\n]*")
+  if not line then error("wrk failed:\n" .. out:sub(-2000), 0) end
+  if not alive(server) then error("the platform exited:\n" .. (read(tmp .. "/platform.log") or ""):sub(-2000), 0) end
+  local r = parse(line)
+  r.rss = rss_kib(server)
+  log("segment %d: %d requests (%d/s), connect %d, callback %d, webhook %d, admin %d, unexpected %d, " ..
+    "socket errors %d, exhausted %d, VmRSS %d KiB%s", seg, r.requests, r.requests // SEGMENT, r.connect, r.callback,
+    r.webhook, r.admin, r.unexpected, r.errors_connect + r.errors_read + r.errors_write + r.errors_timeout,
+    r.exhausted, r.rss, r.statuses ~= "-" and (" (unexpected statuses " .. r.statuses .. ")") or "")
+  return r
+end
+
+-- report(total, rows) -> whether the soak passed, having printed its summary.
+local function report(total, rows)
   local socket_errors = total.errors_connect + total.errors_read + total.errors_write + total.errors_timeout
   -- wrk's status errors are answers >= 400: each is also unexpected here.
   local errors = socket_errors + total.unexpected
   local growth = (rows[SEGMENTS].rss - rows[1].rss) / rows[1].rss
   local samples = {}
   for i, r in ipairs(rows) do samples[i] = string.format("%.1f", r.rss / 1024) end
-  local report = table.concat({
+  print(table.concat({
     string.format("soak: %.0f s, %d requests (%.0f/s): connect %d, callback %d, webhook %d (%d duplicate), admin %d; " ..
       "exhausted fixtures %d", DURATION, total.requests, total.requests / DURATION, total.connect, total.callback,
       total.webhook, total.duplicate, total.admin, total.exhausted),
@@ -224,12 +227,27 @@ local function main()
       total.unexpected > 0 and (": see the statuses per segment") or ""),
     string.format("soak: VmRSS MiB at the end of each segment: %s; growth from the first to the last: %+.2f%%",
       table.concat(samples, ", "), growth * 100),
-  }, "\n")
-  print(report)
+  }, "\n"))
   for i, r in ipairs(rows) do
     if r.statuses ~= "-" then print(string.format("soak: segment %d unexpected statuses %s", i, r.statuses)) end
   end
   return errors == 0 and growth < MAX_GROWTH
+end
+
+local function main()
+  local server, port = start_platform()
+  -- Lines per fixture file: 2000/s (more than this machine serves of either
+  -- kind), doubled after a segment that ran out, up to 8000/s; making them
+  -- takes about 5 s per 100,000 of each.
+  local need = math.ceil(2000 * SEGMENT)
+  local total, rows = {}, {}
+  for seg = 1, SEGMENTS do
+    local r = segment(seg, need, server, port)
+    rows[seg] = r
+    for k, v in pairs(r) do if type(v) == "number" then total[k] = (total[k] or 0) + v end end
+    if r.exhausted > 0 then need = math.min(2 * need, math.ceil(8000 * SEGMENT)) end
+  end
+  return report(total, rows)
 end
 
 local ok, result = pcall(main)
