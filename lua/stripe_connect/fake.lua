@@ -332,12 +332,10 @@ function Fake:authorize(req)
   return self:consent_page(v, params)
 end
 
+-- with_query(uri, fields) -> uri with the fields (util.encode_fields) added
+-- to its query.
 local function with_query(uri, fields)
-  local parts = {}
-  for _, f in ipairs(fields) do
-    if f[2] ~= nil then parts[#parts + 1] = f[1] .. "=" .. core.url_encode(f[2]) end
-  end
-  return uri .. (uri:find("?", 1, true) and "&" or "?") .. table.concat(parts, "&")
+  return uri .. (uri:find("?", 1, true) and "&" or "?") .. util.encode_fields(fields)
 end
 
 -- POST /oauth/authorize/decide: approve → a fresh single-use code;
