@@ -269,8 +269,8 @@ install: all
 
 uninstall:
 	rm -f $(INSTALLED)
-	@for d in share/lua/5.4/stripe_connect/store share/lua/5.4/stripe_connect lib/lua/5.4/stripe_connect \
-	  lib/lua/5.1/stripe_connect share/doc/stripe-connect; do rmdir $(I_PREFIX)/$$d 2>/dev/null || true; done
+	@for d in share/lua/5.4/stripe_connect/store share/lua/5.4/stripe_connect/fake share/lua/5.4/stripe_connect \
+	  lib/lua/5.4/stripe_connect lib/lua/5.1/stripe_connect share/doc/stripe-connect; do rmdir $(I_PREFIX)/$$d 2>/dev/null || true; done
 	@rm -rf $(I_PREFIX)/share/stripe-connect
 
 # man: doc/stripe-connect.1 from stripe_connect.settings (the commands and every setting).

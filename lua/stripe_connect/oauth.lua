@@ -384,11 +384,8 @@ local function check_call_options(name, opts, extra, required)
   end
 end
 
-local function form_body(fields)
-  local parts = {}
-  for i, f in ipairs(fields) do parts[i] = f[1] .. "=" .. core.url_encode(f[2]) end
-  return table.concat(parts, "&")
-end
+-- form_body({ { name, value }, … }) -> the request's form body.
+local form_body = require("stripe_connect.util").encode_fields
 
 local redact = util.redact
 

@@ -1,5 +1,6 @@
 -- stripe_connect.util — small helpers shared by the platform modules (state,
--- store, flow, app): option-table checks, HTML escaping, local-path checks.
+-- store, flow, app, oauth, the fake): option-table checks, HTML escaping,
+-- local-path checks, form encoding.
 -- Internal: the public API is in the modules that use these.
 local core = require "stripe_connect.core"
 
@@ -69,6 +70,19 @@ end
 -- any of them.
 function M.redact(s, secrets)
   return core.redact(tostring(s), secrets)
+end
+
+-- encode_fields({ { name, value }, … }) -> "name=value&…": a form body or
+-- query string, the fields in the order given, each value percent-encoded
+-- (core.url_encode; the names as given, so brackets stay literal); a field
+-- whose value is nil is left out ({} -> "").
+function M.encode_fields(fields)
+  local url_encode = require("stripe_connect.core").url_encode
+  local parts = {}
+  for _, f in ipairs(fields) do
+    if f[2] ~= nil then parts[#parts + 1] = f[1] .. "=" .. url_encode(f[2]) end
+  end
+  return table.concat(parts, "&")
 end
 
 -- split_list("a, b,,c") -> { "a", "b", "c" }: a comma-separated setting,

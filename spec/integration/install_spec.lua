@@ -39,7 +39,8 @@ function TestInstall.test_install_run_serve_man_uninstall()
     local code, out = sh("make -s --no-print-directory install DESTDIR=" .. q(destdir) .. " PREFIX=" .. prefix)
     lu.assertEquals(code, 0, out)
     for _, f in ipairs({ "/bin/stripe-connect", "/share/lua/5.4/stripe_connect/app.lua",
-        "/share/lua/5.4/stripe_connect/store/sqlite.lua", "/lib/lua/5.4/stripe_connect/core.so",
+        "/share/lua/5.4/stripe_connect/store/sqlite.lua", "/share/lua/5.4/stripe_connect/fake/oauth.lua",
+        "/lib/lua/5.4/stripe_connect/core.so",
         "/lib/lua/5.1/stripe_connect/core.so", "/share/stripe-connect/scripts/platform.lua",
         "/share/stripe-connect/scripts/openresty/serve", "/share/man/man1/stripe-connect.1",
         "/share/doc/stripe-connect/stripe-connect.service" }) do
