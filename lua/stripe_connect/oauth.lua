@@ -385,7 +385,7 @@ local function check_call_options(name, opts, extra, required)
 end
 
 -- form_body({ { name, value }, … }) -> the request's form body.
-local form_body = require("stripe_connect.util").encode_fields
+local form_body = util.encode_fields
 
 local redact = util.redact
 

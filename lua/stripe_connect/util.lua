@@ -77,10 +77,9 @@ end
 -- (core.url_encode; the names as given, so brackets stay literal); a field
 -- whose value is nil is left out ({} -> "").
 function M.encode_fields(fields)
-  local url_encode = require("stripe_connect.core").url_encode
   local parts = {}
   for _, f in ipairs(fields) do
-    if f[2] ~= nil then parts[#parts + 1] = f[1] .. "=" .. url_encode(f[2]) end
+    if f[2] ~= nil then parts[#parts + 1] = f[1] .. "=" .. core.url_encode(f[2]) end
   end
   return table.concat(parts, "&")
 end
