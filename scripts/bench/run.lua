@@ -110,19 +110,7 @@ end
 -- this script dies first.
 local function spawn(name, cmd, env)
   local logfile = tmp .. "/" .. name .. ".log"
-  local pidfile = tmp .. "/" .. name .. ".pid"
-  local vars = {}
-  for k, v in pairs(env or {}) do vars[#vars + 1] = q(k .. "=" .. tostring(v)) end
-  table.sort(vars)
-  local inner = ULIMIT .. "; exec env " .. table.concat(vars, " ") .. " " .. cmd
-  os.execute("sh -c " .. q("(" .. inner .. ") </dev/null >" .. q(logfile) .. " 2>&1 & echo $! >" .. q(pidfile)))
-  local pid
-  for _ = 1, 100 do
-    pid = (read(pidfile) or ""):match("%d+")
-    if pid then break end
-    core.sleep(0.02)
-  end
-  assert(pid, name .. ": the process did not start")
+  local pid = common.launch(tmp, name, cmd, env)
   os.execute("sh -c " .. q("(while kill -0 " .. driver_pid .. " && kill -0 " .. pid .. "; do sleep 1; done; " ..
     "kill -0 " .. driver_pid .. " || { kill -TERM " .. pid .. "; sleep 5; kill -KILL " .. pid .. "; }) " ..
     ">/dev/null 2>&1 &"))

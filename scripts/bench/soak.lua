@@ -46,19 +46,7 @@ local procs = {}
 
 -- spawn(name, cmd, env) -> pid; output to tmp/NAME.log.
 local function spawn(name, cmd, env)
-  local vars = {}
-  for k, v in pairs(env or {}) do vars[#vars + 1] = q(k .. "=" .. tostring(v)) end
-  table.sort(vars)
-  local pidfile = tmp .. "/" .. name .. ".pid"
-  os.execute("sh -c " .. q("(" .. common.ULIMIT .. "; exec env " .. table.concat(vars, " ") .. " " .. cmd ..
-    ") </dev/null >" .. q(tmp .. "/" .. name .. ".log") .. " 2>&1 & echo $! >" .. q(pidfile)))
-  local pid
-  for _ = 1, 100 do
-    pid = (read(pidfile) or ""):match("%d+")
-    if pid then break end
-    core.sleep(0.02)
-  end
-  assert(pid, name .. " did not start")
+  local pid = common.launch(tmp, name, cmd, env)
   procs[#procs + 1] = pid
   return pid
 end
