@@ -65,4 +65,20 @@ function TestDocPaths.test_every_cited_path_exists()
   lu.assertEquals(bad, {}, "cited paths that do not exist:\n" .. table.concat(bad, "\n"))
 end
 
+-- The README's Architecture section names every source file of host/ and
+-- lua/ (by its path from the repository's root), so it matches the tree.
+function TestDocPaths.test_the_architecture_section_names_every_source_file()
+  local readme = assert(files.read("README.md"))
+  local section = readme:match("\n## Architecture\n(.-)\n## ")
+  lu.assertNotNil(section, "README.md has no Architecture section")
+  local unnamed = {}
+  local p = assert(io.popen("find host lua -name '*.c' -o -name '*.h' -o -name '*.lua' | sort"))
+  for path in p:lines() do
+    local short = path:gsub("^host/", ""):gsub("^lua/stripe_connect/", "")
+    if not section:find(path, 1, true) and not section:find(short, 1, true) then unnamed[#unnamed + 1] = path end
+  end
+  p:close()
+  lu.assertEquals(unnamed, {}, "files the README's Architecture section does not name")
+end
+
 return { TestDocPaths = TestDocPaths }
