@@ -46,7 +46,7 @@ struct conn {
     double start_ms;            /* first byte of the current request; < 0: none yet */
 };
 
-static void process(conn *c);
+static void advance(conn *c);
 static void response_sent(conn *c, int deferred);
 
 const http_request *conn_request(const conn *c)
@@ -482,7 +482,7 @@ static int process_head(conn *c, struct evbuffer *in)
 }
 
 /* Advance the connection's state machine on new input. */
-static void process(conn *c)
+static void advance(conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     if (c->rq.head == NULL && !process_head(c, in))
@@ -515,7 +515,7 @@ static void on_read(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
-    process(c);
+    advance(c);
 }
 
 /* The response is out: close, or wait for the next request.  Called from
@@ -533,7 +533,7 @@ static void response_sent(conn *c, int deferred)
     arm_deadline(c);
     bufferevent_enable(c->bev, EV_READ);
     if (!deferred)
-        process(c);
+        advance(c);
     else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 }

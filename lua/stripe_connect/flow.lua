@@ -77,7 +77,7 @@ local function defaults(ctx)
 end
 
 -- Counts one (process memory, never the store: see stripe_connect.metrics).
-local function count(ctx, name)
+local function count_series(ctx, name)
   ctx.metrics.incr(name)
 end
 
@@ -102,7 +102,7 @@ local CALLBACK_EVENTS = {
 -- Counts the callback's outcome and writes its event line (fields: the
 -- account, Stripe's error code; never the code or the state).
 local function callback_metric(ctx, req, outcome_label, reason, fields)
-  count(ctx, callback_series[outcome_label][reason or ""])
+  count_series(ctx, callback_series[outcome_label][reason or ""])
   local ev = CALLBACK_EVENTS[outcome_label] or { "callback", "info" }
   local name = ev[1]
   if outcome_label == "error" and reason == "store_unavailable" then name = "store_error" end
@@ -188,7 +188,7 @@ function M.begin(ctx, req)
   else
     location = authorize_url(ctx, req, token, false)
   end
-  count(ctx, "stripe_connect_connect_total")
+  count_series(ctx, "stripe_connect_connect_total")
   ctx.event("connect_started", req)
   return { kind = "authorize", status = 302, location = location,
     set_cookie = state.binding_cookie(binding, cfg.secure and SECURE or PLAIN) }
@@ -251,17 +251,17 @@ local function exchange(ctx, req, code, claims)
   }
   if not res then
     local reason = token_failure_reason(err)
-    count(ctx, string.format('stripe_connect_token_calls_total{result="%s"}', reason))
+    count_series(ctx, string.format('stripe_connect_token_calls_total{result="%s"}', reason))
     ctx.log(string.format("callback: token exchange failed (%s): %s", reason, tostring(err)))
     return failure(reason), err
   end
   if type(res.stripe_user_id) ~= "string" or not res.stripe_user_id:match("^acct_[%w]+$") then
     -- Not an account id we can store, address in admin URLs or link to.
-    count(ctx, 'stripe_connect_token_calls_total{result="stripe_error"}')
+    count_series(ctx, 'stripe_connect_token_calls_total{result="stripe_error"}')
     ctx.log("callback: token exchange answered without a valid stripe_user_id")
     return failure("stripe_error")
   end
-  count(ctx, 'stripe_connect_token_calls_total{result="ok"}')
+  count_series(ctx, 'stripe_connect_token_calls_total{result="ok"}')
   local now = ctx.now()
   local account = {
     id = res.stripe_user_id, status = "connected", scope = res.scope, livemode = res.livemode == true,
@@ -499,7 +499,7 @@ function M.deauthorize(ctx, id, source, req)
   end
   local ok, serr = ctx.store:mark_disconnected(id, source or "admin")
   if not ok then return nil, op_error(503, "store_unavailable", "the store failed to update the account; check DATABASE and the log", serr) end
-  count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "admin"))
+  count_series(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "admin"))
   ctx.event("disconnected", req, { account = id, source = source or "admin" })
   ctx.policy.on_deauthorized(id, source or "admin")
   return ctx.store:get_account(id)
@@ -531,7 +531,7 @@ function M.refresh(ctx, id)
   a.updated_at = a.refreshed_at
   local ok, serr = ctx.store:put_account(a)
   if not ok then return nil, op_error(503, "store_unavailable", "the store failed to update the account; check DATABASE and the log", serr) end
-  count(ctx, "stripe_connect_refreshes_total")
+  count_series(ctx, "stripe_connect_refreshes_total")
   return a
 end
 
@@ -550,7 +550,7 @@ function M.not_connected(ctx, id, source)
     return false
   end
   ctx.log("api: Stripe answered that " .. id .. " is no longer connected; marked disconnected")
-  count(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "api"))
+  count_series(ctx, string.format('stripe_connect_deauthorizations_total{source="%s"}', source or "api"))
   ctx.event("disconnected", nil, { account = id, source = source or "api" })
   ctx.policy.on_deauthorized(id, source or "api")
   return true

@@ -49,7 +49,7 @@ local function problem(status, title, message)
   return page(status, pages.problem{ title = title, message = message, retry = false })
 end
 
-local function count(ctx, step, result)
+local function count_step(ctx, step, result)
   ctx.metrics.incr(string.format('stripe_connect_onboarding_total{step="%s",result="%s"}', step, result))
 end
 
@@ -59,7 +59,7 @@ local function stripe_failure(ctx, step, what, err)
   if type(err) == "table" and err.kind == "connection" then
     reason = err.code == "timeout" and "stripe_timeout" or "stripe_unreachable"
   end
-  count(ctx, step, reason)
+  count_step(ctx, step, reason)
   ctx.log(string.format("onboard: %s failed (%s): %s", what, reason, tostring(err)))
   local r = pages.REASONS[reason]
   return problem(flow.STATUS[reason], r[1], r[2])
@@ -138,7 +138,7 @@ function M.start(ctx, req)
   local site, origin = hd["sec-fetch-site"], hd["origin"]
   if (site and site ~= "same-origin" and site ~= "none") or
      (not site and origin and origin ~= "null" and origin ~= cfg.public_url) then
-    count(ctx, "start", "cross_origin")
+    count_step(ctx, "start", "cross_origin")
     return problem(403, "This form was sent from another site", "Start again from our home page.")
   end
   local binding = binding_of(ctx, req) or state.new_binding()
@@ -167,14 +167,14 @@ function M.start(ctx, req)
       details_submitted = false, charges_enabled = false }
     if not ok then
       ctx.log("onboard: storing account " .. id .. " failed: " .. tostring(serr))
-      count(ctx, "start", "store_unavailable")
+      count_step(ctx, "start", "store_unavailable")
       local r = pages.REASONS.store_unavailable
       return problem(flow.STATUS.store_unavailable, r[1], r[2])
     end
   end
   local url, failed = new_link(ctx, id, binding, owner, "start")
   if not url then return failed end
-  count(ctx, "start", "ok")
+  count_step(ctx, "start", "ok")
   return redirect(url, state.binding_cookie(binding, { secure = cfg.secure }))
 end
 
@@ -189,7 +189,7 @@ local function verified(ctx, req, step)
   if claims and claims.owner and ctx.policy.owner(req) ~= claims.owner then claims, code = nil, "other_owner" end
   if not claims then
     local reason = code == "missing" and "missing_state" or code
-    count(ctx, step, reason)
+    count_step(ctx, step, reason)
     local r = pages.REASONS[reason] or pages.REASONS.malformed
     local title = r[1]:gsub("connection link", "setup link")
     return nil, problem(403, title, (r[2]:gsub("connection", "account setup")))
@@ -213,7 +213,7 @@ function M.refresh(ctx, req)
   if not claims then return binding end
   local a = ctx.store:get_account(claims.account)
   if not a or a.status == "disconnected" then
-    count(ctx, "refresh", "not_onboarding")
+    count_step(ctx, "refresh", "not_onboarding")
     return problem(409, "This account cannot be set up here", "Start again from our home page.")
   end
   if a.status == "connected" then
@@ -222,7 +222,7 @@ function M.refresh(ctx, req)
   end
   local url, failed = new_link(ctx, a.id, binding, claims.owner, "refresh")
   if not url then return failed end
-  count(ctx, "refresh", "ok")
+  count_step(ctx, "refresh", "ok")
   return redirect(url)
 end
 
@@ -234,13 +234,13 @@ function M.finish(ctx, req)
   local binding = failed -- verified answers claims, binding
   local a, err = M.sync(ctx, claims.account, req)
   if not a then
-    count(ctx, "return", err.reason)
+    count_step(ctx, "return", err.reason)
     ctx.log("onboard: return for " .. claims.account .. ": " .. tostring(err.detail or err.message))
     local reason = pages.REASONS[err.reason] and flow.STATUS[err.reason] and err.reason or "stripe_error"
     local r = pages.REASONS[reason]
     return problem(flow.STATUS[reason], r[1], r[2])
   end
-  count(ctx, "return", a.status)
+  count_step(ctx, "return", a.status)
   if a.status == "connected" then
     flow.mark_completed_by(ctx, a, binding)
     return redirect("/connected?account=" .. core.url_encode(a.id))

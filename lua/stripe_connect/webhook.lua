@@ -99,7 +99,7 @@ local DUPLICATE = assert(cjson.encode({ received = true, duplicate = true }))
 -- Adds one to stripe_connect_webhooks_total{result=…[,reason=…]} in the
 -- handler's metrics registry (process memory; GET /metrics shows it).
 local series_of = {} -- result .. "\0" .. reason -> series, made once each
-local function count(o, result, reason)
+local function count_delivery(o, result, reason)
   local key = reason and (result .. "\0" .. reason) or result
   local series = series_of[key]
   if not series then
@@ -123,7 +123,7 @@ local function parse_event(body)
 end
 
 -- Runs the event's effects; raises on failure (the caller releases the id).
-local function process(o, ev, req)
+local function apply_event(o, ev, req)
   if ev.type == M.DEAUTHORIZED then
     local ok, err = o.store:mark_disconnected(ev.account, "webhook")
     if ok == nil and err ~= nil then error("mark_disconnected: " .. tostring(err), 0) end
@@ -144,21 +144,21 @@ local function dispatch(o, ev, req)
   if first == nil then
     o.log("event " .. ev.id .. ": store failed: " .. tostring(err))
     o.event("store_error", req, { event_id = ev.id, message = tostring(err) }, "error")
-    count(o, "failed")
+    count_delivery(o, "failed")
     return json_response(503, { error = "store_unavailable" }) -- Stripe retries it
   end
   if not first then
-    count(o, "duplicate")
+    count_delivery(o, "duplicate")
     o.event("webhook_duplicate", req, { event_id = ev.id, event_type = ev.type })
     return json_response(200, DUPLICATE)
   end
-  local ok, perr = pcall(process, o, ev, req)
+  local ok, perr = pcall(apply_event, o, ev, req)
   if ok then
-    count(o, "processed")
+    count_delivery(o, "processed")
     o.event("webhook_processed", req, { event_id = ev.id, event_type = ev.type })
     return json_response(200, RECEIVED)
   end
-  count(o, "failed")
+  count_delivery(o, "failed")
   o.event("webhook_failed", req, { event_id = ev.id, event_type = ev.type, message = tostring(perr) }, "error")
   local released = false
   if o.store.forget_event then
@@ -233,7 +233,7 @@ local function check_handler_options(o)
 end
 
 local function reject(o, req, status, code)
-  count(o, "rejected", code)
+  count_delivery(o, "rejected", code)
   o.event("webhook_rejected", req, { reason = code, status = status }, "warn")
   return json_response(status, { error = code })
 end
@@ -262,7 +262,7 @@ local function receive(o, req)
   if o.livemode ~= nil and ev.livemode ~= o.livemode then
     o.log(string.format("event %s (%s) is a %s-mode event and this platform runs in %s mode: " ..
       "acknowledged, not applied", ev.id, ev.type, mode_name(ev.livemode), mode_name(o.livemode)))
-    count(o, "ignored_livemode")
+    count_delivery(o, "ignored_livemode")
     return json_response(200, { received = true, ignored = "livemode" })
   end
   return dispatch(o, ev, req)
