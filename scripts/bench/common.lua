@@ -66,6 +66,24 @@ function M.launch(dir, name, cmd, env)
   error(name .. " did not start", 2)
 end
 
+-- wait_port(pid, port, timeout) -> true once something accepts on
+-- 127.0.0.1:port, or nil, "exited" when the process pid is gone first, or
+-- nil, "timeout" after timeout seconds.
+function M.wait_port(pid, port, timeout)
+  local socket = require "socket"
+  local deadline = socket.gettime() + timeout
+  while socket.gettime() < deadline do
+    if not M.alive(pid) then return nil, "exited" end
+    local c = socket.tcp()
+    c:settimeout(0.5)
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    if ok then return true end
+    core.sleep(0.05)
+  end
+  return nil, "timeout"
+end
+
 -- free_port() -> a loopback port nothing listens on now, from below the
 -- kernel's ephemeral range (the specs' spec/support/ports.lua).
 package.path = "spec/?.lua;" .. package.path

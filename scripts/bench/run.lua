@@ -126,18 +126,9 @@ end
 
 -- wait_port(proc, port): until something accepts on 127.0.0.1:port.
 local function wait_port(proc, port, timeout)
-  local deadline = socket.gettime() + (timeout or 30)
-  while socket.gettime() < deadline do
-    if not alive(proc.pid) then
-      error(proc.name .. " exited before listening:\n" .. log_tail(proc), 0)
-    end
-    local c = socket.tcp()
-    c:settimeout(0.5)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    if ok then return end
-    core.sleep(0.05)
-  end
+  local ok, why = common.wait_port(proc.pid, port, timeout or 30)
+  if ok then return end
+  if why == "exited" then error(proc.name .. " exited before listening:\n" .. log_tail(proc), 0) end
   error(proc.name .. " did not listen on port " .. port .. " in time:\n" .. log_tail(proc), 0)
 end
 

@@ -52,16 +52,9 @@ local function spawn(name, cmd, env)
 end
 
 local function wait_port(name, pid, port)
-  local deadline = socket.gettime() + 30
-  while socket.gettime() < deadline do
-    if not alive(pid) then error(name .. " exited:\n" .. (read(tmp .. "/" .. name .. ".log") or ""), 0) end
-    local c = socket.tcp()
-    c:settimeout(0.5)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    if ok then return end
-    core.sleep(0.05)
-  end
+  local ok, why = common.wait_port(pid, port, 30)
+  if ok then return end
+  if why == "exited" then error(name .. " exited:\n" .. (read(tmp .. "/" .. name .. ".log") or ""), 0) end
   error(name .. " did not listen on " .. port, 0)
 end
 
