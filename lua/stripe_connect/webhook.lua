@@ -9,7 +9,8 @@
 --   handler(opts)                       -> function(req) -> res, for POST /webhooks
 --
 -- The handler verifies the exact raw body, de-duplicates events by id in the
--- store, marks accounts disconnected on `account.application.deauthorized`
+-- store (a claim held for a lease, marked processed once applied: a crash
+-- in between loses no event), marks accounts disconnected on `account.application.deauthorized`
 -- (the top-level `account`, never data.object.id, which is the platform's
 -- ca_… application id) and hands other events to `on_event`.
 local core = require "stripe_connect.core"
