@@ -191,7 +191,7 @@ M.FAMILIES = {
     help = "Accounts marked disconnected, by source (admin, script, webhook, api).",
     series = { 'stripe_connect_deauthorizations_total{source="admin"}', 'stripe_connect_deauthorizations_total{source="api"}',
       'stripe_connect_deauthorizations_total{source="script"}', 'stripe_connect_deauthorizations_total{source="webhook"}' } },
-  stripe_connect_webhooks_total = { help = "Webhook deliveries by result (processed, duplicate, failed, rejected with its reason, ignored_livemode).",
+  stripe_connect_webhooks_total = { help = "Webhook deliveries by result (processed, duplicate, processing, failed, rejected with its reason, ignored_livemode).",
     series = { 'stripe_connect_webhooks_total{result="processed"}', 'stripe_connect_webhooks_total{result="duplicate"}',
       'stripe_connect_webhooks_total{result="failed"}' } },
   stripe_connect_onboarding_total = { help = "Account Links onboarding steps by step and result." },

@@ -38,7 +38,7 @@ local S = {} -- what init makes (inherited by the workers) and init_worker adds
 
 -- --------------------------------------------------------------- store
 
-local OPTIONAL = { "ping", "account_counts", "accounts_of", "forget_event" }
+local OPTIONAL = { "ping", "account_counts", "accounts_of", "forget_event", "claim_event", "finish_event" }
 
 -- thread_store(url) -> a store whose methods run in the thread pool.
 function M.thread_store(url)

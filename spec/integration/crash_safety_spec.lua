@@ -6,6 +6,8 @@
 --     account disconnected, and each answered event id is remembered (sent
 --     again to the restarted server, it answers as a duplicate);
 --   * PRAGMA integrity_check answers ok.
+-- And one deauthorization killed with its hook in flight: its claim lapses
+-- with the lease, and Stripe's redelivery then runs it (nothing lost).
 -- Which requests were answered before the kill varies from run to run; the
 -- checks hold for whichever were.  Two token calls per round answer late
 -- (the fake's delay fault), so some callbacks are always in flight; the
@@ -13,6 +15,9 @@
 -- answers, so webhooks are cut off too.
 local lu = require "luaunit"
 local cjson = require "cjson.safe"
+local files = require "support.files"
+local http = require "support.http"
+local server = require "support.server"
 local platform = require "support.platform"
 local wire = require "support.wire"
 local store_mod = require "stripe_connect.store"
@@ -138,6 +143,49 @@ function T.test_kill9_with_callbacks_and_webhooks_in_flight_20_rounds()
   lu.assertTrue(totals.in_flight >= ROUNDS * DELAYED, ("only %d in flight"):format(totals.in_flight))
   lu.assertEquals(integrity(db), "ok")
   p:stop()
+end
+
+-- The bug this guards: the event id was marked seen before the effect, so
+-- a kill -9 between the two left every redelivery answered as a duplicate
+-- for the event's ttl (days), and the deauthorization never reached the
+-- platform's hook.  Now the claim holds only for the lease (300 s in the
+-- platform; the spec moves the claim's expiry back instead of waiting).
+function T.test_kill9_with_a_deauthorization_hook_in_flight_then_the_redelivery_runs_it()
+  local dir = files.tmpdir()
+  local hold, hook_log = dir .. "/hold", dir .. "/hooks.log"
+  local p = platform.start{ env = { POLICY = "spec/support/failing_hook_policy.lua",
+    HOOK_HOLD = hold, HOOK_LOG = hook_log } }
+  local account = "acct_1CrashHeldHook"
+  lu.assertEquals(p:connect(http.browser(), { account = account }).status, 303)
+  local id, headers, body = signed_event(webhook.DEAUTHORIZED, account)
+  files.write(hold, "")
+  local conn = wire.send(p.port, "POST", "/webhooks", headers, body)
+  lu.assertNotNil(server.poll(function() return files.read(hold .. ".entered") end, 10), "the hook did not start")
+  p.platform:kill()
+  lu.assertNil((wire.read_answer(conn)), "the killed delivery was answered")
+  os.remove(hold)
+  p:start_platform()
+  local function deliver()
+    local status, raw = wire.read_answer(wire.send(p.port, "POST", "/webhooks", headers, body))
+    return status, body_of(raw)
+  end
+  -- While the dead delivery's lease holds, a redelivery is told to come back.
+  local status, answer = deliver()
+  lu.assertEquals({ status, answer }, { 409, { error = "processing" } })
+  lu.assertNil(files.read(hook_log), "the hook ran before the lease passed")
+  p:with_store(function(s)
+    assert(s.db:exec{ { "UPDATE events SET expires_at = ? WHERE id = ? AND done = 0", os.time() - 1, id } })
+  end)
+  -- The lease has passed: Stripe's next retry is applied, then remembered.
+  status, answer = deliver()
+  lu.assertEquals({ status, answer }, { 200, { received = true } })
+  lu.assertEquals(files.lines(hook_log), { "on_deauthorized " .. account })
+  p:with_store(function(s) lu.assertEquals(s:get_account(account).status, "disconnected") end)
+  status, answer = deliver()
+  lu.assertEquals({ status, answer }, { 200, { received = true, duplicate = true } })
+  lu.assertEquals(#files.lines(hook_log), 1)
+  p:stop()
+  files.rmdir(dir)
 end
 
 return { TestCrashSafety = T }

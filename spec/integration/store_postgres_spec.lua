@@ -1,6 +1,7 @@
 -- The PostgreSQL store under `serve`: queries run on libpq's asynchronous
 -- API on the worker's event loop, so a slow query (pg_sleep) holds only its
--- own request; after the server restarts the same host answers again.
+-- own request; after the server restarts the same host answers again; of
+-- several processes claiming one event id at once, one wins.
 local lu = require "luaunit"
 local cjson = require "cjson.safe"
 local core = require "stripe_connect.core"
@@ -8,6 +9,7 @@ local server = require "support.server"
 local http = require "support.http"
 local postgres = require "support.postgres"
 local wire = require "support.wire"
+local race = require "support.store_race"
 
 local T = {}
 
@@ -71,6 +73,18 @@ function T.test_the_host_recovers_after_a_server_restart()
     lu.assertEquals(http.get(s.url .. "/accounts/acct_r" .. i).status, 200)
   end
   lu.assertEquals(s:stop(), 0)
+end
+
+-- claim_event is one INSERT … ON CONFLICT … DO UPDATE … WHERE … RETURNING:
+-- of six processes claiming the same ids at once, one gets "first" for each.
+function T.test_claim_event_is_atomic_across_processes()
+  local url = pg:fresh_url()
+  assert(require("stripe_connect.store").open(url)):close()
+  local wins = race.run{ url = url, claim = "s:claim_event('evt_race' .. i, 60)", won = "'first'",
+    keys = 40, procs = 6 }
+  for i = 1, 40 do
+    lu.assertEquals(wins[i], 1, "evt_race" .. i .. " claimed first exactly once")
+  end
 end
 
 return { TestStorePostgres = T }

@@ -1,43 +1,31 @@
--- The SQLite store across processes: claim_flow is atomic (several host
--- processes race for the same nonces; each nonce is won exactly once) and a
--- committed account survives kill -9 of the writer.
+-- The SQLite store across processes: claim_flow and claim_event are atomic
+-- (several host processes race for the same nonces and event ids; each is
+-- won exactly once) and a committed account survives kill -9 of the writer.
 local lu = require "luaunit"
 local server = require "support.server"
 local store = require "stripe_connect.store"
 local files = require "support.files"
+local race = require "support.store_race"
 
 local tmpdir, read, write = files.tmpdir, files.read, files.write
 
 local TestSqliteProcesses = {}
 
-function TestSqliteProcesses.test_claim_flow_is_atomic_across_processes()
+-- Each nonce (claim_flow) and each event id (claim_event: "first", the
+-- others "processing") is won by exactly one of the processes.
+function TestSqliteProcesses.test_claim_flow_and_claim_event_are_atomic_across_processes()
   local dir = tmpdir()
-  local db = dir .. "/race.db"
-  assert(store.open("sqlite:" .. db)):close()
-  local NONCES, PROCS = 40, 6
-  write(dir .. "/claim.lua", string.format([[
-    local s = assert(require("stripe_connect.store").open("sqlite:%s"))
-    local won = {}
-    for i = 1, %d do
-      local ok, err = s:claim_flow("nonce" .. i, os.time() + 60)
-      assert(ok ~= nil, err)
-      if ok then won[#won + 1] = i end
+  local url = "sqlite:" .. dir .. "/race.db"
+  assert(store.open(url)):close()
+  local rows = {
+    { "nonce", "s:claim_flow('nonce' .. i, os.time() + 60)", "true" },
+    { "evt_race", "s:claim_event('evt_race' .. i, 60)", "'first'" },
+  }
+  for _, r in ipairs(rows) do
+    local wins = race.run{ url = url, claim = r[2], won = r[3], keys = 40, procs = 6 }
+    for i = 1, 40 do
+      lu.assertEquals(wins[i], 1, r[1] .. i .. " won exactly once")
     end
-    io.write(table.concat(won, ","), "\n")
-  ]], db, NONCES))
-  for i = 1, PROCS do
-    os.execute(string.format("(build/stripe-connect run %s/claim.lua > %s/out%d.tmp 2>&1; mv %s/out%d.tmp %s/out%d) &",
-      dir, dir, i, dir, i, dir, i))
-  end
-  local wins = {}
-  for i = 1, PROCS do
-    local out = server.poll(function() return read(dir .. "/out" .. i) end, 30)
-    lu.assertNotNil(out, "process " .. i .. " finished")
-    lu.assertNotNil(out and out:match("^[%d,]*\n$"), "process " .. i .. ": " .. tostring(out))
-    for n in out:gmatch("%d+") do wins[n] = (wins[n] or 0) + 1 end
-  end
-  for i = 1, NONCES do
-    lu.assertEquals(wins[tostring(i)], 1, "nonce" .. i .. " won exactly once")
   end
   files.rmdir(dir)
 end

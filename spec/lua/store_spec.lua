@@ -193,6 +193,46 @@ function TestStore.test_event_once()
   end)
 end
 
+-- claim_event / finish_event: a claim held for a lease, then processed.
+-- (A negative lease or ttl stands for one that has passed.)
+function TestStore.test_claim_and_finish_event()
+  each(function(s, name)
+    lu.assertEquals(s:claim_event("evt_a", 60), "first", name)
+    lu.assertEquals(s:claim_event("evt_a", 60), "processing", name)
+    lu.assertFalse(s:event_once("evt_a", 3600), name .. ": a live claim is not new to event_once")
+    lu.assertTrue(s:finish_event("evt_a", 3600), name)
+    lu.assertEquals(s:claim_event("evt_a", 60), "done", name)
+    lu.assertFalse(s:event_once("evt_a", 3600), name)
+    -- a claim whose lease has passed (its holder died) is claimed again
+    lu.assertEquals(s:claim_event("evt_b", -10), "first", name)
+    lu.assertEquals(s:claim_event("evt_b", 60), "first", name)
+    lu.assertEquals(s:claim_event("evt_b", 60), "processing", name)
+    -- forget_event gives a claim back
+    lu.assertTrue(s:forget_event("evt_b"), name)
+    lu.assertEquals(s:claim_event("evt_b", 60), "first", name)
+    -- a processed id past its ttl is claimed again
+    lu.assertEquals(s:claim_event("evt_c", 60), "first", name)
+    lu.assertTrue(s:finish_event("evt_c", -10), name)
+    lu.assertEquals(s:claim_event("evt_c", 60), "first", name)
+    -- event_once's ids are processed ones; an expired claim is event_once's again
+    lu.assertTrue(s:event_once("evt_d", 3600), name)
+    lu.assertEquals(s:claim_event("evt_d", 60), "done", name)
+    lu.assertEquals(s:claim_event("evt_e", -10), "first", name)
+    lu.assertTrue(s:event_once("evt_e", 3600), name)
+    lu.assertEquals(s:claim_event("evt_e", 60), "done", name)
+    -- finish_event without a row (swept meanwhile) still remembers the id
+    lu.assertTrue(s:finish_event("evt_f", 3600), name)
+    lu.assertEquals(s:claim_event("evt_f", 60), "done", name)
+    -- expire drops claims whose lease has passed
+    lu.assertEquals(s:claim_event("evt_g", -10), "first", name)
+    lu.assertEquals(s:expire(os.time()), 1, name .. ": evt_g")
+    lu.assertEquals(s:claim_event("evt_g", 60), "first", name)
+    lu.assertErrorMsgContains("string id", s.claim_event, s, "", 60)
+    lu.assertErrorMsgContains("must be a number", s.claim_event, s, "evt_h")
+    lu.assertErrorMsgContains("must be a number", s.finish_event, s, "evt_h", "later")
+  end)
+end
+
 function TestStore.test_ping_and_no_counters()
   each(function(s, name)
     lu.assertTrue(s:ping(), name)
@@ -215,7 +255,7 @@ function TestStore.test_sqlite_reopen_keeps_data_and_schema_version()
   local r = assert(s2.db:exec{ { "SELECT version FROM schema_version" }, { "PRAGMA journal_mode" },
     { "SELECT count(*) AS n FROM sqlite_master WHERE name = 'counters'" } })
   lu.assertEquals(#r[1], 1)
-  lu.assertEquals(r[1][1].version, 3)
+  lu.assertEquals(r[1][1].version, 4)
   lu.assertEquals(r[2][1].journal_mode, "wal")
   lu.assertEquals(r[3][1].n, 0) -- version 2 dropped the old counters table
   -- a database from a newer version is refused
@@ -245,18 +285,26 @@ function TestStore.test_owner_and_accounts_of()
   end)
 end
 
--- A version-2 database (before the owner column) is migrated on open and
--- keeps its accounts.
-function TestStore.test_migrates_a_version_2_database()
+-- old_sqlite(version, stmts) -> the store opened on a database made by
+-- the first `version` migration steps holding stmts' rows (migrated on
+-- open), its folder.
+local function old_sqlite(version, stmts)
   local core = require "stripe_connect.core"
   local sqlite = require "stripe_connect.store.sqlite"
   local dir = tmpdir()
-  local path = dir .. "/v2.db"
+  local path = dir .. "/v" .. version .. ".db"
   local db = assert(core.sqlite_open(path))
-  assert(db:migrate(2, { sqlite.MIGRATIONS[1], sqlite.MIGRATIONS[2] }))
-  assert(db:exec{ { "INSERT INTO accounts (id, status, scope, extra) VALUES ('acct_old', 'connected', 'read_write', '{\"note\":\"x\"}')" } })
+  assert(db:migrate(version, { (table.unpack or unpack)(sqlite.MIGRATIONS, 1, version) }))
+  assert(db:exec(stmts))
   db:close()
-  local s = assert(store.open("sqlite:" .. path))
+  return assert(store.open("sqlite:" .. path)), dir
+end
+
+-- A version-2 database (before the owner column) is migrated on open and
+-- keeps its accounts.
+function TestStore.test_migrates_a_version_2_database()
+  local s, dir = old_sqlite(2, { { "INSERT INTO accounts (id, status, scope, extra) " ..
+    "VALUES ('acct_old', 'connected', 'read_write', '{\"note\":\"x\"}')" } })
   local a = s:get_account("acct_old")
   lu.assertEquals(a.note, "x")
   lu.assertNil(a.owner)
@@ -267,6 +315,40 @@ function TestStore.test_migrates_a_version_2_database()
   lu.assertEquals(#r[1], 1)
   s:close()
   files.rmdir(dir)
+end
+
+-- A version-3 database (before the events' done column) is migrated on
+-- open: the ids it remembers are processed ones, and claims work.
+function TestStore.test_migrates_a_version_3_database()
+  local s, dir = old_sqlite(3, { { "INSERT INTO events (id, expires_at) VALUES ('evt_old', ?)", os.time() + 3600 } })
+  lu.assertEquals(s:claim_event("evt_old", 60), "done")
+  lu.assertFalse(s:event_once("evt_old", 3600))
+  lu.assertEquals(s:claim_event("evt_new", 60), "first")
+  lu.assertEquals(s:claim_event("evt_new", 60), "processing")
+  local r = assert(s.db:exec{ { "SELECT version FROM schema_version" } })
+  lu.assertEquals(r[1][1].version, 4)
+  s:close()
+  files.rmdir(dir)
+end
+
+-- PostgreSQL: a version-1 database (before the events' done column) is
+-- migrated on open: its remembered ids are processed ones.
+function TestStore.test_postgres_migrates_a_version_1_database()
+  local core = require "stripe_connect.core"
+  local pgstore = require "stripe_connect.store.postgres"
+  local url = pg_server():fresh_url()
+  local c = assert(core.pg_connect(url))
+  assert(c:query("CREATE TABLE schema_version (version integer NOT NULL)"))
+  assert(c:query("INSERT INTO schema_version (version) VALUES (1)"))
+  for _, sql in ipairs(pgstore.MIGRATIONS[1]) do assert(c:query(sql)) end
+  assert(c:query("INSERT INTO events (id, expires_at) VALUES ($1, $2)", "evt_old", os.time() + 3600))
+  c:close()
+  local s = assert(store.open(url))
+  lu.assertEquals(s:claim_event("evt_old", 60), "done")
+  lu.assertEquals(s:claim_event("evt_new", 60), "first")
+  lu.assertEquals(s:claim_event("evt_new", 60), "processing")
+  lu.assertEquals(s:q("SELECT version FROM schema_version")[1].version, 2)
+  s:close()
 end
 
 -- Values are bound, never spliced into SQL: quotes, SQL text and NUL bytes
@@ -320,7 +402,7 @@ function TestStore.test_postgres_migrates_once_and_refuses_newer()
   files.rmdir(dir)
   local s = assert(store.open(url))
   local c = s:acquire()
-  lu.assertEquals(c:query("SELECT version FROM schema_version")[1].version, 1)
+  lu.assertEquals(c:query("SELECT version FROM schema_version")[1].version, 2)
   lu.assertEquals(#c:query("SELECT version FROM schema_version"), 1)
   lu.assertEquals(#c:query("SELECT nonce FROM flows"), 4)
   assert(c:query("UPDATE schema_version SET version = 99"))

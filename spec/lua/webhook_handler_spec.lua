@@ -1,5 +1,6 @@
 -- stripe_connect.webhook: sign, verify, event, parse_secrets and the
--- POST /webhooks handler, against the memory store (contract 5).
+-- POST /webhooks handler, against the memory store (the store interface,
+-- lua/stripe_connect/store/init.lua).
 local lu = require "luaunit"
 local cjson = require "cjson.safe"
 local webhook = require "stripe_connect.webhook"
@@ -160,19 +161,93 @@ function TestWebhookHandler.test_max_body_option()
   lu.assertEquals(t.handle(signed('{"id":"evt_small","type":"ping"}')).status, 200)
 end
 
-function TestWebhookHandler.test_event_ttl_reaches_the_store()
-  local seen = {}
+-- The store inner without the methods named (default claim_event and
+-- finish_event: a user's own store, written before them).
+local function legacy_store(inner, names)
+  local gone = {}
+  for _, k in ipairs(names or { "claim_event", "finish_event" }) do gone[k] = true end
+  return setmetatable({}, { __index = function(_, k)
+    if gone[k] then return nil end
+    return inner[k]
+  end })
+end
+
+-- Records each call of the store's methods named: calls[name] = { {args…}, … }.
+local function spy(s, names)
+  local calls = {}
+  for _, name in ipairs(names) do
+    local orig = s[name]
+    calls[name] = {}
+    s[name] = function(self, ...)
+      table.insert(calls[name], { ... })
+      return orig(self, ...)
+    end
+  end
+  return calls
+end
+
+function TestWebhookHandler.test_lease_and_ttl_reach_the_store()
   local s = connected_store()
-  local orig = s.event_once
-  s.event_once = function(self, id, ttl) seen[#seen + 1] = { id, ttl }; return orig(self, id, ttl) end
-  local t = setup { store = s }
-  t.handle(signed(FIXTURE))
-  lu.assertEquals(#seen, 1)
-  lu.assertEquals(seen[1][1], "evt_1Iu8ZfA3kq9o1aTcf3b7EknK")
-  lu.assertTrue(seen[1][2] >= 72 * 3600)
-  t = setup { store = s, event_ttl = 30 * 86400 }
-  t.handle(signed(webhook.event { type = "x" }))
-  lu.assertEquals(seen[2][2], 30 * 86400)
+  local calls = spy(s, { "claim_event", "finish_event", "event_once" })
+  setup { store = s }.handle(signed(FIXTURE))
+  lu.assertEquals(calls.claim_event, { { "evt_1Iu8ZfA3kq9o1aTcf3b7EknK", 300 } })
+  lu.assertEquals(calls.finish_event, { { "evt_1Iu8ZfA3kq9o1aTcf3b7EknK", 7 * 86400 } })
+  lu.assertEquals(#calls.event_once, 0)
+  setup { store = s, event_ttl = 30 * 86400, event_lease = 60 }.handle(signed(webhook.event { type = "x" }))
+  lu.assertEquals(calls.claim_event[2][2], 60)
+  lu.assertEquals(calls.finish_event[2][2], 30 * 86400)
+end
+
+-- A store without claim_event keeps the old path: event_once(id, event_ttl).
+function TestWebhookHandler.test_a_store_without_claim_event_uses_event_once()
+  local inner = connected_store()
+  local calls = spy(inner, { "claim_event", "event_once" })
+  local t = setup { store = legacy_store(inner), event_ttl = 30 * 86400 }
+  lu.assertEquals(json(t.handle(signed(FIXTURE))), { received = true })
+  lu.assertEquals(calls.event_once, { { "evt_1Iu8ZfA3kq9o1aTcf3b7EknK", 30 * 86400 } })
+  lu.assertEquals(#calls.claim_event, 0)
+  lu.assertEquals(inner:get_account(ACCT).status, "disconnected")
+  lu.assertEquals(json(t.handle(signed(FIXTURE))), { received = true, duplicate = true })
+  lu.assertEquals(#t.deauthorized, 1)
+end
+
+-- The bug: a delivery that claimed the id and died (kill -9) before the
+-- effect left it claimed for event_ttl, so every retry was a "duplicate"
+-- and the disconnect was lost.  Now its claim holds for the lease only:
+-- meanwhile a copy answers 409 (Stripe retries), afterwards it is applied.
+function TestWebhookHandler.test_a_crashed_claim_lapses_with_its_lease()
+  local t = setup { event_lease = 1 }
+  lu.assertEquals(t.store:claim_event("evt_1Iu8ZfA3kq9o1aTcf3b7EknK", 1), "first") -- the delivery that died
+  local res = t.handle(signed(FIXTURE))
+  lu.assertEquals(res.status, 409)
+  lu.assertEquals(res.body, '{"error":"processing"}')
+  lu.assertEquals(t.store:get_account(ACCT).status, "connected")
+  lu.assertEquals(#t.deauthorized, 0)
+  lu.assertStrContains(t.logs[1], "evt_1Iu8ZfA3kq9o1aTcf3b7EknK")
+  lu.assertStrContains(t.logs[1], "claimed by another delivery")
+  lu.assertEquals(t.metrics.snapshot().counters['stripe_connect_webhooks_total{result="processing"}'], 1)
+  require("stripe_connect.core").sleep(2.2) -- past the lease (whole seconds)
+  lu.assertEquals(json(t.handle(signed(FIXTURE))), { received = true })
+  lu.assertEquals(t.store:get_account(ACCT).status, "disconnected")
+  lu.assertEquals(t.deauthorized, { { ACCT, "webhook" } })
+  lu.assertEquals(json(t.handle(signed(FIXTURE))), { received = true, duplicate = true })
+  lu.assertEquals(#t.deauthorized, 1)
+end
+
+-- finish_event failing after the effect: still 200 (the effect stands),
+-- logged; the id stays claimed until the lease passes.
+function TestWebhookHandler.test_finish_event_failure_still_answers_200()
+  local t = setup()
+  t.store.finish_event = function() return nil, "disk I/O error" end
+  lu.assertEquals(json(t.handle(signed(FIXTURE))), { received = true })
+  lu.assertEquals(t.store:get_account(ACCT).status, "disconnected")
+  lu.assertStrContains(t.logs[1], "finish_event failed: disk I/O error")
+  lu.assertStrContains(t.logs[1], "applied again")
+  lu.assertEquals(t.handle(signed(FIXTURE)).status, 409)
+  t.store.finish_event = function() error("finish raised") end
+  local body = webhook.event { type = "charge.succeeded", account = ACCT }
+  lu.assertEquals(json(t.handle(signed(body))), { received = true })
+  lu.assertStrContains(t.logs[#t.logs], "finish raised")
 end
 
 -- A raising hook: 500, and the id is released so Stripe's retry runs again.
@@ -242,27 +317,38 @@ function TestWebhookHandler.test_each_store_implementation()
 end
 
 function TestWebhookHandler.test_failed_processing_without_forget_event_is_logged()
-  local inner = connected_store()
-  local s = setmetatable({}, { __index = function(_, k)
-    if k == "forget_event" then return nil end
-    return inner[k]
-  end })
-  local t = setup { store = s, on_event = function() error("boom") end }
+  -- with event_once (no claim_event): the id stays seen for event_ttl
+  local t = setup { store = legacy_store(connected_store(), { "forget_event", "claim_event", "finish_event" }),
+                    on_event = function() error("boom") end }
   local body = webhook.event { type = "charge.succeeded", account = ACCT }
   lu.assertEquals(t.handle(signed(body)).status, 500)
   lu.assertStrContains(t.logs[1], "stays marked as seen")
   lu.assertEquals(t.handle(signed(body)).status, 200)
+  -- with claim_event: the claim holds until its lease passes
+  t = setup { store = legacy_store(connected_store(), { "forget_event" }), on_event = function() error("boom") end }
+  lu.assertEquals(t.handle(signed(body)).status, 500)
+  lu.assertStrContains(t.logs[1], "stays claimed until its lease passes (300 s")
+  lu.assertEquals(t.handle(signed(body)).status, 409)
 end
 
 function TestWebhookHandler.test_store_failure_is_503()
-  local t = setup()
-  t.store.event_once = function() return nil, "database is locked" end
-  local res = t.handle(signed(FIXTURE))
-  lu.assertEquals(res.status, 503)
-  lu.assertEquals(res.headers["Content-Type"], "application/json")
-  lu.assertEquals(res.body, '{"error":"store_unavailable"}')
-  lu.assertEquals(#t.deauthorized, 0)
-  lu.assertStrContains(t.logs[1], "database is locked")
+  local inner = connected_store()
+  inner.event_once = function() return nil, "database is locked" end
+  inner.claim_event = function() return nil, "database is locked" end
+  for _, s in ipairs({ inner, legacy_store(inner) }) do
+    local t = setup { store = s }
+    local res = t.handle(signed(FIXTURE))
+    lu.assertEquals(res.status, 503)
+    lu.assertEquals(res.headers["Content-Type"], "application/json")
+    lu.assertEquals(res.body, '{"error":"store_unavailable"}')
+    lu.assertEquals(#t.deauthorized, 0)
+    lu.assertStrContains(t.logs[1], "database is locked")
+  end
+  -- a claim_event answering something else is a store failure too
+  inner.claim_event = function() return true end
+  local t = setup { store = inner }
+  lu.assertEquals(t.handle(signed(FIXTURE)).status, 503)
+  lu.assertStrContains(t.logs[1], "claim_event answered true")
 end
 
 -- The platform's mode (doc/PROTOCOL.md §6: a production endpoint receives live
@@ -367,6 +453,12 @@ local misuse = {
     "m", "n", "o", "p", "q" } }, "at most 16" },
   { "livemode not a boolean", { livemode = "live" }, "livemode must be a boolean" },
   { "event_ttl under 72 h", { event_ttl = 3600 }, "72 hours" },
+  { "event_lease 0", { event_lease = 0 }, "event_lease must be a whole number of seconds, at least 1" },
+  { "fractional event_lease", { event_lease = 1.5 }, "event_lease must be a whole number" },
+  { "event_lease a string", { event_lease = "300" }, "event_lease must be a whole number" },
+  { "event_lease NaN", { event_lease = 0 / 0 }, "event_lease must be a whole number" },
+  { "event_lease as long as event_ttl", { event_lease = 7 * 86400 }, "less than event_ttl" },
+  { "event_lease over event_ttl", { event_ttl = 72 * 3600, event_lease = 80 * 3600 }, "less than event_ttl" },
   { "hook not a function", { on_event = "x" }, "on_event" },
   { "max_body 0", { max_body = 0 }, "max_body" },
 }

@@ -38,9 +38,20 @@
 --
 -- Webhook events.
 --   store:event_once(event_id, ttl_seconds) -> true the first time, false for a
---     duplicate seen within ttl_seconds
+--     duplicate seen within ttl_seconds (the id counts as processed from the
+--     claim on: a process that dies before applying the event loses it)
 --   store:forget_event(event_id) -> true   (optional) release an id whose
 --     processing failed, so Stripe's retry runs it again
+--   store:claim_event(event_id, lease_seconds) -> "first" | "processing" | "done"
+--     (optional, with finish_event; the webhook handler prefers the pair)
+--     "first": claimed now, held for lease_seconds, not processed yet;
+--     "processing": another delivery holds a claim whose lease has not passed;
+--     "done": processed (finish_event or event_once) and still remembered.
+--     An expired claim or an expired processed id is claimed again ("first"),
+--     so a claim whose holder died passes with its lease.  Must be atomic
+--     across every process sharing the store.
+--   store:finish_event(event_id, ttl_seconds) -> true   (optional) the
+--     claimed id is processed: remembered ttl_seconds
 --
 -- Operations.
 --   store:ping()          -> true        (GET /ready)

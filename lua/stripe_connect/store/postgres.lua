@@ -20,8 +20,8 @@
 -- * The schema is created and migrated on open (table schema_version) in
 --   one transaction holding pg_advisory_xact_lock: hosts opening at once
 --   migrate once.
--- * claim_flow and event_once are single INSERT … ON CONFLICT statements on
---   unique keys: atomic across every host sharing the database.
+-- * claim_flow, event_once and claim_event are single INSERT … ON CONFLICT
+--   statements on unique keys: atomic across every host sharing the database.
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
@@ -29,12 +29,12 @@ local shared = require("stripe_connect.store.sqlite").shared
 
 local COLUMNS, account_params, row_to_account = shared.COLUMNS, shared.account_params, shared.row_to_account
 local row_to_flow = shared.row_to_flow
-local int, id_arg = shared.int, shared.id_arg
+local int, seconds, id_arg = shared.int, shared.seconds, shared.id_arg
 local unpack = table.unpack or unpack
 
 local M = {}
 
-M.SCHEMA_VERSION = 1
+M.SCHEMA_VERSION = 2
 M.LOCK_KEY = 7272001 -- pg_advisory_xact_lock key of the migration
 
 M.MIGRATIONS = {
@@ -52,6 +52,9 @@ M.MIGRATIONS = {
     [[CREATE TABLE events (id bytea PRIMARY KEY, expires_at bigint NOT NULL)]],
     [[CREATE INDEX events_expires_at ON events (expires_at)]],
   },
+  -- Whether an event id is processed (1) or only claimed for a lease (0,
+  -- claim_event); every row before this version is a processed one.
+  [2] = { [[ALTER TABLE events ADD COLUMN done smallint NOT NULL DEFAULT 1]] },
 }
 
 local function placeholders(from, n)
@@ -71,10 +74,16 @@ local MARK_DISCONNECTED = "UPDATE accounts SET status = $1, access_token = NULL,
 local ORDER = " ORDER BY connected_at DESC NULLS LAST, id ASC"
 local CLAIM_FLOW = "INSERT INTO flows (nonce, expires_at, claimed_at) VALUES ($1, $2, $3) " ..
   "ON CONFLICT (nonce) DO NOTHING"
--- A new id is inserted, an expired one taken over, a live one left alone
--- (changes = 0: a duplicate).
-local EVENT_ONCE = "INSERT INTO events (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) " ..
-  "DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE events.expires_at < $3"
+-- A new id is inserted, an expired one (processed or only claimed) taken
+-- over, a live one left alone (changes = 0: a duplicate).
+local EVENT_ONCE = "INSERT INTO events (id, expires_at, done) VALUES ($1, $2, 1) ON CONFLICT (id) " ..
+  "DO UPDATE SET expires_at = EXCLUDED.expires_at, done = 1 WHERE events.expires_at < $3"
+-- The same for a claim held for a lease (done = 0; a row back: claimed) ...
+local CLAIM_EVENT = "INSERT INTO events (id, expires_at, done) VALUES ($1, $2, 0) ON CONFLICT (id) " ..
+  "DO UPDATE SET expires_at = EXCLUDED.expires_at, done = 0 WHERE events.expires_at < $3 RETURNING done"
+-- ... and its end: processed, remembered for the ttl (whatever became of the row).
+local FINISH_EVENT = "INSERT INTO events (id, expires_at, done) VALUES ($1, $2, 1) ON CONFLICT (id) " ..
+  "DO UPDATE SET expires_at = EXCLUDED.expires_at, done = 1"
 
 local Pg = {}
 Pg.__index = Pg
@@ -302,6 +311,31 @@ function Pg:event_once(event_id, ttl_seconds)
   local r, err = self:q(EVENT_ONCE, event_id, now + int(ttl_seconds or 72 * 3600, "ttl_seconds"), now)
   if not r then return nil, err end
   return r.changes > 0
+end
+
+-- claim_event(id, lease) -> "first" | "processing" | "done" | nil, message.
+-- The claim is the one atomic statement; the read after it only tells a
+-- live claim from a processed id.  A row gone in between (its claimant gave
+-- it back, or the sweep took it) is claimed again, once.
+function Pg:claim_event(event_id, lease_seconds)
+  id_arg(event_id, "claim_event")
+  for _ = 1, 2 do
+    local now = os.time()
+    local r, err = self:q(CLAIM_EVENT, event_id, now + seconds(lease_seconds, "lease_seconds"), now)
+    if not r then return nil, err end
+    if r[1] then return "first" end
+    r, err = self:q("SELECT done FROM events WHERE id = $1", event_id)
+    if not r then return nil, err end
+    if r[1] then return r[1].done == 1 and "done" or "processing" end
+  end
+  return "processing"
+end
+
+function Pg:finish_event(event_id, ttl_seconds)
+  id_arg(event_id, "finish_event")
+  local r, err = self:q(FINISH_EVENT, event_id, os.time() + seconds(ttl_seconds, "ttl_seconds"))
+  if not r then return nil, err end
+  return true
 end
 
 function Pg:forget_event(event_id)

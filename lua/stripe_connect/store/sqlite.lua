@@ -17,15 +17,15 @@
 --   thread waits for another process's lock.
 -- * The schema is created and migrated on open (table schema_version),
 --   inside BEGIN IMMEDIATE, so processes opening at once migrate once.
--- * claim_flow and event_once are single jobs: atomic across every worker
---   and process sharing the file.
+-- * claim_flow, event_once and claim_event are single jobs: atomic across
+--   every worker and process sharing the file.
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
 
 local M = {}
 
-M.SCHEMA_VERSION = 3
+M.SCHEMA_VERSION = 4
 
 M.MIGRATIONS = {
   [1] = {
@@ -49,6 +49,9 @@ M.MIGRATIONS = {
     [[ALTER TABLE accounts ADD COLUMN owner TEXT]],
     [[CREATE INDEX accounts_owner ON accounts (owner)]],
   },
+  -- Whether an event id is processed (1) or only claimed for a lease (0,
+  -- claim_event); every row before this version is a processed one.
+  [4] = { [[ALTER TABLE events ADD COLUMN done INTEGER NOT NULL DEFAULT 1]] },
 }
 
 -- The account columns; any other field of an account goes to `extra` (JSON).
@@ -78,6 +81,12 @@ local function int(n, what)
     error("store: " .. what .. " must be a number", 3)
   end
   return floor(v)
+end
+
+-- seconds(n, what): int, but nil is refused too.
+local function seconds(n, what)
+  if n == nil then error("store: " .. what .. " must be a number", 3) end
+  return int(n, what)
 end
 
 local function id_arg(id, what)
@@ -179,7 +188,7 @@ end
 -- What the PostgreSQL store shares with this one: the account's columns and
 -- their conversions, the flow row's, the argument checks.
 M.shared = { COLUMNS = COLUMNS, account_params = account_params, row_to_account = row_to_account,
-  row_to_flow = row_to_flow, int = int, id_arg = id_arg }
+  row_to_flow = row_to_flow, int = int, seconds = seconds, id_arg = id_arg }
 
 function Sqlite:get_account(id)
   local r, err = self:run{ { "SELECT * FROM accounts WHERE id = ?", id_arg(id, "get_account") } }
@@ -279,10 +288,16 @@ function Sqlite:expire(now)
 end
 
 -- --------------------------------------------------------------- events
--- One statement: a new id is inserted, an expired one is taken over, a
--- live one is left alone (changes = 0: a duplicate).
-local EVENT_ONCE = "INSERT INTO events (id, expires_at) VALUES (?, ?) ON CONFLICT (id) " ..
-  "DO UPDATE SET expires_at = excluded.expires_at WHERE events.expires_at < ?"
+-- One statement: a new id is inserted, an expired one (processed or only
+-- claimed) is taken over, a live one is left alone (changes = 0: a duplicate).
+local EVENT_ONCE = "INSERT INTO events (id, expires_at, done) VALUES (?, ?, 1) ON CONFLICT (id) " ..
+  "DO UPDATE SET expires_at = excluded.expires_at, done = 1 WHERE events.expires_at < ?"
+-- The same for a claim held for a lease (done = 0) ...
+local CLAIM_EVENT = "INSERT INTO events (id, expires_at, done) VALUES (?, ?, 0) ON CONFLICT (id) " ..
+  "DO UPDATE SET expires_at = excluded.expires_at, done = 0 WHERE events.expires_at < ?"
+-- ... and its end: processed, remembered for the ttl (whatever became of the row).
+local FINISH_EVENT = "INSERT INTO events (id, expires_at, done) VALUES (?, ?, 1) ON CONFLICT (id) " ..
+  "DO UPDATE SET expires_at = excluded.expires_at, done = 1"
 
 function Sqlite:event_once(event_id, ttl_seconds)
   id_arg(event_id, "event_once")
@@ -290,6 +305,27 @@ function Sqlite:event_once(event_id, ttl_seconds)
   local r, err = self:run{ { EVENT_ONCE, event_id, now + int(ttl_seconds or 72 * 3600, "ttl_seconds"), now } }
   if not r then return nil, err end
   return r[1].changes > 0
+end
+
+-- claim_event(id, lease) -> "first" | "processing" | "done" | nil, message:
+-- the claim and the read of the row it left alone are one job.
+function Sqlite:claim_event(event_id, lease_seconds)
+  id_arg(event_id, "claim_event")
+  local now = os.time()
+  local r, err = self:run{
+    { CLAIM_EVENT, event_id, now + seconds(lease_seconds, "lease_seconds"), now },
+    { "SELECT done FROM events WHERE id = ?", event_id },
+  }
+  if not r then return nil, err end
+  if r[1].changes > 0 then return "first" end
+  return r[2][1].done == 1 and "done" or "processing"
+end
+
+function Sqlite:finish_event(event_id, ttl_seconds)
+  id_arg(event_id, "finish_event")
+  local r, err = self:run{ { FINISH_EVENT, event_id, os.time() + seconds(ttl_seconds, "ttl_seconds") } }
+  if not r then return nil, err end
+  return true
 end
 
 function Sqlite:forget_event(event_id)
