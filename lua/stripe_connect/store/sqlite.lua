@@ -308,17 +308,23 @@ function Sqlite:event_once(event_id, ttl_seconds)
 end
 
 -- claim_event(id, lease) -> "first" | "processing" | "done" | nil, message:
--- the claim and the read of the row it left alone are one job.
+-- the claim is one statement (a single job: atomic across the processes
+-- sharing the file); only when it left the row alone does a read tell a
+-- live claim from a processed id.  A row gone in between (given back, or
+-- swept) is claimed again, once.
 function Sqlite:claim_event(event_id, lease_seconds)
   id_arg(event_id, "claim_event")
-  local now = os.time()
-  local r, err = self:run{
-    { CLAIM_EVENT, event_id, now + seconds(lease_seconds, "lease_seconds"), now },
-    { "SELECT done FROM events WHERE id = ?", event_id },
-  }
-  if not r then return nil, err end
-  if r[1].changes > 0 then return "first" end
-  return r[2][1].done == 1 and "done" or "processing"
+  local lease = seconds(lease_seconds, "lease_seconds")
+  for _ = 1, 2 do
+    local now = os.time()
+    local r, err = self:run{ { CLAIM_EVENT, event_id, now + lease, now } }
+    if not r then return nil, err end
+    if r[1].changes > 0 then return "first" end
+    r, err = self:run{ { "SELECT done FROM events WHERE id = ?", event_id } }
+    if not r then return nil, err end
+    if r[1][1] then return r[1][1].done == 1 and "done" or "processing" end
+  end
+  return nil, "claim_event: the event's row changed twice while it was claimed"
 end
 
 function Sqlite:finish_event(event_id, ttl_seconds)
