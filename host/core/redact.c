@@ -1,7 +1,7 @@
 /*
  * redact.c — the one redactor, for log lines and error text.
  *
- *   core.redact(s [, secrets]) -> s with secrets replaced by "[redacted]"
+ *   core.redact(s [, secrets [, min_bytes]]) -> s with secrets replaced by "[redacted]"
  *   sc_redact(s, n, out, cap)  -> the same into a C buffer (the host's log)
  *
  * What it masks: Stripe secret and restricted keys (sk_live_, sk_test_,
@@ -11,8 +11,10 @@
  * prefix counts only at the start of a word (after a byte that is not a
  * letter, digit or '_'), so "acct_1Fg9…" and "task_…" stay.  `secrets` is a
  * list of configured values (the state keys, the admin token…): each one of
- * 8 bytes or more is replaced whole wherever it stands, as plain text; a
- * shorter one would mask ordinary words and is left alone.
+ * min_bytes (default 8) or more is replaced whole wherever it stands, as
+ * plain text; a shorter configured one would mask ordinary words and is left
+ * alone.  The OAuth calls pass 1: the code and token they sent are masked in
+ * Stripe's answer whatever their length.
  *
  * The host's own error lines (host/log.c) pass through sc_redact; the Lua
  * library's (util.redact) through core.redact.
@@ -22,7 +24,7 @@
 #include "core.h"
 
 #define MASK "[redacted]"
-#define MIN_CONFIGURED 8        /* bytes a configured secret needs to be masked */
+#define MIN_CONFIGURED 8        /* bytes a configured secret needs, by default */
 
 static const struct { const char *prefix; size_t len, min; } PREFIXES[] = {
     { "sk_live_", 8, 1 }, { "sk_test_", 8, 1 }, { "rk_live_", 8, 1 }, { "rk_test_", 8, 1 },
@@ -95,9 +97,9 @@ static void push_replaced(lua_State *L, const char *s, size_t n, const char *sec
     luaL_pushresult(&b);
 }
 
-/* Replaces the configured secrets (the list at index 2) in the string at
- * index 1, which it replaces.  Stack: [-0, +0]. */
-static void mask_configured(lua_State *L)
+/* Replaces the configured secrets (the list at index 2) of at least min
+ * bytes in the string at index 1, which it replaces.  Stack: [-0, +0]. */
+static void mask_configured(lua_State *L, size_t min)
 {
     for (lua_Integer i = 1;; i++) {
         lua_rawgeti(L, 2, i);
@@ -107,7 +109,7 @@ static void mask_configured(lua_State *L)
         }
         size_t len, n;
         const char *secret = lua_tolstring(L, -1, &len);
-        if (secret != NULL && len >= MIN_CONFIGURED) {
+        if (secret != NULL && len >= min) {
             const char *s = lua_tolstring(L, 1, &n);
             push_replaced(L, s, n, secret, len);
             lua_replace(L, 1);
@@ -116,13 +118,15 @@ static void mask_configured(lua_State *L)
     }
 }
 
-/* redact(s [, secrets]) -> s.  Stack: [-0, +1]. */
+/* redact(s [, secrets [, min_bytes]]) -> s.  Stack: [-0, +1]. */
 static int core_redact(lua_State *L)
 {
     luaL_checkstring(L, 1);          /* a number becomes its string in place */
+    lua_Integer min = luaL_optinteger(L, 3, MIN_CONFIGURED);
+    luaL_argcheck(L, min >= 1, 3, "min_bytes must be at least 1");
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        mask_configured(L);
+        mask_configured(L, (size_t)min);
     }
     size_t n, from = 0, start, end;
     const char *s = lua_tolstring(L, 1, &n);

@@ -387,7 +387,10 @@ end
 -- form_body({ { name, value }, … }) -> the request's form body.
 local form_body = util.encode_fields
 
-local redact = util.redact
+-- redact(s, secrets): the secrets this call sent (key, code, refresh
+-- token) masked in Stripe's text whatever their length, and the redactor's
+-- prefixes too.
+local function redact(s, secrets) return util.redact(s, secrets, 1) end
 
 local function new_error(fields)
   return setmetatable(fields, OAuthError)

@@ -62,14 +62,14 @@ function M.sorted_keys(t)
   return keys
 end
 
--- redact(s, secrets) -> s with Stripe keys (sk_/rk_), webhook secrets
--- (whsec_), each configured secret in `secrets` (plain text, 8 bytes or
--- more), and long ac_/rt_ codes and tokens replaced by "[redacted]": the
--- core's redactor (core.redact), the same one the host's error lines pass.
--- Log lines carry error text from hooks, stores and Stripe, which could hold
--- any of them.
-function M.redact(s, secrets)
-  return core.redact(tostring(s), secrets)
+-- redact(s, secrets [, min_bytes]) -> s with Stripe keys (sk_/rk_), webhook
+-- secrets (whsec_), each secret in `secrets` (plain text, min_bytes or more:
+-- default 8), and long ac_/rt_ codes and tokens replaced by "[redacted]":
+-- the core's redactor (core.redact), the same one the host's error lines
+-- pass.  Log lines carry error text from hooks, stores and Stripe, which
+-- could hold any of them.
+function M.redact(s, secrets, min_bytes)
+  return core.redact(tostring(s), secrets, min_bytes)
 end
 
 -- encode_fields({ { name, value }, … }) -> "name=value&…": a form body or

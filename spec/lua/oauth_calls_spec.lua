@@ -192,6 +192,10 @@ function TestOAuthCalls.test_secrets_redacted_from_errors()
     { oauth.token, { code = code },
       json(401, '{"error":{"message":"Invalid API Key provided: ' .. SK .. '"}}'),
       "Invalid API Key provided: [redacted]" },
+    -- The code this call sent is masked whatever its length.
+    { oauth.token, { code = "ac_x1" },
+      json(400, '{"error":"invalid_grant","error_description":"Authorization code does not exist: ac_x1"}'),
+      "Authorization code does not exist: [redacted]" },
   }
   for _, row in ipairs(rows) do
     local r = recorder{ row[3] }

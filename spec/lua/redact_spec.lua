@@ -50,6 +50,9 @@ function TestRedact.test_core_redact_word_starts()
   lu.assertEquals(core.redact("a%sb%sc", { "%s%s%s%s" }), "a%sb%sc")
   lu.assertEquals(core.redact("x12345678x12345678", { "12345678" }), "x[redacted]x[redacted]")
   lu.assertError(core.redact, {})
+  lu.assertEquals(core.redact("code abc here", { "abc" }), "code abc here", "short: left by default")
+  lu.assertEquals(core.redact("code abc here abc", { "abc" }, 1), "code [redacted] here [redacted]")
+  lu.assertError(core.redact, "x", { "x" }, 0)
 end
 
 -- The platform built by cli.from_env logs a raising policy hook through the
