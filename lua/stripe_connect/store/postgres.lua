@@ -29,7 +29,7 @@ local shared = require("stripe_connect.store.sqlite").shared
 
 local COLUMNS, account_params, row_to_account = shared.COLUMNS, shared.account_params, shared.row_to_account
 local row_to_flow = shared.row_to_flow
-local int, seconds, id_arg = shared.int, shared.seconds, shared.id_arg
+local int, seconds, id_arg, classify_claim = shared.int, shared.seconds, shared.id_arg, shared.classify_claim
 local unpack = table.unpack or unpack
 
 local M = {}
@@ -313,22 +313,22 @@ function Pg:event_once(event_id, ttl_seconds)
   return r.changes > 0
 end
 
--- claim_event(id, lease) -> "first" | "processing" | "done" | nil, message.
--- The claim is the one atomic statement; the read after it only tells a
--- live claim from a processed id.  A row gone in between (its claimant gave
--- it back, or the sweep took it) is claimed again, once.
+-- claim_event(id, lease) -> "first" | "processing" | "done" | nil, message:
+-- the claim is the one atomic statement (a row back: claimed); the read
+-- after it only tells a live claim from a processed id (shared.classify_claim).
 function Pg:claim_event(event_id, lease_seconds)
   id_arg(event_id, "claim_event")
-  for _ = 1, 2 do
+  local lease = seconds(lease_seconds, "lease_seconds")
+  return classify_claim(function()
     local now = os.time()
-    local r, err = self:q(CLAIM_EVENT, event_id, now + seconds(lease_seconds, "lease_seconds"), now)
+    local r, err = self:q(CLAIM_EVENT, event_id, now + lease, now)
     if not r then return nil, err end
-    if r[1] then return "first" end
-    r, err = self:q("SELECT done FROM events WHERE id = $1", event_id)
+    return r[1] ~= nil
+  end, function()
+    local r, err = self:q("SELECT done FROM events WHERE id = $1", event_id)
     if not r then return nil, err end
-    if r[1] then return r[1].done == 1 and "done" or "processing" end
-  end
-  return "processing"
+    return r[1] and r[1].done
+  end)
 end
 
 function Pg:finish_event(event_id, ttl_seconds)

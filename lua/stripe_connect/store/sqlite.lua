@@ -17,8 +17,8 @@
 --   thread waits for another process's lock.
 -- * The schema is created and migrated on open (table schema_version),
 --   inside BEGIN IMMEDIATE, so processes opening at once migrate once.
--- * claim_flow, event_once and claim_event are single jobs: atomic across
---   every worker and process sharing the file.
+-- * claim_flow, event_once and claim_event's claim are single jobs: atomic
+--   across every worker and process sharing the file.
 local core = require "stripe_connect.core"
 local cjson = require "cjson.safe"
 local util = require "stripe_connect.util"
@@ -185,10 +185,29 @@ local function row_to_flow(f)
     outcome = f.outcome and cjson.decode(f.outcome) or nil }
 end
 
+-- classify_claim(claim, read_done) -> "first" | "processing" | "done" |
+-- nil, message: what claim_event answers, for both stores.  claim() -> true
+-- when its one atomic statement took the row (new, or expired), false when
+-- it left it alone | nil, message; read_done() -> the row's done (1 or 0),
+-- nil when the row is gone | nil, message.  A row gone between the two (its
+-- claimant gave it back, or the sweep took it) is claimed again, once.
+local function classify_claim(claim, read_done)
+  for _ = 1, 2 do
+    local took, err = claim()
+    if took == nil then return nil, err end
+    if took then return "first" end
+    local done, rerr = read_done()
+    if rerr ~= nil then return nil, rerr end
+    if done ~= nil then return done == 1 and "done" or "processing" end
+  end
+  return "processing"
+end
+
 -- What the PostgreSQL store shares with this one: the account's columns and
--- their conversions, the flow row's, the argument checks.
+-- their conversions, the flow row's, the argument checks, claim_event's
+-- answer.
 M.shared = { COLUMNS = COLUMNS, account_params = account_params, row_to_account = row_to_account,
-  row_to_flow = row_to_flow, int = int, seconds = seconds, id_arg = id_arg }
+  row_to_flow = row_to_flow, int = int, seconds = seconds, id_arg = id_arg, classify_claim = classify_claim }
 
 function Sqlite:get_account(id)
   local r, err = self:run{ { "SELECT * FROM accounts WHERE id = ?", id_arg(id, "get_account") } }
@@ -307,24 +326,19 @@ function Sqlite:event_once(event_id, ttl_seconds)
   return r[1].changes > 0
 end
 
--- claim_event(id, lease) -> "first" | "processing" | "done" | nil, message:
--- the claim is one statement (a single job: atomic across the processes
--- sharing the file); only when it left the row alone does a read tell a
--- live claim from a processed id.  A row gone in between (given back, or
--- swept) is claimed again, once.
 function Sqlite:claim_event(event_id, lease_seconds)
   id_arg(event_id, "claim_event")
   local lease = seconds(lease_seconds, "lease_seconds")
-  for _ = 1, 2 do
+  return classify_claim(function()
     local now = os.time()
     local r, err = self:run{ { CLAIM_EVENT, event_id, now + lease, now } }
     if not r then return nil, err end
-    if r[1].changes > 0 then return "first" end
-    r, err = self:run{ { "SELECT done FROM events WHERE id = ?", event_id } }
+    return r[1].changes > 0
+  end, function()
+    local r, err = self:run{ { "SELECT done FROM events WHERE id = ?", event_id } }
     if not r then return nil, err end
-    if r[1][1] then return r[1][1].done == 1 and "done" or "processing" end
-  end
-  return nil, "claim_event: the event's row changed twice while it was claimed"
+    return r[1][1] and r[1][1].done
+  end)
 end
 
 function Sqlite:finish_event(event_id, ttl_seconds)
