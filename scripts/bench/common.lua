@@ -46,21 +46,20 @@ end
 -- server with as many upstream connections need more than a soft 1024).
 M.ULIMIT = "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn) 2>/dev/null"
 
--- launch(dir, name, cmd, env) -> pid: starts the shell command line cmd in
--- the background with the variables env (NAME = value) and as many file
--- descriptors as allowed, its output in dir/NAME.log; raises "NAME did not
--- start" when no pid appears within 2 s.
+-- launch(dir, name, cmd, env) -> pid, log path: starts the shell command
+-- line cmd in the background with the variables env (NAME = value) and as
+-- many file descriptors as allowed, its output in dir/NAME.log; raises "NAME
+-- did not start" when no pid appears within 2 s.
 function M.launch(dir, name, cmd, env)
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = M.q(k .. "=" .. tostring(v)) end
   table.sort(vars)
-  local pidfile = dir .. "/" .. name .. ".pid"
+  local pidfile, logfile = dir .. "/" .. name .. ".pid", dir .. "/" .. name .. ".log"
   local inner = M.ULIMIT .. "; exec env " .. table.concat(vars, " ") .. " " .. cmd
-  os.execute("sh -c " .. M.q("(" .. inner .. ") </dev/null >" .. M.q(dir .. "/" .. name .. ".log") ..
-    " 2>&1 & echo $! >" .. M.q(pidfile)))
+  os.execute("sh -c " .. M.q("(" .. inner .. ") </dev/null >" .. M.q(logfile) .. " 2>&1 & echo $! >" .. M.q(pidfile)))
   for _ = 1, 100 do
     local pid = (M.read(pidfile) or ""):match("%d+")
-    if pid then return pid end
+    if pid then return pid, logfile end
     core.sleep(0.02)
   end
   error(name .. " did not start", 2)

@@ -109,8 +109,7 @@ end
 -- command line; env a table of NAME = value.  A watchdog stops the process if
 -- this script dies first.
 local function spawn(name, cmd, env)
-  local logfile = tmp .. "/" .. name .. ".log"
-  local pid = common.launch(tmp, name, cmd, env)
+  local pid, logfile = common.launch(tmp, name, cmd, env)
   os.execute("sh -c " .. q("(while kill -0 " .. driver_pid .. " && kill -0 " .. pid .. "; do sleep 1; done; " ..
     "kill -0 " .. driver_pid .. " || { kill -TERM " .. pid .. "; sleep 5; kill -KILL " .. pid .. "; }) " ..
     ">/dev/null 2>&1 &"))
